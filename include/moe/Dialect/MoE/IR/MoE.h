@@ -1,0 +1,53 @@
+//===- MoE.h - MoE dialect --------------------------------------*- C++ -*-===//
+//
+// This file is the one public header of the `moe` dialect: it declares the
+// dialect, its enums, the routing policy interface and attributes, and the
+// ops.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_DIALECT_MOE_IR_MOE_H
+#define MOE_DIALECT_MOE_IR_MOE_H
+
+#include "mlir/Bytecode/BytecodeOpInterface.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/Dialect.h"
+#include "mlir/IR/DialectImplementation.h"
+#include "mlir/IR/OpDefinition.h"
+#include "mlir/Interfaces/ControlFlowInterfaces.h"
+#include "mlir/Interfaces/DestinationStyleOpInterface.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+
+#include <optional>
+
+#include "moe/Dialect/MoE/IR/MoEDialect.h.inc"
+#include "moe/Dialect/MoE/IR/MoEEnums.h.inc"
+
+namespace mlir::moe {
+
+/// Returns the slots per expert `C = ceil(capacityFactor * topK * numTokens /
+/// numExperts)`, evaluated in f64 left to right so that every backend and the
+/// reference agree bit for bit; dynamic when `numTokens` is.
+int64_t computeCapacity(double capacityFactor, int64_t topK, int64_t numTokens,
+                        int64_t numExperts);
+
+namespace detail {
+/// Parse and print the real-valued and boolean parameters of the routing
+/// policy attributes.
+FailureOr<APFloat> parseF64Parameter(AsmParser &parser);
+FailureOr<std::optional<APFloat>> parseOptionalF64Parameter(AsmParser &parser);
+void printF64Parameter(AsmPrinter &printer, const APFloat &value);
+FailureOr<bool> parseBoolParameter(AsmParser &parser);
+} // namespace detail
+
+} // namespace mlir::moe
+
+#include "moe/Dialect/MoE/IR/MoEAttrInterfaces.h.inc"
+
+#define GET_ATTRDEF_CLASSES
+#include "moe/Dialect/MoE/IR/MoEAttrs.h.inc"
+
+#define GET_OP_CLASSES
+#include "moe/Dialect/MoE/IR/MoEOps.h.inc"
+
+#endif // MOE_DIALECT_MOE_IR_MOE_H

@@ -1,0 +1,225 @@
+//===- MoEAttrs.td - MoE routing policies ------------------*- tablegen -*-===//
+//
+// This file defines the routing policy attributes of `moe.route` and the
+// enums they use.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_DIALECT_MOE_IR_MOEATTRS_TD
+#define MOE_DIALECT_MOE_IR_MOEATTRS_TD
+
+include "moe/Dialect/MoE/IR/MoEBase.td"
+include "moe/Dialect/MoE/IR/MoEInterfaces.td"
+include "mlir/IR/EnumAttr.td"
+
+//===----------------------------------------------------------------------===//
+// Enums
+//===----------------------------------------------------------------------===//
+
+def MoE_ScoreFunction : I32EnumAttr<"ScoreFunction",
+    "how router logits become per-expert probabilities", [
+      I32EnumAttrCase<"Softmax", 0, "softmax">,
+      I32EnumAttrCase<"Sigmoid", 1, "sigmoid">
+    ]> {
+  let cppNamespace = "::mlir::moe";
+  let genSpecializedAttr = 0;
+}
+
+def MoE_CapacityOrder : I32EnumAttr<"CapacityOrder",
+    "the order in which assignments fill an expert's slots", [
+      I32EnumAttrCase<"Position", 0, "position">,
+      I32EnumAttrCase<"Priority", 1, "priority">
+    ]> {
+  let cppNamespace = "::mlir::moe";
+  let genSpecializedAttr = 0;
+}
+
+def MoE_RoutingLayout : I32EnumAttr<"RoutingLayout",
+    "the layout of the routing results", [
+      I32EnumAttrCase<"Capacity", 0, "capacity">,
+      I32EnumAttrCase<"Grouped", 1, "grouped">,
+      I32EnumAttrCase<"Soft", 2, "soft">
+    ]> {
+  let cppNamespace = "::mlir::moe";
+  let genSpecializedAttr = 0;
+}
+
+//===----------------------------------------------------------------------===//
+// Parameters
+//===----------------------------------------------------------------------===//
+
+// A real-valued parameter (an f64 APFloat, which hashes and compares
+// bitwise), printed in its shortest round-trip form.
+class MoE_F64Parameter<string desc> : APFloatParameter<desc> {
+  let parser = "::mlir::moe::detail::parseF64Parameter($_parser)";
+  let printer = "::mlir::moe::detail::printF64Parameter($_printer, $_self)";
+}
+
+class MoE_DefaultF64Parameter<string value, string desc>
+    : MoE_F64Parameter<desc> {
+  let defaultValue = "::llvm::APFloat(" # value # ")";
+}
+
+def MoE_OptionalF64Parameter
+    : AttrParameter<"std::optional<::llvm::APFloat>", "an optional real number"> {
+  let parser = "::mlir::moe::detail::parseOptionalF64Parameter($_parser)";
+  let printer = "::mlir::moe::detail::printF64Parameter($_printer, *$_self)";
+  let defaultValue = "std::nullopt";
+}
+
+def MoE_BoolParameter : AttrParameter<"bool", "true or false"> {
+  let parser = "::mlir::moe::detail::parseBoolParameter($_parser)";
+  let printer = "$_printer << ($_self ? \"true\" : \"false\")";
+  let defaultValue = "false";
+}
+
+class MoE_DefaultEnumParameter<EnumAttrInfo info, string value>
+    : EnumParameter<info> {
+  let defaultValue = value;
+}
+
+//===----------------------------------------------------------------------===//
+// Routing policies
+//===----------------------------------------------------------------------===//
+
+class MoE_PolicyAttr<string name, string attrMnemonic>
+    : MoE_Attr<name, attrMnemonic, [
+        DeclareAttrInterfaceMethods<MoE_RoutingPolicyAttrInterface>]> {
+  let assemblyFormat = "`<` struct(params) `>`";
+  let genVerifyDecl = 1;
+}
+
+def MoE_TokenChoiceAttr : MoE_PolicyAttr<"TokenChoice", "token_choice"> {
+  let summary = "every token picks its top-k experts";
+  let description = [{
+    Token-choice routing. With `P = score(scores)` over the experts of each
+    token (`softmax` or `sigmoid`), every token takes the `top_k` experts
+    with the largest selection score (ties go to the lower expert index).
+    The gate of an assignment is `P[t, e]`, divided by the sum over the
+    token's `k` chosen experts when `normalize = true`, times
+    `routed_scaling_factor`.
+
+    * Without `capacity_factor` the routing is *dropless* and uses the
+      grouped layout: `T*k` token ids sorted by expert (by token within an
+      expert), their gates, and `E+1` offsets.
+    * With `capacity_factor` every expert has
+      `C = ceil(capacity_factor * k * T / E)` slots (evaluated in f64, left
+      to right) and the capacity layout `[E, C]`. Assignments fill an
+      expert's slots in `order`: `position` takes all first choices by token
+      index, then all second choices, and so on; `priority` does the same
+      but visits tokens by descending top-1 gate (batch-prioritized routing,
+      ties by token index). Assignments past `C` are dropped; unused slots
+      hold token id `-1` and gate `0`.
+
+    Grouped (DeepSeek-V3) routing: `moe.route` takes a `bias` operand (one
+    value per expert, added to the scores for *selection only*); the experts
+    are split into `n_group` equal groups, a group scores the sum of its two
+    largest biased scores, the `topk_group` best groups are kept (all when
+    absent), and the `top_k` experts are chosen among them. Gates use the
+    unbiased scores.
+
+    Example:
+
+    ```mlir
+    #moe.token_choice<top_k = 2>
+    #moe.token_choice<top_k = 2, capacity_factor = 1.25, order = priority>
+    #moe.token_choice<top_k = 8, score = sigmoid, normalize = true,
+                      n_group = 8, topk_group = 4, routed_scaling_factor = 2.5>
+    ```
+  }];
+  let parameters = (ins
+    "int64_t":$top_k,
+    MoE_OptionalF64Parameter:$capacity_factor,
+    MoE_DefaultEnumParameter<MoE_ScoreFunction,
+                             "::mlir::moe::ScoreFunction::Softmax">:$score,
+    MoE_BoolParameter:$normalize,
+    MoE_DefaultEnumParameter<MoE_CapacityOrder,
+                             "::mlir::moe::CapacityOrder::Position">:$order,
+    DefaultValuedParameter<"int64_t", "1">:$n_group,
+    OptionalParameter<"std::optional<int64_t>">:$topk_group,
+    MoE_DefaultF64Parameter<"1.0", "scale applied to every gate">
+      :$routed_scaling_factor
+  );
+  let builders = [
+    AttrBuilder<(ins "int64_t":$topK,
+                     CArg<"std::optional<double>", "std::nullopt">
+                       :$capacityFactor), [{
+      std::optional<::llvm::APFloat> factor;
+      if (capacityFactor)
+        factor = ::llvm::APFloat(*capacityFactor);
+      return $_get($_ctxt, topK, factor, ScoreFunction::Softmax,
+                   /*normalize=*/false, CapacityOrder::Position,
+                   /*nGroup=*/1, /*topkGroup=*/std::nullopt,
+                   /*routedScalingFactor=*/::llvm::APFloat(1.0));
+    }]>
+  ];
+  let extraClassDeclaration = [{
+    /// Returns the capacity factor as a double (none when dropless).
+    std::optional<double> getCapacityFactorValue() const {
+      if (std::optional<::llvm::APFloat> factor = getCapacityFactor())
+        return factor->convertToDouble();
+      return std::nullopt;
+    }
+    /// Returns the scale of every gate as a double.
+    double getRoutedScalingFactorValue() const {
+      return getRoutedScalingFactor().convertToDouble();
+    }
+    /// Returns whether no assignment is ever dropped (no capacity factor).
+    bool isDropless() const { return !getCapacityFactor().has_value(); }
+    /// Returns the number of groups kept by grouped routing.
+    int64_t getEffectiveTopkGroup() const {
+      return getTopkGroup().value_or(getNGroup());
+    }
+  }];
+}
+
+def MoE_ExpertChoiceAttr : MoE_PolicyAttr<"ExpertChoice", "expert_choice"> {
+  let summary = "every expert picks its top-C tokens";
+  let description = [{
+    Expert-choice routing (Zhou et al., 2022). With `P = softmax(scores)`
+    over the experts of each token, every expert takes the
+    `C = ceil(capacity_factor * T / E)` tokens with the largest `P[:, e]`
+    (ties go to the lower token index), with gates `P[t, e]`. A token may be
+    taken by 0 to `E` experts. The results use the capacity layout `[E, C]`;
+    when `C > T` the slots past `T` are empty (token id `-1`, gate `0`).
+
+    Example:
+
+    ```mlir
+    #moe.expert_choice<capacity_factor = 2.0>
+    ```
+  }];
+  let parameters = (ins MoE_F64Parameter<"average experts per token">
+                          :$capacity_factor);
+  let builders = [
+    AttrBuilder<(ins "double":$capacityFactor), [{
+      return $_get($_ctxt, ::llvm::APFloat(capacityFactor));
+    }]>
+  ];
+  let extraClassDeclaration = [{
+    /// Returns the capacity factor as a double.
+    double getCapacityFactorValue() const {
+      return getCapacityFactor().convertToDouble();
+    }
+  }];
+}
+
+def MoE_SoftAttr : MoE_PolicyAttr<"Soft", "soft"> {
+  let summary = "Soft MoE: every slot mixes all tokens";
+  let description = [{
+    Soft MoE routing (Puigcerver et al., 2023). The scores are the logits
+    `L = X * Phi` of shape `[T, E*S]`. The dispatch weights are the softmax
+    of `L` over tokens (per column), the combine weights the softmax over
+    slots (per row); both are `[T, E*S]` results. Slot `j` belongs to expert
+    `j / S`.
+
+    Example:
+
+    ```mlir
+    #moe.soft<slots_per_expert = 4>
+    ```
+  }];
+  let parameters = (ins "int64_t":$slots_per_expert);
+}
+
+#endif // MOE_DIALECT_MOE_IR_MOEATTRS_TD

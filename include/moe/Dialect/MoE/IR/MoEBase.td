@@ -1,0 +1,62 @@
+//===- MoEBase.td - MoE dialect definition -----------------*- tablegen -*-===//
+//
+// This file defines the `moe` dialect and the base classes of its ops and
+// attributes.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_DIALECT_MOE_IR_MOEBASE_TD
+#define MOE_DIALECT_MOE_IR_MOEBASE_TD
+
+include "mlir/IR/OpBase.td"
+include "mlir/IR/AttrTypeBase.td"
+
+def MoE_Dialect : Dialect {
+  let name = "moe";
+  let cppNamespace = "::mlir::moe";
+  let summary = "Mixture-of-Experts layers: routing, dispatch, experts, combine";
+  let description = [{
+    The `moe` dialect describes one Mixture-of-Experts layer as four ops on
+    tensors:
+
+    1. `moe.route` turns router scores into a routing decision. The routing
+       policy (token choice, expert choice, Soft MoE, DeepSeek-style grouped
+       routing) is an attribute, so a pass can rewrite one policy into
+       another without touching the rest of the layer.
+    2. `moe.dispatch` moves tokens to the experts (a gather for sparse
+       routing, a weighted mix of all tokens for Soft MoE).
+    3. `moe.expert` applies every expert to its inputs; its region is one
+       expert written on tensors, and the per-expert weights are operands
+       whose leading dimension is the number of experts `E`.
+    4. `moe.combine` brings the expert outputs back to the tokens (a weighted
+       scatter-add, or a weighted mix for Soft MoE) and accumulates them into
+       a destination tensor.
+
+    Routing results are plain tensors whose shapes carry `E`, the capacity
+    `C` and the slot counts, so every consumer is verified against the
+    routing it reads. Three layouts exist:
+
+    * **capacity** (token choice with a `capacity_factor`, expert choice):
+      token ids `[E, C]` (`-1` marks an empty slot) and gates `[E, C]`;
+    * **grouped** (dropless token choice): token ids `[T*k]` sorted by
+      expert, gates `[T*k]` and `E+1` offsets, as in CSR;
+    * **soft** (Soft MoE): dispatch and combine weights, both `[T, E*S]`.
+
+    Ties between equal scores always break toward the lower index, so the
+    routing is bit-reproducible on every backend.
+  }];
+  let useDefaultAttributePrinterParser = 1;
+  let extraClassDeclaration = [{
+    void registerAttributes();
+  }];
+}
+
+class MoE_Op<string mnemonic, list<Trait> traits = []>
+    : Op<MoE_Dialect, mnemonic, traits>;
+
+class MoE_Attr<string name, string attrMnemonic, list<Trait> traits = []>
+    : AttrDef<MoE_Dialect, name, traits> {
+  let mnemonic = attrMnemonic;
+}
+
+#endif // MOE_DIALECT_MOE_IR_MOEBASE_TD

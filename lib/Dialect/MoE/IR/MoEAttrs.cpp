@@ -1,0 +1,247 @@
+//===- MoEAttrs.cpp - MoE routing policies ----------------------*- C++ -*-===//
+//
+// This file implements the routing policy attributes: their parameter
+// syntax, their verifiers, and the RoutingPolicyAttrInterface.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Dialect/MoE/IR/MoE.h"
+
+#include "mlir/IR/Builders.h"
+#include "llvm/ADT/SmallString.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
+using namespace mlir;
+using namespace mlir::moe;
+
+#include "moe/Dialect/MoE/IR/MoEAttrInterfaces.cpp.inc"
+#include "moe/Dialect/MoE/IR/MoEEnums.cpp.inc"
+
+#define GET_ATTRDEF_CLASSES
+#include "moe/Dialect/MoE/IR/MoEAttrs.cpp.inc"
+
+void MoEDialect::registerAttributes() {
+  addAttributes<
+#define GET_ATTRDEF_LIST
+#include "moe/Dialect/MoE/IR/MoEAttrs.cpp.inc"
+      >();
+}
+
+int64_t mlir::moe::computeCapacity(double capacityFactor, int64_t topK,
+                                   int64_t numTokens, int64_t numExperts) {
+  if (ShapedType::isDynamic(numTokens))
+    return ShapedType::kDynamic;
+  double slots = capacityFactor * static_cast<double>(topK) *
+                 static_cast<double>(numTokens) /
+                 static_cast<double>(numExperts);
+  return static_cast<int64_t>(std::ceil(slots));
+}
+
+//===----------------------------------------------------------------------===//
+// Parameter syntax
+//===----------------------------------------------------------------------===//
+
+FailureOr<APFloat> mlir::moe::detail::parseF64Parameter(AsmParser &parser) {
+  double value;
+  if (parser.parseFloat(value))
+    return failure();
+  return APFloat(value);
+}
+
+FailureOr<std::optional<APFloat>>
+mlir::moe::detail::parseOptionalF64Parameter(AsmParser &parser) {
+  FailureOr<APFloat> value = parseF64Parameter(parser);
+  if (failed(value))
+    return failure();
+  return std::optional<APFloat>(*value);
+}
+
+void mlir::moe::detail::printF64Parameter(AsmPrinter &printer,
+                                          const APFloat &apValue) {
+  double value = apValue.convertToDouble();
+  if (!std::isfinite(value)) {
+    // Only reachable for attributes built in C++ and not yet verified.
+    printer.printFloat(apValue);
+    return;
+  }
+  // The shortest decimal that reads back to the same double (1.25, not
+  // 1.250000e+00), spelled as an MLIR float literal (always with a '.').
+  char buffer[32];
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::snprintf(buffer, sizeof(buffer), "%.*g", precision, value);
+    if (std::strtod(buffer, nullptr) == value)
+      break;
+  }
+  std::string text(buffer);
+  if (text.find_first_of(".e") == std::string::npos)
+    text += ".0";
+  else if (text.find('.') == std::string::npos)
+    text.insert(text.find('e'), ".0");
+  printer << text;
+}
+
+FailureOr<bool> mlir::moe::detail::parseBoolParameter(AsmParser &parser) {
+  if (succeeded(parser.parseOptionalKeyword("true")))
+    return true;
+  if (succeeded(parser.parseOptionalKeyword("false")))
+    return false;
+  return parser.emitError(parser.getCurrentLocation(),
+                          "expected 'true' or 'false'");
+}
+
+//===----------------------------------------------------------------------===//
+// TokenChoiceAttr
+//===----------------------------------------------------------------------===//
+
+static bool isPositiveFinite(double value) {
+  return std::isfinite(value) && value > 0.0;
+}
+
+LogicalResult
+TokenChoiceAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                        int64_t topK, std::optional<APFloat> capacityFactorAP,
+                        ScoreFunction score, bool normalize,
+                        CapacityOrder order, int64_t nGroup,
+                        std::optional<int64_t> topkGroup,
+                        APFloat routedScalingFactorAP) {
+  std::optional<double> capacityFactor;
+  if (capacityFactorAP)
+    capacityFactor = capacityFactorAP->convertToDouble();
+  double routedScalingFactor = routedScalingFactorAP.convertToDouble();
+  if (topK < 1)
+    return emitError() << "top_k must be at least 1, got " << topK;
+  if (capacityFactor && !isPositiveFinite(*capacityFactor))
+    return emitError() << "capacity_factor must be a positive finite number, "
+                          "got "
+                       << *capacityFactor
+                       << "; omit it for dropless routing";
+  if (!capacityFactor && order == CapacityOrder::Priority)
+    return emitError() << "order = priority needs a capacity_factor: dropless "
+                          "routing drops nothing, so the fill order has no "
+                          "effect";
+  if (nGroup < 1)
+    return emitError() << "n_group must be at least 1, got " << nGroup;
+  if (topkGroup && (*topkGroup < 1 || *topkGroup > nGroup))
+    return emitError() << "topk_group must be in [1, n_group = " << nGroup
+                       << "], got " << *topkGroup;
+  if (!isPositiveFinite(routedScalingFactor))
+    return emitError()
+           << "routed_scaling_factor must be a positive finite number, got "
+           << routedScalingFactor;
+  return success();
+}
+
+RoutingLayout TokenChoiceAttr::getLayout() const {
+  return isDropless() ? RoutingLayout::Grouped : RoutingLayout::Capacity;
+}
+
+LogicalResult TokenChoiceAttr::verifyScoreColumns(
+    function_ref<InFlightDiagnostic()> emitError, int64_t numColumns) const {
+  int64_t numExperts = numColumns;
+  if (getTopK() > numExperts)
+    return emitError() << "top_k = " << getTopK()
+                       << " exceeds the number of experts E = " << numExperts;
+  int64_t nGroup = getNGroup();
+  if (numExperts % nGroup != 0)
+    return emitError() << "n_group = " << nGroup
+                       << " does not divide the number of experts E = "
+                       << numExperts;
+  if (nGroup == 1)
+    return success();
+  int64_t groupSize = numExperts / nGroup;
+  if (groupSize < 2)
+    return emitError() << "grouped routing scores a group by its two largest "
+                          "experts, but n_group = "
+                       << nGroup << " leaves " << groupSize
+                       << " expert per group (E = " << numExperts << ")";
+  int64_t selectable = getEffectiveTopkGroup() * groupSize;
+  if (getTopK() > selectable)
+    return emitError() << "top_k = " << getTopK() << " exceeds the "
+                       << selectable << " experts of the topk_group = "
+                       << getEffectiveTopkGroup() << " kept groups";
+  return success();
+}
+
+int64_t TokenChoiceAttr::getNumExperts(int64_t numColumns) const {
+  return numColumns;
+}
+
+int64_t TokenChoiceAttr::getRoutedSize(int64_t numTokens,
+                                       int64_t numExperts) const {
+  if (std::optional<double> capacityFactor = getCapacityFactorValue())
+    return computeCapacity(*capacityFactor, getTopK(), numTokens, numExperts);
+  if (ShapedType::isDynamic(numTokens))
+    return ShapedType::kDynamic;
+  return numTokens * getTopK();
+}
+
+//===----------------------------------------------------------------------===//
+// ExpertChoiceAttr
+//===----------------------------------------------------------------------===//
+
+LogicalResult
+ExpertChoiceAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                         APFloat capacityFactorAP) {
+  double capacityFactor = capacityFactorAP.convertToDouble();
+  if (!isPositiveFinite(capacityFactor))
+    return emitError()
+           << "capacity_factor must be a positive finite number, got "
+           << capacityFactor;
+  return success();
+}
+
+RoutingLayout ExpertChoiceAttr::getLayout() const {
+  return RoutingLayout::Capacity;
+}
+
+LogicalResult ExpertChoiceAttr::verifyScoreColumns(
+    function_ref<InFlightDiagnostic()> emitError, int64_t numColumns) const {
+  return success();
+}
+
+int64_t ExpertChoiceAttr::getNumExperts(int64_t numColumns) const {
+  return numColumns;
+}
+
+int64_t ExpertChoiceAttr::getRoutedSize(int64_t numTokens,
+                                        int64_t numExperts) const {
+  return computeCapacity(getCapacityFactorValue(), /*topK=*/1, numTokens,
+                         numExperts);
+}
+
+//===----------------------------------------------------------------------===//
+// SoftAttr
+//===----------------------------------------------------------------------===//
+
+LogicalResult SoftAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                               int64_t slotsPerExpert) {
+  if (slotsPerExpert < 1)
+    return emitError() << "slots_per_expert must be at least 1, got "
+                       << slotsPerExpert;
+  return success();
+}
+
+RoutingLayout SoftAttr::getLayout() const { return RoutingLayout::Soft; }
+
+LogicalResult
+SoftAttr::verifyScoreColumns(function_ref<InFlightDiagnostic()> emitError,
+                             int64_t numColumns) const {
+  if (numColumns % getSlotsPerExpert() != 0)
+    return emitError() << "Soft MoE scores have " << numColumns
+                       << " columns, which is not a multiple of "
+                          "slots_per_expert = "
+                       << getSlotsPerExpert();
+  return success();
+}
+
+int64_t SoftAttr::getNumExperts(int64_t numColumns) const {
+  return numColumns / getSlotsPerExpert();
+}
+
+int64_t SoftAttr::getRoutedSize(int64_t numTokens, int64_t numExperts) const {
+  return getSlotsPerExpert();
+}
