@@ -21,6 +21,9 @@ config.environment["FILECHECK_OPTS"] = "-enable-var-scope --dump-input=fail"
 
 llvm_config.use_default_substitutions()
 llvm_config.with_system_environment(["HOME", "TMP", "TEMP"])
+# `not`, `count` and friends come from the same LLVM as FileCheck.
+llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
+llvm_config.with_environment("PATH", config.moe_tools_dir, append_path=True)
 
 config.substitutions.append(("%PATH%", config.environment["PATH"]))
 config.substitutions.append(("%shlibext", config.llvm_shlib_ext))

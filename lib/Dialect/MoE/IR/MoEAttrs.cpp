@@ -46,10 +46,20 @@ int64_t mlir::moe::computeCapacity(double capacityFactor, int64_t topK,
 //===----------------------------------------------------------------------===//
 
 FailureOr<APFloat> mlir::moe::detail::parseF64Parameter(AsmParser &parser) {
+  // Accept `2` as well as `2.0`: factors are often whole numbers.
+  bool negative = succeeded(parser.parseOptionalMinus());
+  double sign = negative ? -1.0 : 1.0;
+  uint64_t integer = 0;
+  OptionalParseResult parsedInteger = parser.parseOptionalInteger(integer);
+  if (parsedInteger.has_value()) {
+    if (failed(*parsedInteger))
+      return failure();
+    return APFloat(sign * static_cast<double>(integer));
+  }
   double value;
   if (parser.parseFloat(value))
     return failure();
-  return APFloat(value);
+  return APFloat(sign * value);
 }
 
 FailureOr<std::optional<APFloat>>
@@ -62,12 +72,12 @@ mlir::moe::detail::parseOptionalF64Parameter(AsmParser &parser) {
 
 void mlir::moe::detail::printF64Parameter(AsmPrinter &printer,
                                           const APFloat &apValue) {
-  double value = apValue.convertToDouble();
-  if (!std::isfinite(value)) {
-    // Only reachable for attributes built in C++ and not yet verified.
-    printer.printFloat(apValue);
-    return;
-  }
+  printer << formatF64(apValue.convertToDouble());
+}
+
+std::string mlir::moe::detail::formatF64(double value) {
+  if (!std::isfinite(value))
+    return std::isnan(value) ? "nan" : (value > 0 ? "inf" : "-inf");
   // The shortest decimal that reads back to the same double (1.25, not
   // 1.250000e+00), spelled as an MLIR float literal (always with a '.').
   char buffer[32];
@@ -81,7 +91,7 @@ void mlir::moe::detail::printF64Parameter(AsmPrinter &printer,
     text += ".0";
   else if (text.find('.') == std::string::npos)
     text.insert(text.find('e'), ".0");
-  printer << text;
+  return text;
 }
 
 FailureOr<bool> mlir::moe::detail::parseBoolParameter(AsmParser &parser) {
@@ -117,7 +127,7 @@ TokenChoiceAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   if (capacityFactor && !isPositiveFinite(*capacityFactor))
     return emitError() << "capacity_factor must be a positive finite number, "
                           "got "
-                       << *capacityFactor
+                       << detail::formatF64(*capacityFactor)
                        << "; omit it for dropless routing";
   if (!capacityFactor && order == CapacityOrder::Priority)
     return emitError() << "order = priority needs a capacity_factor: dropless "
@@ -131,7 +141,7 @@ TokenChoiceAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   if (!isPositiveFinite(routedScalingFactor))
     return emitError()
            << "routed_scaling_factor must be a positive finite number, got "
-           << routedScalingFactor;
+           << detail::formatF64(routedScalingFactor);
   return success();
 }
 
@@ -190,7 +200,7 @@ ExpertChoiceAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   if (!isPositiveFinite(capacityFactor))
     return emitError()
            << "capacity_factor must be a positive finite number, got "
-           << capacityFactor;
+           << detail::formatF64(capacityFactor);
   return success();
 }
 

@@ -96,6 +96,16 @@ void RouteOp::build(OpBuilder &builder, OperationState &state,
         bias, policy);
 }
 
+void RouteOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
+  static const char *sparse[] = {"ids", "gates", "offsets"};
+  static const char *soft[] = {"dispatch", "combine"};
+  bool isSoft = getLayout() == RoutingLayout::Soft;
+  for (auto [index, result] : llvm::enumerate(getResults())) {
+    if (index < (isSoft ? 2u : 3u))
+      setNameFn(result, isSoft ? soft[index] : sparse[index]);
+  }
+}
+
 int64_t RouteOp::getNumExperts() {
   return getPolicy().getNumExperts(getScores().getType().getDimSize(1));
 }
@@ -201,7 +211,7 @@ LogicalResult RouteOp::verify() {
                              "it is '?' when T is";
       else
         diag.attachNote() << "C = ceil(capacity_factor * k * T / E) = ceil("
-                          << factor << " * " << topK << " * " << numTokens
+                          << detail::formatF64(factor) << " * " << topK << " * " << numTokens
                           << " / " << numExperts << ") = "
                           << computeCapacity(factor, topK, numTokens,
                                              numExperts);

@@ -38,6 +38,8 @@ FailureOr<APFloat> parseF64Parameter(AsmParser &parser);
 FailureOr<std::optional<APFloat>> parseOptionalF64Parameter(AsmParser &parser);
 void printF64Parameter(AsmPrinter &printer, const APFloat &value);
 FailureOr<bool> parseBoolParameter(AsmParser &parser);
+/// Formats a double in its shortest round-trip form (`1.25`, `2.0`).
+std::string formatF64(double value);
 } // namespace detail
 
 } // namespace mlir::moe

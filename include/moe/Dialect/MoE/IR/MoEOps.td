@@ -10,6 +10,7 @@
 
 include "moe/Dialect/MoE/IR/MoEBase.td"
 include "moe/Dialect/MoE/IR/MoEAttrs.td"
+include "mlir/IR/OpAsmInterface.td"
 include "mlir/Interfaces/ControlFlowInterfaces.td"
 include "mlir/Interfaces/DestinationStyleOpInterface.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
@@ -40,7 +41,8 @@ def MoE_RoutingPolicyAttr
 // RouteOp
 //===----------------------------------------------------------------------===//
 
-def MoE_RouteOp : MoE_Op<"route", [Pure]> {
+def MoE_RouteOp : MoE_Op<"route", [
+    Pure, DeclareOpInterfaceMethods<OpAsmOpInterface, ["getAsmResultNames"]>]> {
   let summary = "turns router scores into a routing decision";
   let description = [{
     Computes the routing of one MoE layer from the router scores (logits)
