@@ -111,13 +111,11 @@ static bool isPositiveFinite(double value) {
   return std::isfinite(value) && value > 0.0;
 }
 
-LogicalResult
-TokenChoiceAttr::verify(function_ref<InFlightDiagnostic()> emitError,
-                        int64_t topK, std::optional<APFloat> capacityFactorAP,
-                        ScoreFunction score, bool normalize,
-                        CapacityOrder order, int64_t nGroup,
-                        std::optional<int64_t> topkGroup,
-                        APFloat routedScalingFactorAP) {
+LogicalResult TokenChoiceAttr::verify(
+    function_ref<InFlightDiagnostic()> emitError, int64_t topK,
+    std::optional<APFloat> capacityFactorAP, ScoreFunction score,
+    bool normalize, CapacityOrder order, int64_t nGroup,
+    std::optional<int64_t> topkGroup, APFloat routedScalingFactorAP) {
   std::optional<double> capacityFactor;
   if (capacityFactorAP)
     capacityFactor = capacityFactorAP->convertToDouble();

@@ -41,8 +41,7 @@ static bool compatible(ArrayRef<int64_t> lhs, ArrayRef<int64_t> rhs) {
 
 /// Returns whether two sizes agree when both are static.
 static bool compatible(int64_t lhs, int64_t rhs) {
-  return ShapedType::isDynamic(lhs) || ShapedType::isDynamic(rhs) ||
-         lhs == rhs;
+  return ShapedType::isDynamic(lhs) || ShapedType::isDynamic(rhs) || lhs == rhs;
 }
 
 //===----------------------------------------------------------------------===//
@@ -89,8 +88,8 @@ SmallVector<Type> RouteOp::inferResultTypes(RoutingPolicyAttrInterface policy,
 }
 
 void RouteOp::build(OpBuilder &builder, OperationState &state,
-                    RoutingPolicyAttrInterface policy, Value scores,
-                    Value bias, Type idType) {
+                    RoutingPolicyAttrInterface policy, Value scores, Value bias,
+                    Type idType) {
   auto scoresType = cast<RankedTensorType>(scores.getType());
   build(builder, state, inferResultTypes(policy, scoresType, idType), scores,
         bias, policy);
@@ -143,8 +142,8 @@ LogicalResult RouteOp::verify() {
            << scoresType;
   if (numColumns < 1)
     return emitOpError("needs at least one expert, got scores ") << scoresType;
-  if (failed(policy.verifyScoreColumns([&] { return emitOpError(); },
-                                       numColumns)))
+  if (failed(
+          policy.verifyScoreColumns([&] { return emitOpError(); }, numColumns)))
     return failure();
   int64_t numExperts = policy.getNumExperts(numColumns);
 
@@ -187,14 +186,14 @@ LogicalResult RouteOp::verify() {
              << getResult(0).getType();
   }
   SmallVector<Type> expected = inferResultTypes(policy, scoresType, idType);
-  for (auto [index, pair] : llvm::enumerate(llvm::zip(getResultTypes(),
-                                                      expected))) {
+  for (auto [index, pair] :
+       llvm::enumerate(llvm::zip(getResultTypes(), expected))) {
     auto [actual, want] = pair;
     if (actual == want)
       continue;
     InFlightDiagnostic diag = emitOpError("result #")
-                              << index << " (" << names[index]
-                              << ") must be " << want << ", got " << actual;
+                              << index << " (" << names[index] << ") must be "
+                              << want << ", got " << actual;
     auto capacity = dyn_cast<TokenChoiceAttr>(policy);
     double factor = 0.0;
     int64_t topK = 1;
@@ -211,8 +210,8 @@ LogicalResult RouteOp::verify() {
                              "it is '?' when T is";
       else
         diag.attachNote() << "C = ceil(capacity_factor * k * T / E) = ceil("
-                          << detail::formatF64(factor) << " * " << topK << " * " << numTokens
-                          << " / " << numExperts << ") = "
+                          << detail::formatF64(factor) << " * " << topK << " * "
+                          << numTokens << " / " << numExperts << ") = "
                           << computeCapacity(factor, topK, numTokens,
                                              numExperts);
     }
@@ -256,8 +255,8 @@ LogicalResult DispatchOp::verify() {
   auto weightsType = cast<RankedTensorType>(weights.getType());
   if (!compatible(weightsType.getDimSize(0), numTokens))
     return emitOpError("Soft MoE dispatch weights have ")
-           << weightsType.getDimSize(0) << " rows, expected one per token (T = "
-           << numTokens << ")";
+           << weightsType.getDimSize(0)
+           << " rows, expected one per token (T = " << numTokens << ")";
   if (resultType.getRank() != 3)
     return emitOpError("Soft MoE slots must be [E, S, D], got ") << resultType;
   int64_t numExperts = resultType.getDimSize(0);
@@ -274,8 +273,8 @@ LogicalResult DispatchOp::verify() {
            << weightsType.getDimSize(1) << " columns";
   if (!compatible(resultType.getDimSize(2), modelDim))
     return emitOpError("result feature size ")
-           << resultType.getDimSize(2) << " must match the tokens' D = "
-           << modelDim;
+           << resultType.getDimSize(2)
+           << " must match the tokens' D = " << modelDim;
   return success();
 }
 
@@ -437,7 +436,7 @@ LogicalResult CombineOp::verify() {
            << weightsType.getDimSize(1) << " columns";
   if (!compatible(outputsType.getDimSize(2), modelDim))
     return emitOpError("expert output feature size ")
-           << outputsType.getDimSize(2) << " must match the destination's D = "
-           << modelDim;
+           << outputsType.getDimSize(2)
+           << " must match the destination's D = " << modelDim;
   return success();
 }
