@@ -1,0 +1,45 @@
+//===- Pipelines.h - moe lowering pipelines ---------------------*- C++ -*-===//
+//
+// This file declares the pipelines that lower moe layers to the LLVM dialect,
+// with typed options and C++ builders for compilers that embed them.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_PIPELINES_PIPELINES_H
+#define MOE_PIPELINES_PIPELINES_H
+
+#include "mlir/Pass/PassOptions.h"
+
+namespace mlir {
+class OpPassManager;
+} // namespace mlir
+
+namespace mlir::moe {
+
+/// Options of `moe-cpu-pipeline`.
+struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
+  PassOptions::Option<bool> emitCInterface{
+      *this, "emit-c-interface",
+      llvm::cl::desc("Give every function an `_mlir_ciface_` wrapper that "
+                     "takes memref descriptors by pointer"),
+      llvm::cl::init(true)};
+  PassOptions::Option<bool> resultsToOutParams{
+      *this, "results-to-out-params",
+      llvm::cl::desc("Return memref results through caller-allocated "
+                     "out-parameters (appended to the arguments) instead of "
+                     "buffers the caller must free"),
+      llvm::cl::init(true)};
+};
+
+/// Builds `moe-cpu-pipeline` into `pm` (anchored on builtin.module): moe ->
+/// linalg on tensors -> buffers -> loops -> LLVM dialect. The result can be
+/// run by mlir-runner or translated to LLVM IR and compiled to a shared
+/// library.
+void buildCPUPipeline(OpPassManager &pm, const CPUPipelineOptions &options);
+
+/// Registers `moe-cpu-pipeline` with the pass registry.
+void registerCPUPipeline();
+
+} // namespace mlir::moe
+
+#endif // MOE_PIPELINES_PIPELINES_H

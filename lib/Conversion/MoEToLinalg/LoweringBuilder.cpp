@@ -1,0 +1,192 @@
+//===- LoweringBuilder.cpp - Helpers for the moe lowerings ------*- C++ -*-===//
+//
+// This file implements the tensor-level helpers shared by the moe lowerings.
+//
+//===----------------------------------------------------------------------===//
+
+#include "LoweringBuilder.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Arith/Utils/Utils.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+
+#include <limits>
+
+using namespace mlir;
+using namespace mlir::moe::detail;
+
+Value LoweringBuilder::indexConst(int64_t value) {
+  return arith::ConstantIndexOp::create(*this, value);
+}
+
+Value LoweringBuilder::intConst(Type type, int64_t value) {
+  if (type.isIndex())
+    return indexConst(value);
+  return arith::ConstantIntOp::create(*this, type, value);
+}
+
+Value LoweringBuilder::floatConst(Type type, double value) {
+  return arith::ConstantOp::create(*this, type, getFloatAttr(type, value));
+}
+
+OpFoldResult LoweringBuilder::size(Value tensor, int64_t dim) {
+  return tensor::getMixedSize(*this, getLoc(), tensor, dim);
+}
+
+Value LoweringBuilder::sizeValue(Value tensor, int64_t dim) {
+  return getValueOrCreateConstantIndexOp(*this, getLoc(), size(tensor, dim));
+}
+
+Value LoweringBuilder::empty(ArrayRef<OpFoldResult> sizes, Type elementType) {
+  return tensor::EmptyOp::create(*this, sizes, elementType);
+}
+
+Value LoweringBuilder::filled(ArrayRef<OpFoldResult> sizes, Value value) {
+  Value init = empty(sizes, value.getType());
+  return linalg::FillOp::create(*this, value, init).getResult(0);
+}
+
+Value LoweringBuilder::convertFloat(Value scalar, Type type) {
+  Type from = scalar.getType();
+  if (from == type)
+    return scalar;
+  if (from.getIntOrFloatBitWidth() < type.getIntOrFloatBitWidth())
+    return arith::ExtFOp::create(*this, type, scalar);
+  return arith::TruncFOp::create(*this, type, scalar);
+}
+
+Value LoweringBuilder::convertElements(Value tensor, Type type) {
+  auto tensorType = cast<RankedTensorType>(tensor.getType());
+  if (tensorType.getElementType() == type)
+    return tensor;
+  unsigned rank = tensorType.getRank();
+  SmallVector<OpFoldResult> sizes;
+  SmallVector<unsigned> all;
+  for (unsigned dim = 0; dim < rank; ++dim) {
+    sizes.push_back(size(tensor, dim));
+    all.push_back(dim);
+  }
+  Value init = empty(sizes, type);
+  return generic(tensor, {all}, init, {all}, rank, {},
+                 [&](OpBuilder &b, Location loc, ValueRange args) {
+                   LoweringBuilder lb(loc, b);
+                   linalg::YieldOp::create(b, loc,
+                                           lb.convertFloat(args[0], type));
+                 })[0];
+}
+
+AffineMap LoweringBuilder::dimsMap(unsigned numDims, ArrayRef<unsigned> dims) {
+  SmallVector<AffineExpr> exprs;
+  for (unsigned dim : dims)
+    exprs.push_back(mlir::getAffineDimExpr(dim, getContext()));
+  return AffineMap::get(numDims, 0, exprs, getContext());
+}
+
+ResultRange LoweringBuilder::generic(
+    ValueRange inputs, ArrayRef<SmallVector<unsigned>> inDims,
+    ValueRange outputs, ArrayRef<SmallVector<unsigned>> outDims,
+    unsigned numDims, ArrayRef<unsigned> reductions, BodyFn body) {
+  SmallVector<AffineMap> maps;
+  for (ArrayRef<unsigned> dims : inDims)
+    maps.push_back(dimsMap(numDims, dims));
+  for (ArrayRef<unsigned> dims : outDims)
+    maps.push_back(dimsMap(numDims, dims));
+  SmallVector<utils::IteratorType> iterators(numDims,
+                                             utils::IteratorType::parallel);
+  for (unsigned dim : reductions)
+    iterators[dim] = utils::IteratorType::reduction;
+  return linalg::GenericOp::create(*this, outputs.getTypes(), inputs, outputs,
+                                   maps, iterators, body)
+      ->getResults();
+}
+
+Value LoweringBuilder::softmax(Value matrix, unsigned dim) {
+  Type f32 = getF32Type();
+  unsigned other = 1 - dim;
+  OpFoldResult kept = size(matrix, other);
+  SmallVector<unsigned> both = {0, 1};
+  SmallVector<unsigned> keptDims = {other};
+
+  Value lowest = floatConst(f32, -std::numeric_limits<double>::infinity());
+  Value max = generic(
+      matrix, {both}, filled({kept}, lowest), {keptDims}, 2, {dim},
+      [](OpBuilder &b, Location loc, ValueRange args) {
+        linalg::YieldOp::create(
+            b, loc,
+            arith::MaximumFOp::create(b, loc, args[0], args[1]).getResult());
+      })[0];
+  Value init = empty({size(matrix, 0), size(matrix, 1)}, f32);
+  Value exps =
+      generic({matrix, max}, {both, keptDims}, init, {both}, 2, {},
+              [](OpBuilder &b, Location loc, ValueRange args) {
+                Value shifted = arith::SubFOp::create(b, loc, args[0], args[1]);
+                linalg::YieldOp::create(
+                    b, loc, math::ExpOp::create(b, loc, shifted).getResult());
+              })[0];
+  Value sum = generic(
+      exps, {both}, filled({kept}, floatConst(f32, 0.0)), {keptDims}, 2, {dim},
+      [](OpBuilder &b, Location loc, ValueRange args) {
+        linalg::YieldOp::create(
+            b, loc,
+            arith::AddFOp::create(b, loc, args[0], args[1]).getResult());
+      })[0];
+  return generic(
+      {exps, sum}, {both, keptDims}, init, {both}, 2, {},
+      [](OpBuilder &b, Location loc, ValueRange args) {
+        linalg::YieldOp::create(
+            b, loc,
+            arith::DivFOp::create(b, loc, args[0], args[1]).getResult());
+      })[0];
+}
+
+Value LoweringBuilder::sigmoid(Value tensor) {
+  auto type = cast<RankedTensorType>(tensor.getType());
+  SmallVector<OpFoldResult> sizes;
+  SmallVector<unsigned> all;
+  for (unsigned dim = 0; dim < type.getRank(); ++dim) {
+    sizes.push_back(size(tensor, dim));
+    all.push_back(dim);
+  }
+  return generic(
+      tensor, {all}, empty(sizes, type.getElementType()), {all}, type.getRank(),
+      {}, [](OpBuilder &b, Location loc, ValueRange args) {
+        Type t = args[0].getType();
+        Value one =
+            arith::ConstantOp::create(b, loc, t, b.getFloatAttr(t, 1.0));
+        Value neg = arith::NegFOp::create(b, loc, args[0]);
+        Value exp = math::ExpOp::create(b, loc, neg);
+        Value den = arith::AddFOp::create(b, loc, one, exp);
+        linalg::YieldOp::create(
+            b, loc, arith::DivFOp::create(b, loc, one, den).getResult());
+      })[0];
+}
+
+Value LoweringBuilder::rankAlong(Value matrix, unsigned dim, Type type) {
+  // Loops (i0, i1, other): rank[i0, i1] += x[.., other, ..] beats x[i0, i1],
+  // where `other` replaces loop `dim` in the second read.
+  SmallVector<unsigned> otherDims = {0, 1};
+  otherDims[dim] = 2;
+  Value init = filled({size(matrix, 0), size(matrix, 1)}, intConst(type, 0));
+  return generic(
+      {matrix, matrix}, {{0, 1}, otherDims}, init, {{0, 1}}, 3, {2},
+      [&](OpBuilder &b, Location loc, ValueRange args) {
+        LoweringBuilder lb(loc, b);
+        Value self = args[0], other = args[1], acc = args[2];
+        Value selfIndex = linalg::IndexOp::create(b, loc, dim);
+        Value otherIndex = linalg::IndexOp::create(b, loc, 2);
+        Value larger = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT,
+                                             other, self);
+        Value equal = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ,
+                                            other, self);
+        Value lower = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                            otherIndex, selfIndex);
+        Value tieWin = arith::AndIOp::create(b, loc, equal, lower);
+        Value beats = arith::OrIOp::create(b, loc, larger, tieWin);
+        Value inc = arith::SelectOp::create(b, loc, beats, lb.intConst(type, 1),
+                                            lb.intConst(type, 0));
+        linalg::YieldOp::create(
+            b, loc, arith::AddIOp::create(b, loc, acc, inc).getResult());
+      })[0];
+}

@@ -1,0 +1,70 @@
+//===- LoweringBuilder.h - Helpers for the moe lowerings --------*- C++ -*-===//
+//
+// This file declares a builder with the few tensor-level idioms the moe op
+// lowerings repeat: constants, filled tensors, element conversions, and
+// linalg.generic ops described by their loop dimensions.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef LIB_CONVERSION_MOETOLINALG_LOWERINGBUILDER_H
+#define LIB_CONVERSION_MOETOLINALG_LOWERINGBUILDER_H
+
+#include "mlir/Dialect/Utils/StructuredOpsUtils.h"
+#include "mlir/IR/ImplicitLocOpBuilder.h"
+
+namespace mlir::moe::detail {
+
+/// An ImplicitLocOpBuilder with tensor helpers for the moe lowerings.
+class LoweringBuilder : public ImplicitLocOpBuilder {
+public:
+  using BodyFn = function_ref<void(OpBuilder &, Location, ValueRange)>;
+
+  LoweringBuilder(Location loc, OpBuilder &builder)
+      : ImplicitLocOpBuilder(loc, builder) {}
+
+  Value indexConst(int64_t value);
+  Value intConst(Type type, int64_t value);
+  Value floatConst(Type type, double value);
+
+  /// Returns dimension `dim` of a ranked tensor, static or not.
+  OpFoldResult size(Value tensor, int64_t dim);
+  /// Returns dimension `dim` of a ranked tensor as an index value.
+  Value sizeValue(Value tensor, int64_t dim);
+
+  /// Returns a `tensor.empty` of the given sizes.
+  Value empty(ArrayRef<OpFoldResult> sizes, Type elementType);
+  /// Returns a tensor of the given sizes filled with `value`.
+  Value filled(ArrayRef<OpFoldResult> sizes, Value value);
+
+  /// Converts a float scalar to `type` (extf, truncf or nothing).
+  Value convertFloat(Value scalar, Type type);
+  /// Converts every element of a float tensor to `type`.
+  Value convertElements(Value tensor, Type type);
+
+  /// Returns the map from `numDims` loop dimensions to the listed ones.
+  AffineMap dimsMap(unsigned numDims, ArrayRef<unsigned> dims);
+
+  /// Builds a linalg.generic over `numDims` loops whose operands read the
+  /// listed loop dimensions; `reductions` lists the reduction loops.
+  ResultRange generic(ValueRange inputs, ArrayRef<SmallVector<unsigned>> inDims,
+                      ValueRange outputs,
+                      ArrayRef<SmallVector<unsigned>> outDims, unsigned numDims,
+                      ArrayRef<unsigned> reductions, BodyFn body);
+
+  /// Numerically stable softmax of an f32 matrix along `dim` (0 or 1):
+  /// exp(x - max) / sum(exp(x - max)).
+  Value softmax(Value matrix, unsigned dim);
+  /// Elementwise logistic sigmoid 1 / (1 + exp(-x)) of an f32 tensor.
+  Value sigmoid(Value tensor);
+
+  /// Returns, for an f32 matrix, the rank of every element along `dim` (1:
+  /// within its row, 0: within its column) as integers of `type`: the number
+  /// of elements of that row (column) that are larger, or equal and at a
+  /// lower index. The ranks of a row (column) are a permutation of 0..N-1, so
+  /// rank < k selects the top k with ties going to the lower index.
+  Value rankAlong(Value matrix, unsigned dim, Type type);
+};
+
+} // namespace mlir::moe::detail
+
+#endif // LIB_CONVERSION_MOETOLINALG_LOWERINGBUILDER_H

@@ -1,0 +1,54 @@
+//===- MoEToLinalg.cpp - convert-moe-to-linalg ------------------*- C++ -*-===//
+//
+// This file implements the convert-moe-to-linalg pass: a partial dialect
+// conversion with the per-op patterns of this directory.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Conversion/MoEToLinalg/MoEToLinalg.h"
+
+#include "Patterns.h"
+
+#include "moe/Dialect/MoE/IR/MoE.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Transforms/DialectConversion.h"
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_CONVERTMOETOLINALG
+#include "moe/Conversion/Passes.h.inc"
+} // namespace mlir::moe
+
+using namespace mlir;
+using namespace mlir::moe;
+
+void mlir::moe::populateMoEToLinalgConversionPatterns(
+    RewritePatternSet &patterns) {
+  detail::populateRouteToLinalgPatterns(patterns);
+  detail::populateDispatchToLinalgPatterns(patterns);
+  detail::populateExpertToLinalgPatterns(patterns);
+  detail::populateCombineToLinalgPatterns(patterns);
+}
+
+namespace {
+struct ConvertMoEToLinalgPass
+    : moe::impl::ConvertMoEToLinalgBase<ConvertMoEToLinalgPass> {
+  void runOnOperation() override {
+    MLIRContext *ctx = &getContext();
+    ConversionTarget target(*ctx);
+    target.addIllegalDialect<MoEDialect>();
+    // The expert body's terminator disappears with its expert.
+    target.addLegalOp<YieldOp>();
+    target.markUnknownOpDynamicallyLegal([](Operation *) { return true; });
+    RewritePatternSet patterns(ctx);
+    populateMoEToLinalgConversionPatterns(patterns);
+    if (failed(applyPartialConversion(getOperation(), target,
+                                      std::move(patterns))))
+      signalPassFailure();
+  }
+};
+} // namespace

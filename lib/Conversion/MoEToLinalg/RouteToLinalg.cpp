@@ -1,0 +1,497 @@
+//===- RouteToLinalg.cpp - Lower moe.route ----------------------*- C++ -*-===//
+//
+// This file lowers moe.route to linalg/tensor/scf on tensors. Scores and
+// top-k selections are data-parallel linalg.generic ops (a top-k is a rank
+// computation: an element is chosen when fewer than k elements beat it, ties
+// going to the lower index); only the capacity assignment, which is
+// sequential by definition, is an scf loop nest over tensors.
+//
+//===----------------------------------------------------------------------===//
+
+#include "LoweringBuilder.h"
+#include "Patterns.h"
+
+#include "moe/Dialect/MoE/IR/MoE.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Arith/Utils/Utils.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Transforms/DialectConversion.h"
+
+#include <limits>
+
+using namespace mlir;
+using namespace mlir::moe;
+using namespace mlir::moe::detail;
+
+namespace {
+
+/// The choices of token-choice routing: expert ids [T, k] in the ids' integer
+/// type, in choice order, and their f32 gates.
+struct TokenChoices {
+  Value experts;
+  Value gates;
+};
+
+/// The context of one route lowering.
+struct RouteLowering {
+  LoweringBuilder &b;
+  RouteOp op;
+  Value scores; // [T, E'] in the scores' type
+  Type f32;
+  OpFoldResult numTokens;
+  int64_t numExperts;
+
+  Value extract(Value tensor, ValueRange indices) {
+    return tensor::ExtractOp::create(b, tensor, indices);
+  }
+  Value toIndex(Value integer) {
+    return arith::IndexCastOp::create(b, b.getIndexType(), integer);
+  }
+  Value fromIndex(Value index, Type type) {
+    return arith::IndexCastOp::create(b, type, index);
+  }
+
+  /// Keeps the `topk_group` groups of experts with the largest sum of their
+  /// two best selection scores; the others get -inf.
+  Value keepBestGroups(TokenChoiceAttr policy, Value select) {
+    int64_t groups = policy.getNGroup();
+    int64_t groupSize = numExperts / groups;
+    auto grouped = RankedTensorType::get(
+        {getConstantIntValue(numTokens).value_or(ShapedType::kDynamic), groups,
+         groupSize},
+        f32);
+    SmallVector<ReassociationIndices> reassociation = {{0}, {1, 2}};
+    Value select3 = tensor::ExpandShapeOp::create(
+        b, grouped, select, reassociation,
+        ArrayRef<OpFoldResult>{numTokens, b.getIndexAttr(groups),
+                               b.getIndexAttr(groupSize)});
+    Value lowest = b.floatConst(f32, -std::numeric_limits<double>::infinity());
+    Value best = b.filled({numTokens, b.getIndexAttr(groups)}, lowest);
+    ResultRange top2 = b.generic(
+        select3, {{0, 1, 2}}, {best, best}, {{0, 1}, {0, 1}}, 3, {2},
+        [](OpBuilder &ob, Location loc, ValueRange args) {
+          Value v = args[0], first = args[1], second = args[2];
+          Value newFirst = arith::MaximumFOp::create(ob, loc, first, v);
+          Value demoted = arith::MinimumFOp::create(ob, loc, first, v);
+          Value newSecond = arith::MaximumFOp::create(ob, loc, second, demoted);
+          linalg::YieldOp::create(ob, loc, ValueRange{newFirst, newSecond});
+        });
+    Value groupScores = b.generic(
+        {top2[0], top2[1]}, {{0, 1}, {0, 1}},
+        b.empty({numTokens, b.getIndexAttr(groups)}, f32), {{0, 1}}, 2, {},
+        [](OpBuilder &ob, Location loc, ValueRange args) {
+          linalg::YieldOp::create(
+              ob, loc,
+              arith::AddFOp::create(ob, loc, args[0], args[1]).getResult());
+        })[0];
+    Type i32 = b.getI32Type();
+    Value groupRank = b.rankAlong(groupScores, 1, i32);
+    int64_t kept = policy.getEffectiveTopkGroup();
+    Value masked3 = b.generic(
+        {select3, groupRank}, {{0, 1, 2}, {0, 1}},
+        b.empty({numTokens, b.getIndexAttr(groups), b.getIndexAttr(groupSize)},
+                f32),
+        {{0, 1, 2}}, 3, {}, [&](OpBuilder &ob, Location loc, ValueRange args) {
+          LoweringBuilder lb(loc, ob);
+          Value keep = arith::CmpIOp::create(ob, loc, arith::CmpIPredicate::slt,
+                                             args[1], lb.intConst(i32, kept));
+          Value masked = arith::SelectOp::create(
+              ob, loc, keep, args[0],
+              lb.floatConst(f32, -std::numeric_limits<double>::infinity()));
+          linalg::YieldOp::create(ob, loc, masked);
+        })[0];
+    return tensor::CollapseShapeOp::create(b, select.getType(), masked3,
+                                           reassociation);
+  }
+
+  /// Every token's top-k experts and gates.
+  TokenChoices chooseExperts(TokenChoiceAttr policy, Type idType) {
+    Value logits = b.convertElements(scores, f32);
+    Value probs = policy.getScore() == ScoreFunction::Softmax
+                      ? b.softmax(logits, 1)
+                      : b.sigmoid(logits);
+    OpFoldResult experts = b.getIndexAttr(numExperts);
+    Value select = probs;
+    if (Value bias = op.getBias()) {
+      Value bias32 = b.convertElements(bias, f32);
+      select = b.generic(
+          {probs, bias32}, {{0, 1}, {1}}, b.empty({numTokens, experts}, f32),
+          {{0, 1}}, 2, {}, [](OpBuilder &ob, Location loc, ValueRange args) {
+            linalg::YieldOp::create(
+                ob, loc,
+                arith::AddFOp::create(ob, loc, args[0], args[1]).getResult());
+          })[0];
+    }
+    if (policy.getNGroup() > 1)
+      select = keepBestGroups(policy, select);
+    Value rank = b.rankAlong(select, 1, idType);
+
+    // experts[t, j] = sum_e e * [rank[t, e] == j], gates likewise: a
+    // reduction over e in which exactly one term is non-zero.
+    int64_t topK = policy.getTopK();
+    OpFoldResult k = b.getIndexAttr(topK);
+    ResultRange chosen = b.generic(
+        {rank, probs}, {{0, 2}, {0, 2}},
+        {b.filled({numTokens, k}, b.intConst(idType, 0)),
+         b.filled({numTokens, k}, b.floatConst(f32, 0.0))},
+        {{0, 1}, {0, 1}}, 3, {2},
+        [&](OpBuilder &ob, Location loc, ValueRange args) {
+          LoweringBuilder lb(loc, ob);
+          Value j = arith::IndexCastOp::create(
+              ob, loc, idType, linalg::IndexOp::create(ob, loc, 1));
+          Value e = arith::IndexCastOp::create(
+              ob, loc, idType, linalg::IndexOp::create(ob, loc, 2));
+          Value hit = arith::CmpIOp::create(ob, loc, arith::CmpIPredicate::eq,
+                                            args[0], j);
+          Value expert =
+              arith::SelectOp::create(ob, loc, hit, e, lb.intConst(idType, 0));
+          Value gate = arith::SelectOp::create(ob, loc, hit, args[1],
+                                               lb.floatConst(f32, 0.0));
+          linalg::YieldOp::create(
+              ob, loc,
+              ValueRange{arith::AddIOp::create(ob, loc, args[2], expert),
+                         arith::AddFOp::create(ob, loc, args[3], gate)});
+        });
+    Value gates = chosen[1];
+
+    double scale = policy.getRoutedScalingFactorValue();
+    if (!policy.getNormalize() && scale == 1.0)
+      return {chosen[0], gates};
+    Value sum;
+    if (policy.getNormalize())
+      sum = b.generic(
+          gates, {{0, 1}}, b.filled({numTokens}, b.floatConst(f32, 0.0)), {{0}},
+          2, {1}, [](OpBuilder &ob, Location loc, ValueRange args) {
+            linalg::YieldOp::create(
+                ob, loc,
+                arith::AddFOp::create(ob, loc, args[0], args[1]).getResult());
+          })[0];
+    bool normalize = policy.getNormalize();
+    SmallVector<Value> inputs = {gates};
+    SmallVector<SmallVector<unsigned>> inDims = {{0, 1}};
+    if (normalize) {
+      inputs.push_back(sum);
+      inDims.push_back({0});
+    }
+    gates = b.generic(
+        inputs, inDims, b.empty({numTokens, k}, f32), {{0, 1}}, 2, {},
+        [&](OpBuilder &ob, Location loc, ValueRange args) {
+          LoweringBuilder lb(loc, ob);
+          Value gate = args[0];
+          if (normalize) {
+            // All-zero gates (sigmoid of very negative logits) stay zero
+            // instead of becoming 0/0.
+            Value positive =
+                arith::CmpFOp::create(ob, loc, arith::CmpFPredicate::OGT,
+                                      args[1], lb.floatConst(f32, 0.0));
+            Value divided = arith::DivFOp::create(ob, loc, gate, args[1]);
+            gate = arith::SelectOp::create(ob, loc, positive, divided, gate);
+          }
+          if (scale != 1.0)
+            gate =
+                arith::MulFOp::create(ob, loc, gate, lb.floatConst(f32, scale));
+          linalg::YieldOp::create(ob, loc, gate);
+        })[0];
+    return {chosen[0], gates};
+  }
+
+  /// The slots per expert, from the result type or computed at run time as
+  /// ceil(factor * k * T / E) in f64, in the same order as computeCapacity.
+  OpFoldResult capacity(RankedTensorType idsType, double factor, int64_t topK) {
+    int64_t staticCapacity = idsType.getDimSize(1);
+    if (!ShapedType::isDynamic(staticCapacity))
+      return b.getIndexAttr(staticCapacity);
+    Type f64 = b.getF64Type();
+    Value tokens = getValueOrCreateConstantIndexOp(b, b.getLoc(), numTokens);
+    Value tokens64 = arith::IndexCastOp::create(b, b.getI64Type(), tokens);
+    Value tokensF = arith::SIToFPOp::create(b, f64, tokens64);
+    Value scaled = arith::MulFOp::create(
+        b, b.floatConst(f64, factor * static_cast<double>(topK)), tokensF);
+    Value perExpert = arith::DivFOp::create(
+        b, scaled, b.floatConst(f64, static_cast<double>(numExperts)));
+    Value ceil = math::CeilOp::create(b, perExpert);
+    Value slots = arith::FPToSIOp::create(b, b.getI64Type(), ceil);
+    return arith::IndexCastOp::create(b, b.getIndexType(), slots).getResult();
+  }
+
+  /// The order in which tokens claim slots: by index (`position`), or by
+  /// descending first-choice gate, ties by index (`priority`).
+  Value priorityOrder(TokenChoices choices, Type idType) {
+    Type i32 = b.getI32Type();
+    OpFoldResult zero = b.getIndexAttr(0), one = b.getIndexAttr(1);
+    auto keyType = RankedTensorType::get(
+        {getConstantIntValue(numTokens).value_or(ShapedType::kDynamic), 1},
+        f32);
+    // The first-choice gates as a [T, 1] column, ranked within the column.
+    Value key = tensor::ExtractSliceOp::create(
+        b, keyType, choices.gates, ArrayRef<OpFoldResult>{zero, zero},
+        ArrayRef<OpFoldResult>{numTokens, one},
+        ArrayRef<OpFoldResult>{one, one});
+    Value rank = b.rankAlong(key, 0, i32);
+    Value tokens = getValueOrCreateConstantIndexOp(b, b.getLoc(), numTokens);
+    Value order0 = b.filled({numTokens}, b.intConst(idType, 0));
+    auto loop = scf::ForOp::create(
+        b, b.indexConst(0), tokens, b.indexConst(1), ValueRange{order0},
+        [&](OpBuilder &ob, Location loc, Value t, ValueRange args) {
+          LoweringBuilder lb(loc, ob);
+          Value position = arith::IndexCastOp::create(
+              ob, loc, ob.getIndexType(),
+              tensor::ExtractOp::create(ob, loc, rank,
+                                        ValueRange{t, lb.indexConst(0)}));
+          Value token = arith::IndexCastOp::create(ob, loc, idType, t);
+          Value order = tensor::InsertOp::create(ob, loc, token, args[0],
+                                                 ValueRange{position});
+          scf::YieldOp::create(ob, loc, order);
+        });
+    return loop.getResult(0);
+  }
+
+  /// Token choice with a capacity: the choices fill each expert's C slots
+  /// choice by choice, in token order; later assignments are dropped.
+  SmallVector<Value> lowerCapacity(TokenChoiceAttr policy) {
+    auto idsType = cast<RankedTensorType>(op.getResult(0).getType());
+    auto gatesType = cast<RankedTensorType>(op.getResult(1).getType());
+    Type idType = idsType.getElementType();
+    Type gateType = gatesType.getElementType();
+    TokenChoices choices = chooseExperts(policy, idType);
+    OpFoldResult slots =
+        capacity(idsType, *policy.getCapacityFactorValue(), policy.getTopK());
+    Value slotsValue = getValueOrCreateConstantIndexOp(b, b.getLoc(), slots);
+    OpFoldResult experts = b.getIndexAttr(numExperts);
+    Value ids = b.filled({experts, slots}, b.intConst(idType, -1));
+    Value gates = b.filled({experts, slots}, b.floatConst(gateType, 0.0));
+    Value counts = b.filled({experts}, b.intConst(idType, 0));
+    Value order;
+    if (policy.getOrder() == CapacityOrder::Priority)
+      order = priorityOrder(choices, idType);
+    Value tokens = getValueOrCreateConstantIndexOp(b, b.getLoc(), numTokens);
+
+    auto outer = scf::ForOp::create(
+        b, b.indexConst(0), b.indexConst(policy.getTopK()), b.indexConst(1),
+        ValueRange{ids, gates, counts},
+        [&](OpBuilder &ob, Location loc, Value j, ValueRange outerArgs) {
+          LoweringBuilder lb(loc, ob);
+          auto inner = scf::ForOp::create(
+              lb, lb.indexConst(0), tokens, lb.indexConst(1), outerArgs,
+              [&](OpBuilder &ib, Location iloc, Value r, ValueRange args) {
+                LoweringBuilder il(iloc, ib);
+                RouteLowering nested{il,  op,        scores,
+                                     f32, numTokens, numExperts};
+                Value t = order ? nested.toIndex(nested.extract(order, r)) : r;
+                Value e =
+                    nested.toIndex(nested.extract(choices.experts, {t, j}));
+                Value c = nested.toIndex(nested.extract(args[2], e));
+                Value fits = arith::CmpIOp::create(
+                    il, arith::CmpIPredicate::ult, c, slotsValue);
+                auto ifOp = scf::IfOp::create(
+                    il, fits,
+                    [&](OpBuilder &tb, Location tloc) {
+                      LoweringBuilder tl(tloc, tb);
+                      Value token = arith::IndexCastOp::create(tl, idType, t);
+                      Value gate = tl.convertFloat(
+                          tensor::ExtractOp::create(tl, choices.gates,
+                                                    ValueRange{t, j}),
+                          gateType);
+                      Value next = arith::IndexCastOp::create(
+                          tl, idType,
+                          arith::AddIOp::create(tl, c, tl.indexConst(1)));
+                      Value newIds = tensor::InsertOp::create(
+                          tl, token, args[0], ValueRange{e, c});
+                      Value newGates = tensor::InsertOp::create(
+                          tl, gate, args[1], ValueRange{e, c});
+                      Value newCounts = tensor::InsertOp::create(
+                          tl, next, args[2], ValueRange{e});
+                      scf::YieldOp::create(
+                          tl, ValueRange{newIds, newGates, newCounts});
+                    },
+                    [&](OpBuilder &eb, Location eloc) {
+                      scf::YieldOp::create(eb, eloc, args);
+                    });
+                scf::YieldOp::create(il, ifOp.getResults());
+              });
+          scf::YieldOp::create(lb, inner.getResults());
+        });
+    return {outer.getResult(0), outer.getResult(1)};
+  }
+
+  /// Dropless token choice: every assignment, grouped by expert (CSR).
+  SmallVector<Value> lowerDropless(TokenChoiceAttr policy) {
+    auto idsType = cast<RankedTensorType>(op.getResult(0).getType());
+    auto gatesType = cast<RankedTensorType>(op.getResult(1).getType());
+    Type idType = idsType.getElementType();
+    Type gateType = gatesType.getElementType();
+    TokenChoices choices = chooseExperts(policy, idType);
+    int64_t topK = policy.getTopK();
+    OpFoldResult experts = b.getIndexAttr(numExperts);
+
+    // counts[e] = #{(t, j) : experts[t, j] == e}.
+    Value counts = b.generic(
+        choices.experts, {{1, 2}}, b.filled({experts}, b.intConst(idType, 0)),
+        {{0}}, 3, {1, 2}, [&](OpBuilder &ob, Location loc, ValueRange args) {
+          LoweringBuilder lb(loc, ob);
+          Value e = arith::IndexCastOp::create(
+              ob, loc, idType, linalg::IndexOp::create(ob, loc, 0));
+          Value hit = arith::CmpIOp::create(ob, loc, arith::CmpIPredicate::eq,
+                                            args[0], e);
+          Value inc = arith::SelectOp::create(
+              ob, loc, hit, lb.intConst(idType, 1), lb.intConst(idType, 0));
+          linalg::YieldOp::create(
+              ob, loc,
+              arith::AddIOp::create(ob, loc, args[1], inc).getResult());
+        })[0];
+
+    // offsets[e + 1] = offsets[e] + counts[e].
+    Value offsets0 =
+        b.filled({b.getIndexAttr(numExperts + 1)}, b.intConst(idType, 0));
+    auto prefix = scf::ForOp::create(
+        b, b.indexConst(0), b.indexConst(numExperts), b.indexConst(1),
+        ValueRange{offsets0},
+        [&](OpBuilder &ob, Location loc, Value e, ValueRange args) {
+          LoweringBuilder lb(loc, ob);
+          Value sum = arith::AddIOp::create(
+              lb, tensor::ExtractOp::create(lb, args[0], ValueRange{e}),
+              tensor::ExtractOp::create(lb, counts, ValueRange{e}));
+          Value next = arith::AddIOp::create(lb, e, lb.indexConst(1));
+          scf::YieldOp::create(
+              lb, tensor::InsertOp::create(lb, sum, args[0], ValueRange{next})
+                      .getResult());
+        });
+    Value offsets = prefix.getResult(0);
+
+    Value tokens = getValueOrCreateConstantIndexOp(b, b.getLoc(), numTokens);
+    OpFoldResult rows = b.getIndexAttr(idsType.getDimSize(0));
+    if (idsType.isDynamicDim(0))
+      rows = arith::MulIOp::create(b, tokens, b.indexConst(topK)).getResult();
+    Value ids = b.filled({rows}, b.intConst(idType, -1));
+    Value gates = b.filled({rows}, b.floatConst(gateType, 0.0));
+    auto cursorType = RankedTensorType::get({numExperts}, idType);
+    Value cursor = tensor::ExtractSliceOp::create(
+        b, cursorType, offsets, ArrayRef<OpFoldResult>{b.getIndexAttr(0)},
+        ArrayRef<OpFoldResult>{experts},
+        ArrayRef<OpFoldResult>{b.getIndexAttr(1)});
+
+    // Token by token, each assignment takes the next row of its expert.
+    auto outer = scf::ForOp::create(
+        b, b.indexConst(0), tokens, b.indexConst(1),
+        ValueRange{ids, gates, cursor},
+        [&](OpBuilder &ob, Location loc, Value t, ValueRange outerArgs) {
+          LoweringBuilder lb(loc, ob);
+          auto inner = scf::ForOp::create(
+              lb, lb.indexConst(0), lb.indexConst(topK), lb.indexConst(1),
+              outerArgs,
+              [&](OpBuilder &ib, Location iloc, Value j, ValueRange args) {
+                LoweringBuilder il(iloc, ib);
+                Value expertId = tensor::ExtractOp::create(il, choices.experts,
+                                                           ValueRange{t, j});
+                Value e =
+                    arith::IndexCastOp::create(il, il.getIndexType(), expertId);
+                Value row =
+                    tensor::ExtractOp::create(il, args[2], ValueRange{e});
+                Value p =
+                    arith::IndexCastOp::create(il, il.getIndexType(), row);
+                Value token = arith::IndexCastOp::create(il, idType, t);
+                Value gate =
+                    il.convertFloat(tensor::ExtractOp::create(il, choices.gates,
+                                                              ValueRange{t, j}),
+                                    gateType);
+                Value next =
+                    arith::AddIOp::create(il, row, il.intConst(idType, 1));
+                Value newIds =
+                    tensor::InsertOp::create(il, token, args[0], ValueRange{p});
+                Value newGates =
+                    tensor::InsertOp::create(il, gate, args[1], ValueRange{p});
+                Value newCursor =
+                    tensor::InsertOp::create(il, next, args[2], ValueRange{e});
+                scf::YieldOp::create(il,
+                                     ValueRange{newIds, newGates, newCursor});
+              });
+          scf::YieldOp::create(lb, inner.getResults());
+        });
+    return {outer.getResult(0), outer.getResult(1), offsets};
+  }
+
+  /// Expert choice: expert e takes the tokens whose rank in column e of the
+  /// probabilities is below C.
+  SmallVector<Value> lowerExpertChoice(ExpertChoiceAttr policy) {
+    auto idsType = cast<RankedTensorType>(op.getResult(0).getType());
+    auto gatesType = cast<RankedTensorType>(op.getResult(1).getType());
+    Type idType = idsType.getElementType();
+    Value probs = b.softmax(b.convertElements(scores, f32), 1);
+    Value rank = b.rankAlong(probs, 0, idType);
+    OpFoldResult slots = capacity(idsType, policy.getCapacityFactorValue(), 1);
+    OpFoldResult experts = b.getIndexAttr(numExperts);
+    // ids[e, c] = -1 + sum_t (t + 1) [rank[t, e] == c], gates likewise.
+    ResultRange taken = b.generic(
+        {rank, probs}, {{2, 0}, {2, 0}},
+        {b.filled({experts, slots}, b.intConst(idType, -1)),
+         b.filled({experts, slots}, b.floatConst(f32, 0.0))},
+        {{0, 1}, {0, 1}}, 3, {2},
+        [&](OpBuilder &ob, Location loc, ValueRange args) {
+          LoweringBuilder lb(loc, ob);
+          Value c = arith::IndexCastOp::create(
+              ob, loc, idType, linalg::IndexOp::create(ob, loc, 1));
+          Value t = arith::IndexCastOp::create(
+              ob, loc, idType, linalg::IndexOp::create(ob, loc, 2));
+          Value hit = arith::CmpIOp::create(ob, loc, arith::CmpIPredicate::eq,
+                                            args[0], c);
+          Value tokenPlusOne =
+              arith::AddIOp::create(ob, loc, t, lb.intConst(idType, 1));
+          Value id = arith::SelectOp::create(ob, loc, hit, tokenPlusOne,
+                                             lb.intConst(idType, 0));
+          Value gate = arith::SelectOp::create(ob, loc, hit, args[1],
+                                               lb.floatConst(f32, 0.0));
+          linalg::YieldOp::create(
+              ob, loc,
+              ValueRange{arith::AddIOp::create(ob, loc, args[2], id),
+                         arith::AddFOp::create(ob, loc, args[3], gate)});
+        });
+    return {taken[0], b.convertElements(taken[1], gatesType.getElementType())};
+  }
+
+  /// Soft MoE: softmax over tokens (dispatch) and over slots (combine).
+  SmallVector<Value> lowerSoft() {
+    Type type = getElementTypeOrSelf(scores.getType());
+    Value logits = b.convertElements(scores, f32);
+    return {b.convertElements(b.softmax(logits, 0), type),
+            b.convertElements(b.softmax(logits, 1), type)};
+  }
+};
+
+struct RouteOpLowering : OpConversionPattern<RouteOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(RouteOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    LoweringBuilder b(op.getLoc(), rewriter);
+    Value scores = adaptor.getScores();
+    RouteLowering lowering{
+        b, op, scores, b.getF32Type(), b.size(scores, 0), op.getNumExperts()};
+    SmallVector<Value> results;
+    Attribute policy = op.getPolicy();
+    if (auto tokenChoice = dyn_cast<TokenChoiceAttr>(policy)) {
+      results = tokenChoice.isDropless() ? lowering.lowerDropless(tokenChoice)
+                                         : lowering.lowerCapacity(tokenChoice);
+    } else if (auto expertChoice = dyn_cast<ExpertChoiceAttr>(policy)) {
+      results = lowering.lowerExpertChoice(expertChoice);
+    } else if (isa<SoftAttr>(policy)) {
+      results = lowering.lowerSoft();
+    } else {
+      return rewriter.notifyMatchFailure(op,
+                                         "no lowering for this routing policy");
+    }
+    rewriter.replaceOp(op, results);
+    return success();
+  }
+};
+
+} // namespace
+
+void mlir::moe::detail::populateRouteToLinalgPatterns(
+    RewritePatternSet &patterns) {
+  patterns.add<RouteOpLowering>(patterns.getContext());
+}

@@ -1,0 +1,102 @@
+//===- CPUPipeline.cpp - moe-cpu-pipeline -----------------------*- C++ -*-===//
+//
+// This file builds the CPU lowering of moe layers from upstream passes and
+// registers it as `moe-cpu-pipeline`.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Pipelines/Pipelines.h"
+
+#include "moe/Conversion/Passes.h"
+
+#include "mlir/Conversion/Passes.h"
+#include "mlir/Dialect/Arith/Transforms/Passes.h"
+#include "mlir/Dialect/Bufferization/Pipelines/Passes.h"
+#include "mlir/Dialect/Bufferization/Transforms/Passes.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/Transforms/Passes.h"
+#include "mlir/Dialect/Linalg/Passes.h"
+#include "mlir/Dialect/MemRef/Transforms/Passes.h"
+#include "mlir/Dialect/SCF/Transforms/Passes.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassRegistry.h"
+#include "mlir/Transforms/Passes.h"
+
+using namespace mlir;
+
+void mlir::moe::buildCPUPipeline(OpPassManager &pm,
+                                 const CPUPipelineOptions &options) {
+  // moe -> linalg, tensor, scf on tensors.
+  pm.addNestedPass<func::FuncOp>(createConvertMoEToLinalg());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+
+  // Tensors -> buffers, with function boundaries in identity layout so that
+  // entry points take plain strided memref descriptors.
+  bufferization::OneShotBufferizePassOptions bufferize;
+  bufferize.bufferizeFunctionBoundaries = true;
+  bufferize.functionBoundaryTypeConversion =
+      bufferization::LayoutMapOption::IdentityLayoutMap;
+  pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
+  if (options.resultsToOutParams)
+    pm.addPass(bufferization::createBufferResultsToOutParamsPass());
+  bufferization::BufferDeallocationPipelineOptions deallocation;
+  bufferization::buildBufferDeallocationPipeline(pm, deallocation);
+
+  // Buffers -> loops.
+  pm.addNestedPass<func::FuncOp>(createForallToForLoopPass());
+  pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
+  pm.addPass(createLowerAffinePass());
+  pm.addPass(createSCFToControlFlowPass());
+  pm.addPass(createCanonicalizerPass());
+
+  // Loops -> LLVM dialect. bf16 conversions are expanded to integer
+  // arithmetic (x86 has no native bf16 conversion in the base ISA); math
+  // ops without an LLVM intrinsic (erf) become libm calls.
+  arith::ArithExpandOpsPassOptions expand;
+  expand.includeBf16 = true;
+  pm.addPass(arith::createArithExpandOpsPass(expand));
+  pm.addPass(memref::createExpandStridedMetadataPass());
+  // expand-strided-metadata computes offsets with affine.apply.
+  pm.addPass(createLowerAffinePass());
+  pm.addPass(createConvertMathToLLVMPass());
+  pm.addPass(createConvertMathToLibmPass());
+  if (options.emitCInterface)
+    pm.addNestedPass<func::FuncOp>(LLVM::createLLVMRequestCWrappersPass());
+  pm.addPass(createFinalizeMemRefToLLVMConversionPass());
+  pm.addPass(createConvertFuncToLLVMPass());
+  pm.addPass(createArithToLLVMConversionPass());
+  pm.addPass(createConvertControlFlowToLLVMPass());
+  pm.addPass(createConvertIndexToLLVMPass());
+  pm.addPass(createReconcileUnrealizedCastsPass());
+}
+
+void mlir::moe::registerCPUPipeline() {
+  // Registered by hand rather than with PassPipelineRegistration so that a
+  // pipeline anchored on something other than a module is an error, not an
+  // abort while nesting module passes.
+  registerPassPipeline(
+      "moe-cpu-pipeline",
+      "Lower moe layers to the LLVM dialect for the CPU (entry points with "
+      "llvm.emit_c_interface; run with mlir-runner or translate to LLVM IR)",
+      [](OpPassManager &pm, StringRef optionText,
+         function_ref<LogicalResult(const Twine &)> errorHandler) {
+        std::unique_ptr<CPUPipelineOptions> options =
+            CPUPipelineOptions::createFromString(optionText);
+        if (!options)
+          return errorHandler("invalid options for 'moe-cpu-pipeline': '" +
+                              optionText + "'");
+        StringRef anchor = pm.getOpAnchorName();
+        if (anchor != OpPassManager::getAnyOpAnchorName() &&
+            anchor != ModuleOp::getOperationName())
+          return errorHandler("'moe-cpu-pipeline' runs on 'builtin.module', "
+                              "not on '" +
+                              anchor + "'");
+        buildCPUPipeline(pm, *options);
+        return success();
+      },
+      [](function_ref<void(const detail::PassOptions &)> optionHandler) {
+        optionHandler(CPUPipelineOptions());
+      });
+}

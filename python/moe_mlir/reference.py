@@ -1,0 +1,264 @@
+"""NumPy reference of the ``moe`` dialect: routing and whole layers.
+
+This is the contract every backend is tested against (``shared/DESIGN.md``
+and the attribute docs in ``docs/Dialects/MoE.md``):
+
+* Scores are computed in f32. Ties always break toward the lower index.
+* Token choice: ``P = softmax|sigmoid(logits)`` per token; the selection key
+  is ``P + bias``; with ``n_group > 1`` only the ``topk_group`` groups with
+  the largest sum of their two best keys stay eligible; each token takes the
+  ``top_k`` experts with the largest key. Gates are ``P`` of the chosen
+  experts, divided by their sum when ``normalize`` (all-zero gates stay
+  zero), times ``routed_scaling_factor``.
+  With a ``capacity_factor``: ``C = ceil(cf * k * T / E)`` (f64), slots are
+  filled choice by choice (all first choices, then all second choices...),
+  tokens in index order (``position``) or by descending first gate, ties by
+  index (``priority``); the rest are dropped. Without: every assignment,
+  grouped by expert, by token within an expert (CSR with E+1 offsets).
+* Expert choice: ``P = softmax(logits)`` per token; expert ``e`` takes the
+  ``C = ceil(cf * T / E)`` tokens with the largest ``P[:, e]``.
+* Soft MoE: dispatch = softmax over tokens, combine = softmax over slots.
+
+Sums that the compiled code accumulates sequentially (softmax denominators,
+gate normalization) are accumulated sequentially here as well, so that the
+routing decisions agree bit for bit wherever exp agrees.
+"""
+
+import math
+
+import numpy as np
+
+from .policies import ExpertChoice, Layer, Soft, TokenChoice
+
+F32 = np.float32
+
+# ----------------------------------------------------------------------------
+# bf16 emulation (round to nearest even, as arith.truncf does)
+# ----------------------------------------------------------------------------
+
+
+def to_bf16_bits(x):
+    """Rounds f32 values to bf16 and returns their bits as uint16."""
+    bits = np.ascontiguousarray(x, dtype=F32).view(np.uint32).astype(np.uint64)
+    rounding = ((bits >> 16) & 1) + 0x7FFF
+    return ((bits + rounding) >> 16).astype(np.uint16)
+
+
+def from_bf16_bits(bits):
+    """Widens bf16 bits (uint16) to f32."""
+    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(F32)
+
+
+def round_bf16(x):
+    """Rounds f32 values to the nearest bf16, kept in f32."""
+    return from_bf16_bits(to_bf16_bits(x))
+
+
+def round_to(x, dtype):
+    """Rounds f32 values to `dtype` ('f32' or 'bf16'), kept in f32."""
+    x = np.asarray(x, dtype=F32)
+    return round_bf16(x) if dtype == "bf16" else x
+
+
+# ----------------------------------------------------------------------------
+# Scores
+# ----------------------------------------------------------------------------
+
+
+def seq_sum(x, axis):
+    """Sum along `axis` accumulated in index order, as the compiled loops do."""
+    return np.cumsum(x, axis=axis, dtype=F32).take(-1, axis=axis)
+
+
+def softmax(x, axis):
+    """exp(x - max) / sum(exp(x - max)) along `axis`, in f32."""
+    x = np.asarray(x, dtype=F32)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / np.expand_dims(seq_sum(e, axis), axis)
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)) in f32 (saturates to 0 and 1 without warnings)."""
+    x = np.asarray(x, dtype=F32)
+    with np.errstate(over="ignore"):
+        return F32(1) / (F32(1) + np.exp(-x))
+
+
+def capacity(capacity_factor, top_k, tokens, experts):
+    """C = ceil(cf * k * T / E), evaluated in f64 left to right."""
+    return int(math.ceil(float(capacity_factor) * top_k * tokens / experts))
+
+
+def _top_indices(keys, count):
+    """Column indices of the `count` largest keys per row, best first, ties
+    to the lower index."""
+    return np.argsort(-keys, axis=1, kind="stable")[:, :count]
+
+
+# ----------------------------------------------------------------------------
+# Routing
+# ----------------------------------------------------------------------------
+
+
+def token_choices(logits, policy, bias=None):
+    """Per-token choices of token-choice routing: experts [T, k] (best
+    first) and their f32 gates [T, k]."""
+    logits = np.asarray(logits, dtype=F32)
+    t, e = logits.shape
+    probs = softmax(logits, 1) if policy.score == "softmax" else sigmoid(logits)
+    keys = probs + np.asarray(bias, dtype=F32)[None, :] if bias is not None else probs
+    if policy.n_group > 1:
+        size = e // policy.n_group
+        grouped = keys.reshape(t, policy.n_group, size)
+        best2 = np.sort(grouped, axis=2)[:, :, -2:]
+        group_scores = best2[:, :, 1] + best2[:, :, 0]
+        kept = policy.topk_group or policy.n_group
+        keep = np.zeros((t, policy.n_group), dtype=bool)
+        np.put_along_axis(keep, _top_indices(group_scores, kept), True, axis=1)
+        keys = np.where(np.repeat(keep, size, axis=1), keys, F32(-np.inf))
+    experts = _top_indices(keys, policy.top_k)
+    gates = np.take_along_axis(probs, experts, axis=1)
+    if policy.normalize:
+        total = seq_sum(gates, 1)[:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gates = np.where(total > 0, gates / total, gates)
+    if policy.routed_scaling_factor != 1.0:
+        gates = gates * F32(policy.routed_scaling_factor)
+    return experts, gates.astype(F32)
+
+
+def route(logits, policy, experts, bias=None):
+    """Routing results of `policy`, as `moe.route` returns them.
+
+    Capacity layout: (ids [E, C] int32 with -1 for empty slots, gates [E, C]).
+    Grouped layout (dropless): (ids [T*k], gates [T*k], offsets [E+1]).
+    Soft: (dispatch [T, E*S], combine [T, E*S]).
+    """
+    logits = np.asarray(logits, dtype=F32)
+    tokens = logits.shape[0]
+    if isinstance(policy, Soft):
+        return softmax(logits, 0), softmax(logits, 1)
+
+    if isinstance(policy, ExpertChoice):
+        probs = softmax(logits, 1)
+        slots = capacity(policy.capacity_factor, 1, tokens, experts)
+        ids = np.full((experts, slots), -1, dtype=np.int32)
+        gates = np.zeros((experts, slots), dtype=F32)
+        for e in range(experts):
+            order = np.argsort(-probs[:, e], kind="stable")[:slots]
+            ids[e, : len(order)] = order
+            gates[e, : len(order)] = probs[order, e]
+        return ids, gates
+
+    chosen, chosen_gates = token_choices(logits, policy, bias)
+    k = policy.top_k
+    if policy.dropless:
+        ids, gates, counts = [], [], np.zeros(experts, dtype=np.int64)
+        rows = [[] for _ in range(experts)]
+        for t in range(tokens):
+            for j in range(k):
+                rows[chosen[t, j]].append((t, chosen_gates[t, j]))
+        for e in range(experts):
+            counts[e] = len(rows[e])
+            ids += [t for t, _ in rows[e]]
+            gates += [g for _, g in rows[e]]
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+        return (np.array(ids, dtype=np.int32).reshape(tokens * k),
+                np.array(gates, dtype=F32).reshape(tokens * k), offsets)
+
+    slots = capacity(policy.capacity_factor, k, tokens, experts)
+    ids = np.full((experts, slots), -1, dtype=np.int32)
+    gates = np.zeros((experts, slots), dtype=F32)
+    counts = np.zeros(experts, dtype=np.int64)
+    if policy.order == "priority":
+        order = np.lexsort((np.arange(tokens), -chosen_gates[:, 0]))
+    else:
+        order = np.arange(tokens)
+    for j in range(k):
+        for t in order:
+            e = chosen[t, j]
+            if counts[e] < slots:
+                ids[e, counts[e]] = t
+                gates[e, counts[e]] = chosen_gates[t, j]
+                counts[e] += 1
+    return ids, gates
+
+
+# ----------------------------------------------------------------------------
+# Dispatch, experts, combine
+# ----------------------------------------------------------------------------
+
+
+def _erf(x):
+    return np.vectorize(math.erf, otypes=[np.float64])(x.astype(np.float64))
+
+
+def activation(name, x):
+    """The expert activations, in f32: relu, gelu (exact, erf), silu."""
+    x = np.asarray(x, dtype=F32)
+    if name == "relu":
+        return np.maximum(x, F32(0))
+    if name == "gelu":
+        return (F32(0.5) * x * (F32(1) + _erf(x / np.sqrt(F32(2))).astype(F32))).astype(F32)
+    if name in ("silu", "swiglu"):
+        with np.errstate(over="ignore"):
+            return x / (F32(1) + np.exp(-x))
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def expert_ffn(layer, rows, weights):
+    """One expert on its rows (f32 values of `layer.dtype`): matmuls
+    accumulate in f32, the hidden activations are rounded to the layer's
+    dtype before the second matmul, and so is the output."""
+    dt = layer.dtype
+    if layer.gated:
+        wg, wu, wd = weights
+        h = activation("silu", rows @ wg) * (rows @ wu)
+        out = round_to(h, dt) @ wd
+    else:
+        w1, w2 = weights
+        out = round_to(activation(layer.activation, rows @ w1), dt) @ w2
+    return round_to(out, dt)
+
+
+def layer_forward(layer, x, router, weights, bias=None):
+    """The whole layer on f32 arrays holding values of `layer.dtype`:
+    logits = x @ router (f32), route, dispatch, experts, combine (f32
+    accumulation), rounded to `layer.dtype`. Returns (y, routing)."""
+    x = np.asarray(x, dtype=F32)
+    tokens, dim = x.shape
+    logits = (x @ np.asarray(router, dtype=F32)).astype(F32)
+    policy = layer.policy
+    routing = route(logits, policy, layer.experts, bias)
+    acc = np.zeros((tokens, dim), dtype=F32)
+    per_expert = lambda e: [w[e] for w in weights]
+
+    if isinstance(policy, Soft):
+        dispatch, combine = routing
+        s = policy.slots_per_expert
+        slots = round_to(dispatch.T @ x, layer.dtype)  # [E*S, D]
+        outs = np.concatenate([
+            expert_ffn(layer, slots[e * s:(e + 1) * s], per_expert(e))
+            for e in range(layer.experts)])
+        acc += combine @ outs
+        return round_to(acc, layer.dtype), routing
+
+    if isinstance(policy, TokenChoice) and policy.dropless:
+        ids, gates, offsets = routing
+        outs = np.zeros((len(ids), dim), dtype=F32)
+        for e in range(layer.experts):
+            lo, hi = offsets[e], offsets[e + 1]
+            if hi > lo:
+                outs[lo:hi] = expert_ffn(layer, x[ids[lo:hi]], per_expert(e))
+        for i, t in enumerate(ids):
+            acc[t] += gates[i] * outs[i]
+        return round_to(acc, layer.dtype), routing
+
+    ids, gates = routing
+    for e in range(layer.experts):
+        rows = np.where((ids[e] >= 0)[:, None], x[np.maximum(ids[e], 0)], F32(0))
+        outs = expert_ffn(layer, rows, per_expert(e))
+        for c, t in enumerate(ids[e]):
+            if t >= 0:
+                acc[t] += gates[e, c] * outs[c]
+    return round_to(acc, layer.dtype), routing

@@ -1,0 +1,175 @@
+"""Compiles ``moe`` IR to a shared library and calls it with NumPy arrays.
+
+The library is built by ``moe-opt --moe-cpu-pipeline`` (to the LLVM
+dialect, entry points with ``_mlir_ciface_`` wrappers), ``mlir-translate
+--mlir-to-llvmir`` and ``clang-22 -O3 -shared``. Arguments travel as memref
+descriptors built with ctypes; bf16 tensors are passed as uint16 arrays
+holding bf16 bits. The result comes back as a descriptor of a buffer the
+library malloc'ed (the C interface's first argument); it is copied into a
+NumPy array and freed.
+"""
+
+import ctypes
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .builder import ArgSpec, Signature
+
+LLVM_PREFIX = Path("/usr/lib/llvm-22")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+NUMPY_DTYPES = {"f32": np.float32, "bf16": np.uint16, "i32": np.int32, "i64": np.int64}
+
+
+class CompileError(RuntimeError):
+    """A tool of the compile chain failed; the message holds its stderr."""
+
+
+def _build_dir():
+    return Path(os.environ.get("MOE_BUILD", REPO_ROOT / "build"))
+
+
+def tool(name):
+    """Path of moe-opt (our build) or of an LLVM 22 tool."""
+    if name.startswith("moe-"):
+        path = _build_dir() / "bin" / name
+    else:
+        path = LLVM_PREFIX / "bin" / name
+    if not path.exists():
+        found = shutil.which(name)
+        if not found:
+            raise CompileError(f"cannot find {name} (looked for {path})")
+        path = Path(found)
+    return str(path)
+
+
+def _run(cmd, what):
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise CompileError(f"{what} failed ({' '.join(cmd)}):\n{proc.stderr}")
+    return proc
+
+
+# Results stay results (dynamic shapes cannot become out-parameters).
+DEFAULT_PIPELINE = "moe-cpu-pipeline{results-to-out-params=false}"
+
+
+def compile_module(mlir_text, out_dir, pipeline=DEFAULT_PIPELINE, opt_level="-O3"):
+    """Lowers `mlir_text` with `pipeline` and builds `out_dir/libmoe.so`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    src = out_dir / "layer.mlir"
+    src.write_text(mlir_text)
+    llvm_dialect = out_dir / "layer.llvm.mlir"
+    _run([tool("moe-opt"), f"--pass-pipeline=builtin.module({pipeline})", str(src),
+          "-o", str(llvm_dialect)], "moe-opt")
+    ll = out_dir / "layer.ll"
+    _run([tool("mlir-translate"), "--mlir-to-llvmir", str(llvm_dialect), "-o", str(ll)],
+         "mlir-translate")
+    lib = out_dir / "libmoe.so"
+    clang = tool("clang-22") if shutil.which("clang-22") else tool("clang")
+    runtime = LLVM_PREFIX / "lib"
+    _run([clang, opt_level, "-shared", "-fPIC", "-Wno-override-module", str(ll), "-o", str(lib),
+          f"-L{runtime}", "-lmlir_c_runner_utils", f"-Wl,-rpath,{runtime}", "-lm"], "clang")
+    return lib
+
+
+def _descriptor_type(rank):
+    class MemRefDescriptor(ctypes.Structure):
+        _fields_ = [
+            ("allocated", ctypes.c_void_p),
+            ("aligned", ctypes.c_void_p),
+            ("offset", ctypes.c_int64),
+            ("sizes", ctypes.c_int64 * rank),
+            ("strides", ctypes.c_int64 * rank),
+        ]
+
+    return MemRefDescriptor
+
+
+def _descriptor(array):
+    desc = _descriptor_type(array.ndim)()
+    desc.allocated = desc.aligned = array.ctypes.data
+    desc.offset = 0
+    for i, (size, stride) in enumerate(zip(array.shape, array.strides)):
+        desc.sizes[i] = size
+        desc.strides[i] = stride // array.itemsize
+    return desc
+
+
+class Function:
+    """A compiled entry point with a known signature.
+
+    Calling it checks every array's rank, shape and dtype against the
+    signature (binding symbolic sizes such as the token count `T`) and raises
+    ValueError/TypeError before any native code runs.
+    """
+
+    def __init__(self, library, signature: Signature):
+        self.signature = signature
+        self._lib = ctypes.CDLL(str(library))
+        self._fn = getattr(self._lib, f"_mlir_ciface_{signature.name}")
+        self._fn.restype = None
+        self._free = ctypes.CDLL(None).free
+        self._free.argtypes = [ctypes.c_void_p]
+
+    def _bind(self, spec: ArgSpec, array, symbols):
+        if not isinstance(array, np.ndarray):
+            raise TypeError(f"argument '{spec.name}' must be a numpy array, got {type(array).__name__}")
+        want = np.dtype(NUMPY_DTYPES[spec.dtype])
+        if array.dtype != want:
+            hint = " (bf16 values travel as uint16 bits; see reference.to_bf16_bits)" if spec.dtype == "bf16" else ""
+            raise TypeError(f"argument '{spec.name}' must have dtype {want} for {spec.dtype}{hint}, "
+                            f"got {array.dtype}")
+        if array.ndim != len(spec.shape):
+            raise ValueError(f"argument '{spec.name}' must have rank {len(spec.shape)} "
+                             f"(shape {spec.shape}), got shape {array.shape}")
+        for axis, (want_dim, got) in enumerate(zip(spec.shape, array.shape)):
+            if isinstance(want_dim, str):
+                bound = symbols.setdefault(want_dim, got)
+                if bound != got:
+                    raise ValueError(f"argument '{spec.name}' dimension {axis} is {got}, but "
+                                     f"{want_dim} = {bound} from an earlier argument")
+            elif want_dim != got:
+                raise ValueError(f"argument '{spec.name}' must have shape {spec.shape}, got {array.shape}")
+        return np.ascontiguousarray(array)
+
+    def __call__(self, *arrays):
+        sig = self.signature
+        if len(arrays) != len(sig.args):
+            names = ", ".join(a.name for a in sig.args)
+            raise TypeError(f"{sig.name} takes {len(sig.args)} arrays ({names}), got {len(arrays)}")
+        symbols = {}
+        bound = [self._bind(spec, a, symbols) for spec, a in zip(sig.args, arrays)]
+        shape = tuple(symbols[d] if isinstance(d, str) else d for d in sig.result.shape)
+        result = _descriptor_type(len(shape))()
+        descriptors = [result] + [_descriptor(a) for a in bound]
+        self._fn(*[ctypes.byref(d) for d in descriptors])
+        got = tuple(result.sizes)
+        if got != shape:
+            raise RuntimeError(f"{sig.name} returned shape {got}, expected {shape}")
+        dtype = np.dtype(NUMPY_DTYPES[sig.result.dtype])
+        out = np.empty(shape, dtype=dtype)
+        if out.size:
+            view = np.ctypeslib.as_array(
+                ctypes.cast(result.aligned, ctypes.POINTER(ctypes.c_uint8)),
+                shape=(out.nbytes,))
+            strides = tuple(s * dtype.itemsize for s in result.strides)
+            src = np.lib.stride_tricks.as_strided(
+                np.frombuffer(view, dtype=dtype, offset=result.offset * dtype.itemsize),
+                shape=shape, strides=strides)
+            out[...] = src
+        self._free(result.allocated)
+        return out
+
+
+def compile_function(mlir_text, signature: Signature, workdir=None, **kwargs):
+    """Compiles `mlir_text` and returns the callable entry point."""
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="moe-mlir-"))
+    lib = compile_module(mlir_text, workdir, **kwargs)
+    return Function(lib, signature)
