@@ -35,7 +35,7 @@ class ArgSpec:
 class Signature:
     name: str
     args: List[ArgSpec]
-    result: ArgSpec
+    results: List[ArgSpec]
 
 
 def _fmt_float(value):
@@ -201,8 +201,7 @@ def build_layer(layer: Layer, name: str = "moe_layer"):
     if has_bias:
         args.append(ArgSpec("bias", (e,), "f32"))
     args += [ArgSpec(n, s, dt) for n, s in zip(weight_names, layer.weight_shapes())]
-    result = ArgSpec("y", (t, d), dt)
-    sig = Signature(name, args, result)
+    sig = Signature(name, args, [ArgSpec("y", (t, d), dt)])
 
     emit = _Emitter()
     arg_text = ", ".join(f"%{a.name}: {_tensor(a.shape, a.dtype)}" for a in args)
@@ -273,3 +272,35 @@ def build_layer(layer: Layer, name: str = "moe_layer"):
     emit(f"return %y : {x_t}")
     emit("}", 0)
     return "\n".join(emit.lines) + "\n", sig
+
+
+def build_route(policy, experts, tokens=None, name="route"):
+    """Returns (module text, Signature) of a function that only routes:
+    f32 logits [T, E'] (and a bias [E] when the policy takes one) to the
+    routing tensors of `moe.route`."""
+    t = tokens if tokens is not None else "T"
+    cols = experts * policy.slots_per_expert if isinstance(policy, Soft) else experts
+    logits_t = _tensor((t, cols), "f32")
+    args = [ArgSpec("logits", (t, cols), "f32")]
+    has_bias = isinstance(policy, TokenChoice) and policy.bias
+    if has_bias:
+        args.append(ArgSpec("bias", (experts,), "f32"))
+    layer = Layer(1, 1, experts, policy, "relu", "f32", tokens)
+    routed = routed_size(layer, tokens)
+    if isinstance(policy, Soft):
+        results = [ArgSpec("dispatch", (t, cols), "f32"), ArgSpec("combine", (t, cols), "f32")]
+    elif isinstance(policy, TokenChoice) and policy.dropless:
+        n = routed if routed is not None else "N"
+        results = [ArgSpec("ids", (n,), "i32"), ArgSpec("gates", (n,), "f32"),
+                   ArgSpec("offsets", (experts + 1,), "i32")]
+    else:
+        c = routed if routed is not None else "C"
+        results = [ArgSpec("ids", (experts, c), "i32"), ArgSpec("gates", (experts, c), "f32")]
+    types = ", ".join(_tensor(r.shape, r.dtype) for r in results)
+    arg_text = ", ".join(f"%{a.name}: {_tensor(a.shape, a.dtype)}" for a in args)
+    bias_text = f" bias(%bias : {_tensor((experts,), 'f32')})" if has_bias else ""
+    names = ", ".join(f"%r{i}" for i in range(len(results)))
+    text = (f"func.func @{name}({arg_text}) -> ({types}) {{\n"
+            f"  {names} = moe.route {policy_attr(policy)} %logits{bias_text} : {logits_t} -> {types}\n"
+            f"  return {names} : {types}\n}}\n")
+    return text, Signature(name, args, results)

@@ -19,11 +19,17 @@ and the attribute docs in ``docs/Dialects/MoE.md``):
   ``C = ceil(cf * T / E)`` tokens with the largest ``P[:, e]``.
 * Soft MoE: dispatch = softmax over tokens, combine = softmax over slots.
 
-Sums that the compiled code accumulates sequentially (softmax denominators,
-gate normalization) are accumulated sequentially here as well, so that the
-routing decisions agree bit for bit wherever exp agrees.
+Routing decisions must agree bit for bit with the compiled code, ties
+included, and mathematically equal probabilities (two tokens whose logits
+are permutations of each other) are only equal in floating point if they
+are rounded identically. So the reference evaluates ``exp`` with the C
+library's ``expf`` -- the function the compiled CPU code calls for
+``math.exp`` -- and accumulates the sums the compiled loops accumulate
+sequentially (softmax denominators, gate normalization) sequentially too.
 """
 
+import ctypes
+import ctypes.util
 import math
 
 import numpy as np
@@ -65,23 +71,49 @@ def round_to(x, dtype):
 # ----------------------------------------------------------------------------
 
 
+_LIBM = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+_LIBM.expf.restype = ctypes.c_float
+_LIBM.expf.argtypes = [ctypes.c_float]
+_EXPF = np.frompyfunc(_LIBM.expf, 1, 1)
+
+
+def exp(x):
+    """Elementwise f32 exp by the C library's expf (see the module doc)."""
+    x = np.asarray(x, dtype=F32)
+    with np.errstate(over="ignore"):
+        return np.asarray(_EXPF(x), dtype=F32).reshape(x.shape)
+
+
 def seq_sum(x, axis):
     """Sum along `axis` accumulated in index order, as the compiled loops do."""
+    if x.shape[axis] == 0:
+        return np.zeros(np.delete(x.shape, axis), dtype=F32)
     return np.cumsum(x, axis=axis, dtype=F32).take(-1, axis=axis)
 
 
 def softmax(x, axis):
     """exp(x - max) / sum(exp(x - max)) along `axis`, in f32."""
     x = np.asarray(x, dtype=F32)
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    e = exp(x - x.max(axis=axis, keepdims=True, initial=-np.inf))
     return e / np.expand_dims(seq_sum(e, axis), axis)
 
 
 def sigmoid(x):
     """1 / (1 + exp(-x)) in f32 (saturates to 0 and 1 without warnings)."""
     x = np.asarray(x, dtype=F32)
-    with np.errstate(over="ignore"):
-        return F32(1) / (F32(1) + np.exp(-x))
+    return F32(1) / (F32(1) + exp(-x))
+
+
+def matmul_seq(a, b):
+    """a @ b in f32 with each dot product accumulated in index order from 0
+    (multiply, round, add, round), exactly as the compiled loops of
+    linalg.matmul do. Used for router logits, whose rounding decides ties."""
+    a = np.asarray(a, dtype=F32)
+    b = np.asarray(b, dtype=F32)
+    acc = np.zeros((a.shape[0], b.shape[1]), dtype=F32)
+    for k in range(a.shape[1]):
+        acc = acc + a[:, k:k + 1] * b[k:k + 1, :]
+    return acc
 
 
 def capacity(capacity_factor, top_k, tokens, experts):
@@ -201,8 +233,7 @@ def activation(name, x):
     if name == "gelu":
         return (F32(0.5) * x * (F32(1) + _erf(x / np.sqrt(F32(2))).astype(F32))).astype(F32)
     if name in ("silu", "swiglu"):
-        with np.errstate(over="ignore"):
-            return x / (F32(1) + np.exp(-x))
+        return x / (F32(1) + exp(-x))
     raise ValueError(f"unknown activation {name!r}")
 
 
@@ -227,7 +258,7 @@ def layer_forward(layer, x, router, weights, bias=None):
     accumulation), rounded to `layer.dtype`. Returns (y, routing)."""
     x = np.asarray(x, dtype=F32)
     tokens, dim = x.shape
-    logits = (x @ np.asarray(router, dtype=F32)).astype(F32)
+    logits = matmul_seq(x, router)
     policy = layer.policy
     routing = route(logits, policy, layer.experts, bias)
     acc = np.zeros((tokens, dim), dtype=F32)

@@ -140,31 +140,45 @@ class Function:
         return np.ascontiguousarray(array)
 
     def __call__(self, *arrays):
+        """Runs the function; returns its result, or a tuple of results."""
         sig = self.signature
         if len(arrays) != len(sig.args):
             names = ", ".join(a.name for a in sig.args)
             raise TypeError(f"{sig.name} takes {len(sig.args)} arrays ({names}), got {len(arrays)}")
         symbols = {}
         bound = [self._bind(spec, a, symbols) for spec, a in zip(sig.args, arrays)]
-        shape = tuple(symbols[d] if isinstance(d, str) else d for d in sig.result.shape)
-        result = _descriptor_type(len(shape))()
-        descriptors = [result] + [_descriptor(a) for a in bound]
+        # The C interface returns every result through one struct of
+        # descriptors passed as the first argument.
+        types = [_descriptor_type(len(r.shape)) for r in sig.results]
+        packed = type("Results", (ctypes.Structure,),
+                      {"_fields_": [(f"r{i}", t) for i, t in enumerate(types)]})
+        results = packed() if len(types) > 1 else types[0]()
+        descriptors = [results] + [_descriptor(a) for a in bound]
         self._fn(*[ctypes.byref(d) for d in descriptors])
-        got = tuple(result.sizes)
-        if got != shape:
-            raise RuntimeError(f"{sig.name} returned shape {got}, expected {shape}")
-        dtype = np.dtype(NUMPY_DTYPES[sig.result.dtype])
+        outs = []
+        for i, spec in enumerate(sig.results):
+            desc = getattr(results, f"r{i}") if len(types) > 1 else results
+            outs.append(self._take(spec, desc, symbols))
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _take(self, spec, desc, symbols):
+        """Copies a returned buffer into a new array and frees it."""
+        shape = tuple(desc.sizes)
+        for want, got in zip(spec.shape, shape):
+            expected = symbols.get(want, got) if isinstance(want, str) else want
+            if expected != got:
+                raise RuntimeError(f"{self.signature.name} returned {spec.name} of shape "
+                                   f"{shape}, expected {spec.shape}")
+        dtype = np.dtype(NUMPY_DTYPES[spec.dtype])
         out = np.empty(shape, dtype=dtype)
         if out.size:
-            view = np.ctypeslib.as_array(
-                ctypes.cast(result.aligned, ctypes.POINTER(ctypes.c_uint8)),
-                shape=(out.nbytes,))
-            strides = tuple(s * dtype.itemsize for s in result.strides)
-            src = np.lib.stride_tricks.as_strided(
-                np.frombuffer(view, dtype=dtype, offset=result.offset * dtype.itemsize),
-                shape=shape, strides=strides)
-            out[...] = src
-        self._free(result.allocated)
+            base = ctypes.cast(desc.aligned, ctypes.POINTER(ctypes.c_uint8))
+            extent = (desc.offset + sum((n - 1) * st for n, st in zip(shape, desc.strides)) + 1)
+            flat = np.ctypeslib.as_array(base, shape=(extent * dtype.itemsize,)).view(dtype)
+            out[...] = np.lib.stride_tricks.as_strided(
+                flat[desc.offset:], shape=shape,
+                strides=tuple(st * dtype.itemsize for st in desc.strides))
+        self._free(desc.allocated)
         return out
 
 
