@@ -81,3 +81,14 @@ def test_capacity_load_never_exceeds_c(compiled):
     # Skewed logits overflow the favoured experts: every slot is taken there.
     assert np.all(ids[: experts // 2] >= 0)
     assert np.all(gates[ids < 0] == 0)
+
+
+def test_runtime_capacity_matches_the_f64_formula(compiled):
+    # 2.2 * 1 * 25 / 1 = 55.00000000000001 in f64, so C = 56, computed at run
+    # time here because T is dynamic.
+    policy = TokenChoice(1, capacity_factor=2.2)
+    fn = compiled(builder.build_route(policy, 1))
+    ids, gates = fn(np.zeros((25, 1), np.float32))
+    assert ids.shape == (1, 56)
+    np.testing.assert_array_equal(ids[0, :25], np.arange(25))
+    assert np.all(ids[0, 25:] == -1)
