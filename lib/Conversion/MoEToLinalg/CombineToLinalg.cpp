@@ -118,15 +118,7 @@ struct CombineOpLowering : OpConversionPattern<CombineOp> {
 
     // Soft MoE: acc[t, d] += sum_j weights[t, j] * outputs[j, d].
     Value slots = collapseSlots(b, outputs, 2);
-    Value sum = b.generic(
-        {weights, slots}, {{0, 2}, {2, 1}}, acc, {{0, 1}}, 3, {2},
-        [&](OpBuilder &ob, Location loc, ValueRange args) {
-          LoweringBuilder lb(loc, ob);
-          Value product = arith::MulFOp::create(
-              lb, lb.convertFloat(args[0], f32), lb.convertFloat(args[1], f32));
-          linalg::YieldOp::create(
-              lb, arith::AddFOp::create(lb, args[2], product).getResult());
-        })[0];
+    Value sum = b.accumulateProducts(weights, {0, 2}, slots, {2, 1}, acc);
     rewriter.replaceOp(op, b.convertElements(sum, resultElementType));
     return success();
   }

@@ -81,15 +81,7 @@ struct DispatchOpLowering : OpConversionPattern<DispatchOp> {
     Type f32 = b.getF32Type();
     OpFoldResult numSlots = b.size(weights, 1), modelDim = b.size(tokens, 1);
     Value acc = b.filled({numSlots, modelDim}, b.floatConst(f32, 0.0));
-    Value slots = b.generic(
-        {weights, tokens}, {{2, 0}, {2, 1}}, acc, {{0, 1}}, 3, {2},
-        [&](OpBuilder &ob, Location loc, ValueRange args) {
-          LoweringBuilder lb(loc, ob);
-          Value product = arith::MulFOp::create(
-              lb, lb.convertFloat(args[0], f32), lb.convertFloat(args[1], f32));
-          linalg::YieldOp::create(
-              lb, arith::AddFOp::create(lb, args[2], product).getResult());
-        })[0];
+    Value slots = b.accumulateProducts(weights, {2, 0}, tokens, {2, 1}, acc);
     slots = b.convertElements(slots, elementType);
     SmallVector<ReassociationIndices> reassociation = {{0, 1}, {2}};
     Value expanded = tensor::ExpandShapeOp::create(

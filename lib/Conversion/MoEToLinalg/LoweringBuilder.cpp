@@ -102,6 +102,22 @@ ResultRange LoweringBuilder::generic(
       ->getResults();
 }
 
+Value LoweringBuilder::accumulateProducts(Value lhs, ArrayRef<unsigned> lhsDims,
+                                          Value rhs, ArrayRef<unsigned> rhsDims,
+                                          Value acc) {
+  Type f32 = getF32Type();
+  return generic(
+      {lhs, rhs},
+      {SmallVector<unsigned>(lhsDims), SmallVector<unsigned>(rhsDims)}, acc,
+      {{0, 1}}, 3, {2}, [&](OpBuilder &b, Location loc, ValueRange args) {
+        LoweringBuilder lb(loc, b);
+        Value product = arith::MulFOp::create(lb, lb.convertFloat(args[0], f32),
+                                              lb.convertFloat(args[1], f32));
+        linalg::YieldOp::create(
+            lb, arith::AddFOp::create(lb, args[2], product).getResult());
+      })[0];
+}
+
 Value LoweringBuilder::softmax(Value matrix, unsigned dim) {
   Type f32 = getF32Type();
   unsigned other = 1 - dim;

@@ -51,6 +51,11 @@ public:
                       ArrayRef<SmallVector<unsigned>> outDims, unsigned numDims,
                       ArrayRef<unsigned> reductions, BodyFn body);
 
+  /// Accumulates products in f32 over loops (i, j, r), r the reduction:
+  /// acc[i, j] += f32(lhs[lhsDims]) * f32(rhs[rhsDims]).
+  Value accumulateProducts(Value lhs, ArrayRef<unsigned> lhsDims, Value rhs,
+                           ArrayRef<unsigned> rhsDims, Value acc);
+
   /// Numerically stable softmax of an f32 matrix along `dim` (0 or 1):
   /// exp(x - max) / sum(exp(x - max)).
   Value softmax(Value matrix, unsigned dim);

@@ -108,6 +108,39 @@ struct RouteLowering {
                                            reassociation);
   }
 
+  /// Inverts a rank: over loops (a, s, b), reading `rank` and `values` at
+  /// `dims`, returns ids[a, s] = the b whose rank is s (-1 if none) and
+  /// gates[a, s] = its value (0 if none), as a reduction over b in which at
+  /// most one term is non-zero.
+  std::pair<Value, Value> pickByRank(Value rank, SmallVector<unsigned> dims,
+                                     Value values, OpFoldResult rows,
+                                     OpFoldResult slots, Type idType) {
+    ResultRange picked = b.generic(
+        {rank, values}, {dims, dims},
+        {b.filled({rows, slots}, b.intConst(idType, -1)),
+         b.filled({rows, slots}, b.floatConst(f32, 0.0))},
+        {{0, 1}, {0, 1}}, 3, {2},
+        [&](OpBuilder &ob, Location loc, ValueRange args) {
+          LoweringBuilder lb(loc, ob);
+          Value slot = arith::IndexCastOp::create(
+              lb, idType, linalg::IndexOp::create(lb, 1));
+          Value item = arith::IndexCastOp::create(
+              lb, idType, linalg::IndexOp::create(lb, 2));
+          Value hit = arith::CmpIOp::create(lb, arith::CmpIPredicate::eq,
+                                            args[0], slot);
+          Value itemPlusOne =
+              arith::AddIOp::create(lb, item, lb.intConst(idType, 1));
+          Value id = arith::SelectOp::create(lb, hit, itemPlusOne,
+                                             lb.intConst(idType, 0));
+          Value gate = arith::SelectOp::create(lb, hit, args[1],
+                                               lb.floatConst(f32, 0.0));
+          linalg::YieldOp::create(
+              lb, ValueRange{arith::AddIOp::create(lb, args[2], id),
+                             arith::AddFOp::create(lb, args[3], gate)});
+        });
+    return {picked[0], picked[1]};
+  }
+
   /// Every token's top-k experts and gates.
   TokenChoices chooseExperts(TokenChoiceAttr policy, Type idType) {
     Value logits = b.convertElements(scores, f32);
@@ -130,37 +163,15 @@ struct RouteLowering {
       select = keepBestGroups(policy, select);
     Value rank = b.rankAlong(select, 1, idType);
 
-    // experts[t, j] = sum_e e * [rank[t, e] == j], gates likewise: a
-    // reduction over e in which exactly one term is non-zero.
+    // The expert of rank j is token t's j-th choice.
     int64_t topK = policy.getTopK();
     OpFoldResult k = b.getIndexAttr(topK);
-    ResultRange chosen = b.generic(
-        {rank, probs}, {{0, 2}, {0, 2}},
-        {b.filled({numTokens, k}, b.intConst(idType, 0)),
-         b.filled({numTokens, k}, b.floatConst(f32, 0.0))},
-        {{0, 1}, {0, 1}}, 3, {2},
-        [&](OpBuilder &ob, Location loc, ValueRange args) {
-          LoweringBuilder lb(loc, ob);
-          Value j = arith::IndexCastOp::create(
-              ob, loc, idType, linalg::IndexOp::create(ob, loc, 1));
-          Value e = arith::IndexCastOp::create(
-              ob, loc, idType, linalg::IndexOp::create(ob, loc, 2));
-          Value hit = arith::CmpIOp::create(ob, loc, arith::CmpIPredicate::eq,
-                                            args[0], j);
-          Value expert =
-              arith::SelectOp::create(ob, loc, hit, e, lb.intConst(idType, 0));
-          Value gate = arith::SelectOp::create(ob, loc, hit, args[1],
-                                               lb.floatConst(f32, 0.0));
-          linalg::YieldOp::create(
-              ob, loc,
-              ValueRange{arith::AddIOp::create(ob, loc, args[2], expert),
-                         arith::AddFOp::create(ob, loc, args[3], gate)});
-        });
-    Value gates = chosen[1];
+    auto chosen = pickByRank(rank, {0, 2}, probs, numTokens, k, idType);
+    Value gates = chosen.second;
 
     double scale = policy.getRoutedScalingFactorValue();
     if (!policy.getNormalize() && scale == 1.0)
-      return {chosen[0], gates};
+      return {chosen.first, gates};
     Value sum;
     if (policy.getNormalize())
       sum = b.generic(
@@ -196,7 +207,7 @@ struct RouteLowering {
                 arith::MulFOp::create(ob, loc, gate, lb.floatConst(f32, scale));
           linalg::YieldOp::create(ob, loc, gate);
         })[0];
-    return {chosen[0], gates};
+    return {chosen.first, gates};
   }
 
   /// The slots per expert, from the result type or computed at run time as
@@ -424,32 +435,10 @@ struct RouteLowering {
     Value rank = b.rankAlong(probs, 0, idType);
     OpFoldResult slots = capacity(idsType, policy.getCapacityFactorValue(), 1);
     OpFoldResult experts = b.getIndexAttr(numExperts);
-    // ids[e, c] = -1 + sum_t (t + 1) [rank[t, e] == c], gates likewise.
-    ResultRange taken = b.generic(
-        {rank, probs}, {{2, 0}, {2, 0}},
-        {b.filled({experts, slots}, b.intConst(idType, -1)),
-         b.filled({experts, slots}, b.floatConst(f32, 0.0))},
-        {{0, 1}, {0, 1}}, 3, {2},
-        [&](OpBuilder &ob, Location loc, ValueRange args) {
-          LoweringBuilder lb(loc, ob);
-          Value c = arith::IndexCastOp::create(
-              ob, loc, idType, linalg::IndexOp::create(ob, loc, 1));
-          Value t = arith::IndexCastOp::create(
-              ob, loc, idType, linalg::IndexOp::create(ob, loc, 2));
-          Value hit = arith::CmpIOp::create(ob, loc, arith::CmpIPredicate::eq,
-                                            args[0], c);
-          Value tokenPlusOne =
-              arith::AddIOp::create(ob, loc, t, lb.intConst(idType, 1));
-          Value id = arith::SelectOp::create(ob, loc, hit, tokenPlusOne,
-                                             lb.intConst(idType, 0));
-          Value gate = arith::SelectOp::create(ob, loc, hit, args[1],
-                                               lb.floatConst(f32, 0.0));
-          linalg::YieldOp::create(
-              ob, loc,
-              ValueRange{arith::AddIOp::create(ob, loc, args[2], id),
-                         arith::AddFOp::create(ob, loc, args[3], gate)});
-        });
-    return {taken[0], b.convertElements(taken[1], gatesType.getElementType())};
+    // Slot c of expert e holds the token of rank c in column e.
+    auto taken = pickByRank(rank, {2, 0}, probs, experts, slots, idType);
+    return {taken.first,
+            b.convertElements(taken.second, gatesType.getElementType())};
   }
 
   /// Soft MoE: softmax over tokens (dispatch) and over slots (combine).

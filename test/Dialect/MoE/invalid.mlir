@@ -414,7 +414,7 @@ func.func @dispatch_soft_rows(%x: tensor<10x16xf32>, %d: tensor<12x8xf32>) {
 // -----
 
 func.func @dispatch_soft_rank(%x: tensor<10x16xf32>, %d: tensor<10x8xf32>) {
-  // expected-error @+1 {{'moe.dispatch' op Soft MoE slots must be [E, S, D], got 'tensor<8x16xf32>'}}
+  // expected-error @+1 {{'moe.dispatch' op Soft MoE result must be [E, S, D], got 'tensor<8x16xf32>'}}
   %0 = moe.dispatch %x weights(%d : tensor<10x8xf32>) : tensor<10x16xf32> -> tensor<8x16xf32>
   return
 }
@@ -430,7 +430,7 @@ func.func @dispatch_soft_dynamic_slots(%x: tensor<10x16xf32>, %d: tensor<10x8xf3
 // -----
 
 func.func @dispatch_soft_slot_count(%x: tensor<10x16xf32>, %d: tensor<10x8xf32>) {
-  // expected-error @+1 {{'moe.dispatch' op result has E * S = 4 * 3 = 12 slots, but the dispatch weights have 8 columns}}
+  // expected-error @+1 {{'moe.dispatch' op has E * S = 4 * 3 = 12 slots in the result, but the dispatch weights have 8 columns}}
   %0 = moe.dispatch %x weights(%d : tensor<10x8xf32>) : tensor<10x16xf32> -> tensor<4x3x16xf32>
   return
 }
@@ -438,7 +438,7 @@ func.func @dispatch_soft_slot_count(%x: tensor<10x16xf32>, %d: tensor<10x8xf32>)
 // -----
 
 func.func @dispatch_soft_model_dim(%x: tensor<10x16xf32>, %d: tensor<10x8xf32>) {
-  // expected-error @+1 {{'moe.dispatch' op result feature size 32 must match the tokens' D = 16}}
+  // expected-error @+1 {{'moe.dispatch' op feature size 32 of the result must match the tokens' D = 16}}
   %0 = moe.dispatch %x weights(%d : tensor<10x8xf32>) : tensor<10x16xf32> -> tensor<4x2x32xf32>
   return
 }
@@ -679,7 +679,7 @@ func.func @combine_soft_weights_rank(%ys: tensor<4x2x16xf32>, %c: tensor<8xf32>,
 // -----
 
 func.func @combine_soft_rows(%ys: tensor<4x2x16xf32>, %c: tensor<12x8xf32>, %acc: tensor<10x16xf32>) {
-  // expected-error @+1 {{'moe.combine' op Soft MoE combine weights have 12 rows, expected one per destination token (T = 10)}}
+  // expected-error @+1 {{'moe.combine' op Soft MoE combine weights have 12 rows, expected one per token (T = 10)}}
   %0 = moe.combine %ys weights(%c : tensor<12x8xf32>) into %acc : tensor<4x2x16xf32> -> tensor<10x16xf32>
   return
 }
@@ -703,7 +703,7 @@ func.func @combine_soft_dynamic_slots(%ys: tensor<?x2x16xf32>, %c: tensor<10x8xf
 // -----
 
 func.func @combine_soft_slot_count(%ys: tensor<2x2x16xf32>, %c: tensor<10x8xf32>, %acc: tensor<10x16xf32>) {
-  // expected-error @+1 {{'moe.combine' op expert outputs have E * S = 2 * 2 = 4 slots, but the combine weights have 8 columns}}
+  // expected-error @+1 {{'moe.combine' op has E * S = 2 * 2 = 4 slots in the expert outputs, but the combine weights have 8 columns}}
   %0 = moe.combine %ys weights(%c : tensor<10x8xf32>) into %acc : tensor<2x2x16xf32> -> tensor<10x16xf32>
   return
 }
@@ -711,7 +711,7 @@ func.func @combine_soft_slot_count(%ys: tensor<2x2x16xf32>, %c: tensor<10x8xf32>
 // -----
 
 func.func @combine_soft_model_dim(%ys: tensor<4x2x32xf32>, %c: tensor<10x8xf32>, %acc: tensor<10x16xf32>) {
-  // expected-error @+1 {{'moe.combine' op expert output feature size 32 must match the destination's D = 16}}
+  // expected-error @+1 {{'moe.combine' op feature size 32 of the expert outputs must match the tokens' D = 16}}
   %0 = moe.combine %ys weights(%c : tensor<10x8xf32>) into %acc : tensor<4x2x32xf32> -> tensor<10x16xf32>
   return
 }

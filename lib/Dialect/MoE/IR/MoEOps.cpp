@@ -220,6 +220,40 @@ LogicalResult RouteOp::verify() {
   return success();
 }
 
+/// Verifies Soft MoE slots `[E, S, D]` (named `slotsName` in messages)
+/// against the dispatch or combine weights `[T, E*S]` and the tokens'
+/// `[T, D]`.
+static LogicalResult verifySoftSlots(Operation *op, RankedTensorType slots,
+                                     StringRef slotsName,
+                                     RankedTensorType weights,
+                                     StringRef weightsName, int64_t numTokens,
+                                     int64_t modelDim) {
+  if (!compatible(weights.getDimSize(0), numTokens))
+    return op->emitOpError("Soft MoE ")
+           << weightsName << " weights have " << weights.getDimSize(0)
+           << " rows, expected one per token (T = " << numTokens << ")";
+  if (slots.getRank() != 3)
+    return op->emitOpError("Soft MoE ")
+           << slotsName << " must be [E, S, D], got " << slots;
+  int64_t numExperts = slots.getDimSize(0);
+  int64_t slotsPerExpert = slots.getDimSize(1);
+  if (ShapedType::isDynamic(numExperts) ||
+      ShapedType::isDynamic(slotsPerExpert))
+    return op->emitOpError("Soft MoE slots [E, S] must be static, got ")
+           << slots;
+  if (!compatible(weights.getDimSize(1), numExperts * slotsPerExpert))
+    return op->emitOpError("has E * S = ")
+           << numExperts << " * " << slotsPerExpert << " = "
+           << numExperts * slotsPerExpert << " slots in the " << slotsName
+           << ", but the " << weightsName << " weights have "
+           << weights.getDimSize(1) << " columns";
+  if (!compatible(slots.getDimSize(2), modelDim))
+    return op->emitOpError("feature size ")
+           << slots.getDimSize(2) << " of the " << slotsName
+           << " must match the tokens' D = " << modelDim;
+  return success();
+}
+
 //===----------------------------------------------------------------------===//
 // DispatchOp
 //===----------------------------------------------------------------------===//
@@ -252,30 +286,9 @@ LogicalResult DispatchOp::verify() {
     return success();
   }
 
-  auto weightsType = cast<RankedTensorType>(weights.getType());
-  if (!compatible(weightsType.getDimSize(0), numTokens))
-    return emitOpError("Soft MoE dispatch weights have ")
-           << weightsType.getDimSize(0)
-           << " rows, expected one per token (T = " << numTokens << ")";
-  if (resultType.getRank() != 3)
-    return emitOpError("Soft MoE slots must be [E, S, D], got ") << resultType;
-  int64_t numExperts = resultType.getDimSize(0);
-  int64_t slotsPerExpert = resultType.getDimSize(1);
-  if (ShapedType::isDynamic(numExperts) ||
-      ShapedType::isDynamic(slotsPerExpert))
-    return emitOpError("Soft MoE slots [E, S] must be static, got ")
-           << resultType;
-  if (!compatible(weightsType.getDimSize(1), numExperts * slotsPerExpert))
-    return emitOpError("result has E * S = ")
-           << numExperts << " * " << slotsPerExpert << " = "
-           << numExperts * slotsPerExpert
-           << " slots, but the dispatch weights have "
-           << weightsType.getDimSize(1) << " columns";
-  if (!compatible(resultType.getDimSize(2), modelDim))
-    return emitOpError("result feature size ")
-           << resultType.getDimSize(2)
-           << " must match the tokens' D = " << modelDim;
-  return success();
+  return verifySoftSlots(*this, resultType, "result",
+                         cast<RankedTensorType>(weights.getType()), "dispatch",
+                         numTokens, modelDim);
 }
 
 //===----------------------------------------------------------------------===//
@@ -414,29 +427,6 @@ LogicalResult CombineOp::verify() {
     return emitOpError("without indices (Soft MoE) the combine weights must "
                        "be [T, E*S], got ")
            << weightsType;
-  if (!compatible(weightsType.getDimSize(0), numTokens))
-    return emitOpError("Soft MoE combine weights have ")
-           << weightsType.getDimSize(0)
-           << " rows, expected one per destination token (T = " << numTokens
-           << ")";
-  if (outputsType.getRank() != 3)
-    return emitOpError("Soft MoE expert outputs must be [E, S, D], got ")
-           << outputsType;
-  int64_t numExperts = outputsType.getDimSize(0);
-  int64_t slotsPerExpert = outputsType.getDimSize(1);
-  if (ShapedType::isDynamic(numExperts) ||
-      ShapedType::isDynamic(slotsPerExpert))
-    return emitOpError("Soft MoE slots [E, S] must be static, got ")
-           << outputsType;
-  if (!compatible(weightsType.getDimSize(1), numExperts * slotsPerExpert))
-    return emitOpError("expert outputs have E * S = ")
-           << numExperts << " * " << slotsPerExpert << " = "
-           << numExperts * slotsPerExpert
-           << " slots, but the combine weights have "
-           << weightsType.getDimSize(1) << " columns";
-  if (!compatible(outputsType.getDimSize(2), modelDim))
-    return emitOpError("expert output feature size ")
-           << outputsType.getDimSize(2)
-           << " must match the destination's D = " << modelDim;
-  return success();
+  return verifySoftSlots(*this, outputsType, "expert outputs", weightsType,
+                         "combine", numTokens, modelDim);
 }
