@@ -48,7 +48,9 @@ def policy_attr(policy):
     if isinstance(policy, Soft):
         return f"#moe.soft<slots_per_expert = {policy.slots_per_expert}>"
     if isinstance(policy, ExpertChoice):
-        return f"#moe.expert_choice<capacity_factor = {_fmt_float(policy.capacity_factor)}>"
+        normalize = ", normalize = true" if policy.normalize else ""
+        return (f"#moe.expert_choice<capacity_factor = {_fmt_float(policy.capacity_factor)}"
+                f"{normalize}>")
     parts = [f"top_k = {policy.top_k}"]
     if policy.capacity_factor is not None:
         parts.append(f"capacity_factor = {_fmt_float(policy.capacity_factor)}")

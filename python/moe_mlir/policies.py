@@ -30,6 +30,7 @@ class ExpertChoice:
     """Every expert picks its top-C tokens (``#moe.expert_choice``)."""
 
     capacity_factor: float
+    normalize: bool = False  # divide each token's gates by their sum
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,9 @@ and the attribute docs in ``docs/Dialects/MoE.md``):
   index (``priority``); the rest are dropped. Without: every assignment,
   grouped by expert, by token within an expert (CSR with E+1 offsets).
 * Expert choice: ``P = softmax(logits)`` per token; expert ``e`` takes the
-  ``C = ceil(cf * T / E)`` tokens with the largest ``P[:, e]``.
+  ``C = ceil(cf * T / E)`` tokens with the largest ``P[:, e]``; with
+  ``normalize`` each token's gates are divided by their sum (experts in
+  index order).
 * Soft MoE: dispatch = softmax over tokens, combine = softmax over slots.
 
 Routing decisions must agree bit for bit with the compiled code, ties
@@ -180,6 +182,17 @@ def route(logits, policy, experts, bias=None):
             order = np.argsort(-probs[:, e], kind="stable")[:slots]
             ids[e, : len(order)] = order
             gates[e, : len(order)] = probs[order, e]
+        if policy.normalize:
+            sums = np.zeros(tokens, dtype=F32)
+            for e in range(experts):
+                for c in range(slots):
+                    if ids[e, c] >= 0:
+                        sums[ids[e, c]] += gates[e, c]
+            for e in range(experts):
+                for c in range(slots):
+                    t = ids[e, c]
+                    if t >= 0 and sums[t] > 0:
+                        gates[e, c] = gates[e, c] / sums[t]
         return ids, gates
 
     chosen, chosen_gates = token_choices(logits, policy, bias)

@@ -44,6 +44,7 @@ LAYERS = {
     "expert-choice-swiglu-f32": _layer(ExpertChoice(2.0), 8, "swiglu", "f32"),
     "expert-choice-swiglu-bf16": _layer(ExpertChoice(2.0), 8, "swiglu", "bf16"),
     "expert-choice-C>T-relu-f32": _layer(ExpertChoice(6.0), 4, "relu", "f32"),
+    "expert-choice-normalize-gelu-f32": _layer(ExpertChoice(1.5, normalize=True), 4, "gelu", "f32"),
     "soft-gelu-f32": _layer(Soft(2), 4, "gelu", "f32"),
     "soft-swiglu-bf16": _layer(Soft(3), 4, "swiglu", "bf16"),
 }

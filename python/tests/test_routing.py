@@ -27,6 +27,7 @@ POLICIES = {
                                         order="priority"), 8),
     "expert-choice": (ExpertChoice(2.0), 8),
     "expert-choice-C>T": (ExpertChoice(6.0), 4),
+    "expert-choice-normalize": (ExpertChoice(1.5, normalize=True), 8),
     "soft": (Soft(2), 4),
 }
 

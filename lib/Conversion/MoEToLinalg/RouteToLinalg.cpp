@@ -437,8 +437,73 @@ struct RouteLowering {
     OpFoldResult experts = b.getIndexAttr(numExperts);
     // Slot c of expert e holds the token of rank c in column e.
     auto taken = pickByRank(rank, {2, 0}, probs, experts, slots, idType);
-    return {taken.first,
-            b.convertElements(taken.second, gatesType.getElementType())};
+    Value gates = taken.second;
+    if (policy.getNormalize())
+      gates = normalizePerToken(taken.first, gates);
+    return {taken.first, b.convertElements(gates, gatesType.getElementType())};
+  }
+
+  /// Divides every gate of the capacity layout by the sum of its token's
+  /// gates (in slot order: experts ascending); empty slots stay zero.
+  Value normalizePerToken(Value ids, Value gates) {
+    Value zero = b.floatConst(f32, 0.0);
+    Value tokens = getValueOrCreateConstantIndexOp(b, b.getLoc(), numTokens);
+    Value slots = b.sizeValue(ids, 1);
+    auto validToken = [&](LoweringBuilder &lb, Value id) {
+      Value index = arith::IndexCastOp::create(lb, lb.getIndexType(), id);
+      Value nonNegative = arith::CmpIOp::create(lb, arith::CmpIPredicate::sge,
+                                                index, lb.indexConst(0));
+      Value inRange =
+          arith::CmpIOp::create(lb, arith::CmpIPredicate::slt, index, tokens);
+      return std::make_pair(
+          arith::AndIOp::create(lb, nonNegative, inRange).getResult(), index);
+    };
+    auto outer = scf::ForOp::create(
+        b, b.indexConst(0), b.indexConst(numExperts), b.indexConst(1),
+        ValueRange{b.filled({numTokens}, zero)},
+        [&](OpBuilder &ob, Location loc, Value e, ValueRange outerArgs) {
+          LoweringBuilder lb(loc, ob);
+          auto inner = scf::ForOp::create(
+              lb, lb.indexConst(0), slots, lb.indexConst(1), outerArgs,
+              [&](OpBuilder &ib, Location iloc, Value c, ValueRange args) {
+                LoweringBuilder il(iloc, ib);
+                auto [valid, t] = validToken(
+                    il, tensor::ExtractOp::create(il, ids, ValueRange{e, c}));
+                auto ifOp = scf::IfOp::create(
+                    il, valid,
+                    [&](OpBuilder &tb, Location tloc) {
+                      LoweringBuilder tl(tloc, tb);
+                      Value sum = arith::AddFOp::create(
+                          tl, tensor::ExtractOp::create(tl, args[0], t),
+                          tensor::ExtractOp::create(tl, gates,
+                                                    ValueRange{e, c}));
+                      scf::YieldOp::create(
+                          tl, tensor::InsertOp::create(tl, sum, args[0], t)
+                                  .getResult());
+                    },
+                    [&](OpBuilder &eb, Location eloc) {
+                      scf::YieldOp::create(eb, eloc, args[0]);
+                    });
+                scf::YieldOp::create(il, ifOp.getResult(0));
+              });
+          scf::YieldOp::create(lb, inner.getResults());
+        });
+    Value sums = outer.getResult(0);
+    return b.generic(
+        {ids, gates}, {{0, 1}, {0, 1}},
+        b.empty({b.getIndexAttr(numExperts), b.size(ids, 1)}, f32), {{0, 1}}, 2,
+        {}, [&](OpBuilder &ob, Location loc, ValueRange args) {
+          LoweringBuilder lb(loc, ob);
+          auto [valid, t] = validToken(lb, args[0]);
+          Value safe = arith::SelectOp::create(lb, valid, t, lb.indexConst(0));
+          Value sum = tensor::ExtractOp::create(lb, sums, ValueRange{safe});
+          Value positive = arith::CmpFOp::create(lb, arith::CmpFPredicate::OGT,
+                                                 sum, lb.floatConst(f32, 0.0));
+          Value divided = arith::DivFOp::create(lb, args[1], sum);
+          Value gate = arith::SelectOp::create(
+              lb, arith::AndIOp::create(lb, valid, positive), divided, args[1]);
+          linalg::YieldOp::create(lb, gate);
+        })[0];
   }
 
   /// Soft MoE: softmax over tokens (dispatch) and over slots (combine).

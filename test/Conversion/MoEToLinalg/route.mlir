@@ -164,3 +164,22 @@ func.func @soft(%s: tensor<?x8xf32>) -> (tensor<?x8xf32>, tensor<?x8xf32>) {
       : tensor<?x8xf32> -> tensor<?x8xf32>, tensor<?x8xf32>
   return %d, %c : tensor<?x8xf32>, tensor<?x8xf32>
 }
+
+// -----
+
+// Expert choice with normalize: per-token gate sums over the slots (experts
+// ascending), then every valid slot's gate divided by its token's sum.
+// CHECK-LABEL: func.func @expert_choice_normalize
+// CHECK:         %[[TAKEN:.+]]:2 = linalg.generic
+// CHECK:         %[[SUMS:.+]] = scf.for {{.*}} -> (tensor<6xf32>)
+// CHECK:           scf.for
+// CHECK:             scf.if
+// CHECK:               arith.addf
+// CHECK:         linalg.generic {{.*}} ins(%[[TAKEN]]#0, %[[TAKEN]]#1 : tensor<4x3xi32>, tensor<4x3xf32>)
+// CHECK:           tensor.extract %[[SUMS]]
+// CHECK:           arith.divf
+func.func @expert_choice_normalize(%s: tensor<6x4xf32>) -> tensor<4x3xf32> {
+  %ids, %gates = moe.route #moe.expert_choice<capacity_factor = 2.0, normalize = true> %s
+      : tensor<6x4xf32> -> tensor<4x3xi32>, tensor<4x3xf32>
+  return %gates : tensor<4x3xf32>
+}

@@ -111,13 +111,13 @@ func.func @dropless_dynamic(%x: tensor<?x8xf16>, %logits: tensor<?x4xf16>, %w: t
 // CHECK-LABEL: func.func @expert_choice
 // CHECK:         %[[IDS:.+]], %[[GATES:.+]] = moe.route #moe.expert_choice<capacity_factor = 2.0> %{{.+}} : tensor<12x4xbf16> -> tensor<4x6xi32>, tensor<4x6xbf16>
 // CHECK:         moe.dispatch %{{.+}} indices(%[[IDS]] : tensor<4x6xi32>) : tensor<12x16xbf16> -> tensor<4x6x16xbf16>
-// CHECK:         moe.route #moe.expert_choice<capacity_factor = 0.5> %{{.+}} : tensor<?x4xf32> -> tensor<4x?xi64>, tensor<4x?xf32>
+// CHECK:         moe.route #moe.expert_choice<capacity_factor = 0.5, normalize = true> %{{.+}} : tensor<?x4xf32> -> tensor<4x?xi64>, tensor<4x?xf32>
 func.func @expert_choice(%x: tensor<12x16xbf16>, %logits: tensor<12x4xbf16>, %dyn: tensor<?x4xf32>)
     -> (tensor<4x6x16xbf16>, tensor<4x?xi64>) {
   %ids, %gates = moe.route #moe.expert_choice<capacity_factor = 2.0> %logits
       : tensor<12x4xbf16> -> tensor<4x6xi32>, tensor<4x6xbf16>
   %xe = moe.dispatch %x indices(%ids : tensor<4x6xi32>) : tensor<12x16xbf16> -> tensor<4x6x16xbf16>
-  %dids, %dgates = moe.route #moe.expert_choice<capacity_factor = 0.5> %dyn
+  %dids, %dgates = moe.route #moe.expert_choice<capacity_factor = 0.5, normalize = true> %dyn
       : tensor<?x4xf32> -> tensor<4x?xi64>, tensor<4x?xf32>
   return %xe, %dids : tensor<4x6x16xbf16>, tensor<4x?xi64>
 }

@@ -193,7 +193,7 @@ int64_t TokenChoiceAttr::getRoutedSize(int64_t numTokens,
 
 LogicalResult
 ExpertChoiceAttr::verify(function_ref<InFlightDiagnostic()> emitError,
-                         APFloat capacityFactorAP) {
+                         APFloat capacityFactorAP, bool normalize) {
   double capacityFactor = capacityFactorAP.convertToDouble();
   if (!isPositiveFinite(capacityFactor))
     return emitError()

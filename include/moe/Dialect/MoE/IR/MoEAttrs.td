@@ -183,17 +183,24 @@ def MoE_ExpertChoiceAttr : MoE_PolicyAttr<"ExpertChoice", "expert_choice"> {
     taken by 0 to `E` experts. The results use the capacity layout `[E, C]`;
     when `C > T` the slots past `T` are empty (token id `-1`, gate `0`).
 
+    With `normalize = true` (not in the paper; what a token-choice layer's
+    normalization becomes under `--moe-token-to-expert-choice`), each
+    token's gates are divided by their sum over the experts that took it.
+
     Example:
 
     ```mlir
     #moe.expert_choice<capacity_factor = 2.0>
+    #moe.expert_choice<capacity_factor = 2.0, normalize = true>
     ```
   }];
   let parameters = (ins MoE_F64Parameter<"average experts per token">
-                          :$capacity_factor);
+                          :$capacity_factor,
+                        MoE_BoolParameter:$normalize);
   let builders = [
-    AttrBuilder<(ins "double":$capacityFactor), [{
-      return $_get($_ctxt, ::llvm::APFloat(capacityFactor));
+    AttrBuilder<(ins "double":$capacityFactor,
+                     CArg<"bool", "false">:$normalize), [{
+      return $_get($_ctxt, ::llvm::APFloat(capacityFactor), normalize);
     }]>
   ];
   let extraClassDeclaration = [{
