@@ -7,9 +7,11 @@
 #include "moe/InitAllPasses.h"
 
 #include "moe/Conversion/Passes.h"
+#include "moe/Dialect/MoE/Transforms/Passes.h"
 #include "moe/Pipelines/Pipelines.h"
 
 void mlir::moe::registerAllPasses() {
   registerMoEConversionPasses();
+  registerMoEPasses();
   registerCPUPipeline();
 }

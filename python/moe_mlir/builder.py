@@ -190,6 +190,54 @@ def _expert_body(layer, rows_shape, emit):
         emit(f"moe.yield %out : {ddt}", i)
 
 
+def _emit_normalized_logits(emit, layer, t, dyn, x_t, logits_t):
+    """logits = scale * (x / |x|) @ (phi / |phi|), norms over D."""
+    dt, d, cols = layer.dtype, layer.model_dim, layer.router_columns
+    r_t = _tensor((d, cols), dt)
+    xn_t, rn_t = _tensor((t, d), "f32"), _tensor((d, cols), "f32")
+    m = lambda dims: f"affine_map<(i, j) -> ({dims})>"
+    ext = "arith.extf %a : bf16 to f32" if dt == "bf16" else "arith.addf %a, %f0n : f32"
+
+    def norm(name, src, src_t, out_t, size_t, reduce_dim, keep):
+        emit(f"%{name}_e = tensor.empty({dyn if keep == 'i' else ''}) : {size_t}")
+        emit(f"%{name}_z = linalg.fill ins(%zero : f32) outs(%{name}_e : {size_t}) -> {size_t}")
+        iterators = '"parallel", "reduction"' if keep == "i" else '"reduction", "parallel"'
+        emit(f"%{name}_ss = linalg.generic {{indexing_maps = [{m('i, j')}, {m(keep)}], "
+             f"iterator_types = [{iterators}]}} "
+             f"ins(%{src} : {src_t}) outs(%{name}_z : {size_t}) {{")
+        emit(f"^bb0(%a: {dt}, %acc: f32):", 2)
+        emit(f"  %w = {ext}", 2)
+        emit("  %sq = arith.mulf %w, %w : f32", 2)
+        emit("  %s = arith.addf %acc, %sq : f32", 2)
+        emit("  linalg.yield %s : f32", 2)
+        emit(f"}} -> {size_t}")
+        emit(f"%{name}_oe = tensor.empty({dyn if keep == 'i' else ''}) : {out_t}")
+        emit(f"%{name} = linalg.generic {{indexing_maps = [{m('i, j')}, {m(keep)}, {m('i, j')}], "
+             f"iterator_types = [\"parallel\", \"parallel\"]}} "
+             f"ins(%{src}, %{name}_ss : {src_t}, {size_t}) outs(%{name}_oe : {out_t}) {{")
+        emit(f"^bb0(%a: {dt}, %ss: f32, %unused: f32):", 2)
+        emit(f"  %w = {ext}", 2)
+        emit("  %eps = arith.constant 1.0e-6 : f32", 2)
+        emit("  %se = arith.addf %ss, %eps : f32", 2)
+        emit("  %r = math.rsqrt %se : f32", 2)
+        emit("  %n = arith.mulf %w, %r : f32", 2)
+        emit("  linalg.yield %n : f32", 2)
+        emit(f"}} -> {out_t}")
+
+    emit("%f0n = arith.constant 0.0 : f32")
+    norm("xn", "x", x_t, xn_t, _tensor((t,), "f32"), 1, "i")
+    norm("rn", "router", r_t, rn_t, _tensor((cols,), "f32"), 0, "j")
+    emit(f"%dot = linalg.matmul ins(%xn, %rn : {xn_t}, {rn_t}) outs(%l0 : {logits_t}) -> {logits_t}")
+    emit("%c0s = arith.constant 0 : index")
+    emit("%s = tensor.extract %scale[%c0s] : tensor<1xf32>")
+    emit(f"%logits = linalg.generic {{indexing_maps = [{m('i, j')}, {m('i, j')}], "
+         f"iterator_types = [\"parallel\", \"parallel\"]}} ins(%dot : {logits_t}) outs(%le : {logits_t}) {{")
+    emit("^bb0(%a: f32, %unused: f32):", 2)
+    emit("  %v = arith.mulf %a, %s : f32", 2)
+    emit("  linalg.yield %v : f32", 2)
+    emit(f"}} -> {logits_t}")
+
+
 def build_layer(layer: Layer, name: str = "moe_layer"):
     """Returns (module text, Signature) for `layer`."""
     dt, d, e = layer.dtype, layer.model_dim, layer.experts
@@ -200,6 +248,9 @@ def build_layer(layer: Layer, name: str = "moe_layer"):
     weight_names = ["w_gate", "w_up", "w_down"] if layer.gated else ["w1", "w2"]
 
     args = [ArgSpec("x", (t, d), dt), ArgSpec("router", (d, cols), dt)]
+    soft_normalize = isinstance(policy, Soft) and policy.normalize
+    if soft_normalize:
+        args.append(ArgSpec("scale", (1,), "f32"))
     if has_bias:
         args.append(ArgSpec("bias", (e,), "f32"))
     args += [ArgSpec(n, s, dt) for n, s in zip(weight_names, layer.weight_shapes())]
@@ -218,8 +269,11 @@ def build_layer(layer: Layer, name: str = "moe_layer"):
     logits_t = _tensor((t, cols), "f32")
     emit(f"%le = tensor.empty({dyn}) : {logits_t}")
     emit(f"%l0 = linalg.fill ins(%zero : f32) outs(%le : {logits_t}) -> {logits_t}")
-    emit(f"%logits = linalg.matmul ins(%x, %router : {x_t}, {_tensor((d, cols), dt)}) "
-         f"outs(%l0 : {logits_t}) -> {logits_t}")
+    if soft_normalize:
+        _emit_normalized_logits(emit, layer, t, dyn, x_t, logits_t)
+    else:
+        emit(f"%logits = linalg.matmul ins(%x, %router : {x_t}, {_tensor((d, cols), dt)}) "
+             f"outs(%l0 : {logits_t}) -> {logits_t}")
 
     tokens = layer.tokens
     routed = routed_size(layer, tokens)

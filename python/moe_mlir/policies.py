@@ -35,9 +35,16 @@ class ExpertChoice:
 
 @dataclass(frozen=True)
 class Soft:
-    """Soft MoE: every slot mixes all tokens (``#moe.soft``)."""
+    """Soft MoE: every slot mixes all tokens (``#moe.soft``).
+
+    With `normalize`, the logits are computed from l2-normalized tokens and
+    slot parameters times a learned scale (Puigcerver et al., section 2.3):
+    ``logits = scale * (x / |x|) @ (phi / |phi|)``, norms per token and per
+    slot column, ``|v| = sqrt(sum v^2 + 1e-6)``. The layer then takes the
+    scale as a ``tensor<1xf32>`` argument after the router."""
 
     slots_per_expert: int
+    normalize: bool = False
 
 
 Policy = Union[TokenChoice, ExpertChoice, Soft]

@@ -265,14 +265,24 @@ def expert_ffn(layer, rows, weights):
     return round_to(out, dt)
 
 
-def layer_forward(layer, x, router, weights, bias=None):
+def l2_normalize(v, axis):
+    """v / sqrt(sum v^2 + 1e-6) along `axis`, in f32."""
+    v = np.asarray(v, dtype=F32)
+    return v / np.sqrt((v * v).sum(axis=axis, keepdims=True, dtype=F32) + F32(1e-6))
+
+
+def layer_forward(layer, x, router, weights, bias=None, scale=None):
     """The whole layer on f32 arrays holding values of `layer.dtype`:
-    logits = x @ router (f32), route, dispatch, experts, combine (f32
+    logits = x @ router (f32; for normalized Soft MoE
+    scale * l2n(x) @ l2n(router)), route, dispatch, experts, combine (f32
     accumulation), rounded to `layer.dtype`. Returns (y, routing)."""
     x = np.asarray(x, dtype=F32)
     tokens, dim = x.shape
-    logits = matmul_seq(x, router)
     policy = layer.policy
+    if isinstance(policy, Soft) and policy.normalize:
+        logits = (l2_normalize(x, 1) @ l2_normalize(router, 0)) * F32(np.asarray(scale).reshape(-1)[0])
+    else:
+        logits = matmul_seq(x, router)
     routing = route(logits, policy, layer.experts, bias)
     acc = np.zeros((tokens, dim), dtype=F32)
     per_expert = lambda e: [w[e] for w in weights]

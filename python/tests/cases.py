@@ -44,7 +44,8 @@ def logits(rng, kind, tokens, columns):
 
 
 def layer_inputs(layer, rng, kind, tokens):
-    """(x, router, [bias], weights) as f32 arrays holding values of the
+    """A dict of the layer's inputs by argument name (x, router, [scale],
+    [bias], weights as "weights") as f32 arrays holding values of the
     layer's dtype, with ties, huge or skewed logits by `kind`."""
     d, cols = layer.model_dim, layer.router_columns
     x = rng.standard_normal((tokens, d)).astype(np.float32)
@@ -66,7 +67,30 @@ def layer_inputs(layer, rng, kind, tokens):
         bias = (0.1 * rng.standard_normal(layer.experts)).astype(np.float32)
     x, router = R.round_to(x, layer.dtype), R.round_to(router, layer.dtype)
     weights = [R.round_to(w, layer.dtype) for w in weights]
-    return x, router, bias, weights
+    inputs = {"x": x, "router": router, "bias": bias, "weights": weights}
+    if isinstance(layer.policy, Soft) and layer.policy.normalize:
+        inputs["scale"] = np.array([rng.uniform(2.0, 8.0)], np.float32)
+    return inputs
+
+
+def run_layer(fn, layer, inputs):
+    """Calls a compiled layer with `inputs` (see layer_inputs); returns its
+    output as f32."""
+    args = []
+    for spec in fn.signature.args:
+        if spec.name in ("x", "router"):
+            args.append(native(inputs[spec.name], layer.dtype))
+        elif spec.name in ("bias", "scale"):
+            args.append(inputs[spec.name])
+    args += [native(w, layer.dtype) for w in inputs["weights"]]
+    out = fn(*args)
+    return R.from_bf16_bits(out) if layer.dtype == "bf16" else out
+
+
+def reference_layer(layer, inputs):
+    """The reference output and routing of `layer` on `inputs`."""
+    return R.layer_forward(layer, inputs["x"], inputs["router"], inputs["weights"],
+                           inputs.get("bias"), inputs.get("scale"))
 
 
 def native(array, dtype):

@@ -15,11 +15,12 @@ from moe_mlir import runner  # noqa: E402
 def compiled(tmp_path_factory):
     cache = {}
 
-    def get(text_and_signature):
+    def get(text_and_signature, pipeline=runner.DEFAULT_PIPELINE):
         text, signature = text_and_signature
-        if text not in cache:
+        key = (text, pipeline)
+        if key not in cache:
             workdir = tmp_path_factory.mktemp(signature.name)
-            cache[text] = runner.compile_function(text, signature, workdir)
-        return cache[text]
+            cache[key] = runner.compile_function(text, signature, workdir, pipeline=pipeline)
+        return cache[key]
 
     return get

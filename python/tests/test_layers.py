@@ -11,9 +11,8 @@ values differ in their last bits)."""
 import numpy as np
 import pytest
 
-from cases import case_kind, layer_inputs, native, token_count
+from cases import case_kind, layer_inputs, reference_layer, run_layer, token_count
 from moe_mlir import builder
-from moe_mlir import reference as R
 from moe_mlir.policies import ExpertChoice, Layer, Soft, TokenChoice
 
 CASES_PER_LAYER = 12
@@ -47,22 +46,20 @@ LAYERS = {
     "expert-choice-normalize-gelu-f32": _layer(ExpertChoice(1.5, normalize=True), 4, "gelu", "f32"),
     "soft-gelu-f32": _layer(Soft(2), 4, "gelu", "f32"),
     "soft-swiglu-bf16": _layer(Soft(3), 4, "swiglu", "bf16"),
+    "soft-normalized-gelu-f32": _layer(Soft(2, normalize=True), 4, "gelu", "f32"),
 }
 
 
-def _check(layer, fn, seed, tokens=None):
+def check_layer(layer, fn, seed, tokens=None, reference=None):
+    """Runs `fn` (compiled from `layer`, possibly through model passes) on a
+    random case and compares it with the reference of `reference` (default:
+    `layer` itself)."""
     rng = np.random.default_rng(7919 * seed + layer.experts)
     kind = case_kind(seed)
     tokens = tokens if tokens is not None else token_count(rng, seed)
-    x, router, bias, weights = layer_inputs(layer, rng, kind, tokens)
-    args = [native(x, layer.dtype), native(router, layer.dtype)]
-    if bias is not None:
-        args.append(bias)
-    args += [native(w, layer.dtype) for w in weights]
-    got = fn(*args)
-    if layer.dtype == "bf16":
-        got = R.from_bf16_bits(got)
-    want, _ = R.layer_forward(layer, x, router, weights, bias)
+    inputs = layer_inputs(layer, rng, kind, tokens)
+    got = run_layer(fn, layer, inputs)
+    want, _ = reference_layer(reference or layer, inputs)
     assert got.shape == want.shape
     assert np.all(np.isfinite(got)), f"seed {seed} ({kind}): non-finite output"
     scale = max(1.0, float(np.abs(want).max(initial=0.0)))
@@ -77,7 +74,7 @@ def _check(layer, fn, seed, tokens=None):
 @pytest.mark.parametrize("name", sorted(LAYERS))
 def test_layer_matches_reference(compiled, name, seed):
     layer = LAYERS[name]
-    _check(layer, compiled(builder.build_layer(layer)), seed)
+    check_layer(layer, compiled(builder.build_layer(layer)), seed)
 
 
 @pytest.mark.parametrize("policy", [TokenChoice(2, capacity_factor=1.0), TokenChoice(2),
@@ -87,4 +84,4 @@ def test_static_token_count(compiled, policy):
     layer = _layer(policy, 4, "swiglu", "f32", tokens=12)
     fn = compiled(builder.build_layer(layer))
     for seed in range(4):
-        _check(layer, fn, seed, tokens=12)
+        check_layer(layer, fn, seed, tokens=12)

@@ -6,7 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "LoweringBuilder.h"
+#include "moe/Dialect/MoE/Utils/LoweringBuilder.h"
 #include "Patterns.h"
 
 #include "moe/Dialect/MoE/IR/MoE.h"

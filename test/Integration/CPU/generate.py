@@ -49,6 +49,22 @@ CASES = {
     "soft": ("Soft MoE, 4 experts x 2 slots, GELU", Layer(8, 16, 4, Soft(2), "gelu")),
 }
 
+# Layers run through a model pass first: (description, layer, passes, the
+# layer whose reference the result must match).
+PASS_CASES = {
+    "token-to-expert-choice": (
+        "Top-2 token choice (capacity 1.0), converted by -moe-token-to-expert-choice: "
+        "the expert-choice layer with capacity factor 2.0",
+        Layer(8, 16, 4, TokenChoice(2, capacity_factor=1.0), "swiglu"),
+        "-moe-token-to-expert-choice",
+        Layer(8, 16, 4, ExpertChoice(2.0), "swiglu")),
+    "soft-to-dense": (
+        "Soft MoE with normalized logits (learned scale), made dense by -moe-soft-to-dense",
+        Layer(8, 16, 4, Soft(2, normalize=True), "gelu"),
+        "-moe-soft-to-dense",
+        Layer(8, 16, 4, Soft(2, normalize=True), "gelu")),
+}
+
 
 def fmt(value):
     """A float as printMemrefF32 prints it (ostream, 6 significant digits)."""
@@ -80,14 +96,20 @@ def stable(values, decimals):
 
 
 def inputs(layer, seed):
+    """Inputs by argument name; values are small multiples of 1/8, 1/16 or
+    1/32 so that they are exact in bf16 and print exactly."""
     rng = np.random.default_rng(seed)
     d, cols = layer.model_dim, layer.router_columns
     q = lambda shape, s=8: (rng.integers(-8, 9, size=shape) / s).astype(F32)  # exact in bf16
     x = q((TOKENS, d))
     router = q((d, cols), 16)
     weights = [q(s, 16) for s in layer.weight_shapes()]
-    bias = q((layer.experts,), 32) if isinstance(layer.policy, TokenChoice) and layer.policy.bias else None
-    return x, router, bias, weights
+    values = {"x": x, "router": router}
+    if isinstance(layer.policy, TokenChoice) and layer.policy.bias:
+        values["bias"] = q((layer.experts,), 32)
+    if isinstance(layer.policy, Soft) and layer.policy.normalize:
+        values["scale"] = np.array([4.0], F32)
+    return values, weights
 
 
 def print_block(lines, array, kind, decimals=None):
@@ -106,11 +128,13 @@ def print_block(lines, array, kind, decimals=None):
         lines.append(f"// CHECK-NEXT: {row}{end}")
 
 
-def generate(name, description, layer):
+def generate(name, description, layer, passes="", reference=None):
+    reference = reference or layer
     decimals = 2 if layer.dtype == "bf16" else 3
     for seed in range(100):
-        x, router, bias, weights = inputs(layer, seed)
-        y, routing = R.layer_forward(layer, x, router, weights, bias)
+        values, weights = inputs(layer, seed)
+        x, router, bias = values["x"], values["router"], values.get("bias")
+        y, routing = R.layer_forward(reference, x, router, weights, bias, values.get("scale"))
         if stable(y, decimals) and stable(routing[1], 4):
             break
     else:
@@ -119,9 +143,11 @@ def generate(name, description, layer):
 
     layer_text, sig = builder.build_layer(layer, "moe_layer")
     route_text, route_sig = builder.build_route(layer.policy, layer.experts, name="route")
+    # The route-only function shows the routing the layer ran with.
+    _, shown_sig = builder.build_route(reference.policy, layer.experts, name="route")
     dt, d = layer.dtype, layer.model_dim
     out = [
-        "// RUN: moe-opt %s --moe-cpu-pipeline | mlir-runner -e main -entry-point-result=void \\",
+        f"// RUN: moe-opt %s {passes + ' ' if passes else ''}--moe-cpu-pipeline | mlir-runner -e main -entry-point-result=void \\",
         "// RUN:   --shared-libs=%mlir_c_runner_utils,%mlir_runner_utils | FileCheck %s",
         "",
         f"// {description}; T = {TOKENS} tokens passed as a dynamic size.",
@@ -131,7 +157,9 @@ def generate(name, description, layer):
         "func.func @main() {",
     ]
     args = []
-    for spec, value in zip(sig.args, [x, router] + ([bias] if bias is not None else []) + weights):
+    by_name = dict(values, **{spec.name: w for spec, w in zip(sig.args[-len(weights):], weights)})
+    for spec in sig.args:
+        value = by_name[spec.name]
         shape = (TOKENS,) + tuple(spec.shape[1:]) if spec.name == "x" else spec.shape
         out.append(f"  %{spec.name}_s = arith.constant {dense(value, spec.dtype)} : {tensor(shape, spec.dtype)}")
         if spec.name == "x":
@@ -147,7 +175,7 @@ def generate(name, description, layer):
         "  %c0 = arith.constant 0 : index",
         f"  %t = tensor.dim %y, %c0 : {y_t}",
         f"  %re = tensor.empty(%t) : tensor<?x{d}xf32>",
-        f"  %scale = arith.constant {10.0 ** decimals} : f32",
+        f"  %round_scale = arith.constant {10.0 ** decimals} : f32",
         "  %r = linalg.generic {indexing_maps = [affine_map<(i, j) -> (i, j)>, affine_map<(i, j) -> (i, j)>],",
         "                       iterator_types = [\"parallel\", \"parallel\"]}",
         f"      ins(%y : {y_t}) outs(%re : tensor<?x{d}xf32>) {{",
@@ -156,9 +184,9 @@ def generate(name, description, layer):
     # bf16 outputs are widened to print; f32 ones pass through (max(v, v) = v).
     out.append("    %w = arith.extf %v : bf16 to f32" if dt == "bf16" else "    %w = arith.maximumf %v, %v : f32")
     out += [
-        "    %m = arith.mulf %w, %scale : f32",
+        "    %m = arith.mulf %w, %round_scale : f32",
         "    %n = math.roundeven %m : f32",
-        "    %q = arith.divf %n, %scale : f32",
+        "    %q = arith.divf %n, %round_scale : f32",
         "    linalg.yield %q : f32",
         f"  }} -> tensor<?x{d}xf32>",
         f"  %ru = tensor.cast %r : tensor<?x{d}xf32> to tensor<*xf32>",
@@ -172,6 +200,9 @@ def generate(name, description, layer):
     route_arg_types = [f"tensor<?x{cols}xf32>"] + ([tensor(bias.shape, "f32")] if bias is not None else [])
     res_types = [tensor(r.shape, r.dtype).replace("C", "?").replace("N", "?").replace("T", "?")
                  for r in route_sig.results]
+    shown_types = [tensor(r.shape, r.dtype).replace("C", "?").replace("N", "?").replace("T", "?")
+                   for r in shown_sig.results]
+    assert shown_types == res_types, f"{name}: the pass must keep the route's result types"
     names = [f"%o{i}" for i in range(len(res_types))]
     out.append(f"  {', '.join(names)} = call @route({', '.join(route_args)}) : "
                f"({', '.join(route_arg_types)}) -> ({', '.join(res_types)})")
@@ -223,4 +254,7 @@ def generate(name, description, layer):
 if __name__ == "__main__":
     for case, (description, layer) in CASES.items():
         generate(case, description, layer)
+        print(f"wrote {case}.mlir")
+    for case, (description, layer, passes, reference) in PASS_CASES.items():
+        generate(case, description, layer, passes, reference)
         print(f"wrote {case}.mlir")

@@ -60,15 +60,15 @@ func.func @main() {
   %c0 = arith.constant 0 : index
   %t = tensor.dim %y, %c0 : tensor<?x8xf32>
   %re = tensor.empty(%t) : tensor<?x8xf32>
-  %scale = arith.constant 1000.0 : f32
+  %round_scale = arith.constant 1000.0 : f32
   %r = linalg.generic {indexing_maps = [affine_map<(i, j) -> (i, j)>, affine_map<(i, j) -> (i, j)>],
                        iterator_types = ["parallel", "parallel"]}
       ins(%y : tensor<?x8xf32>) outs(%re : tensor<?x8xf32>) {
   ^bb0(%v: f32, %unused: f32):
     %w = arith.maximumf %v, %v : f32
-    %m = arith.mulf %w, %scale : f32
+    %m = arith.mulf %w, %round_scale : f32
     %n = math.roundeven %m : f32
-    %q = arith.divf %n, %scale : f32
+    %q = arith.divf %n, %round_scale : f32
     linalg.yield %q : f32
   } -> tensor<?x8xf32>
   %ru = tensor.cast %r : tensor<?x8xf32> to tensor<*xf32>

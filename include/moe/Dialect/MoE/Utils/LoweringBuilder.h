@@ -1,13 +1,14 @@
 //===- LoweringBuilder.h - Helpers for the moe lowerings --------*- C++ -*-===//
 //
-// This file declares a builder with the few tensor-level idioms the moe op
-// lowerings repeat: constants, filled tensors, element conversions, and
-// linalg.generic ops described by their loop dimensions.
+// This file declares a builder with the tensor-level idioms the moe
+// lowerings and rewrites repeat: constants, filled tensors, element
+// conversions, linalg.generic ops described by their loop dimensions,
+// softmax, sigmoid, ranks and f32 contractions.
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef LIB_CONVERSION_MOETOLINALG_LOWERINGBUILDER_H
-#define LIB_CONVERSION_MOETOLINALG_LOWERINGBUILDER_H
+#ifndef MOE_DIALECT_MOE_UTILS_LOWERINGBUILDER_H
+#define MOE_DIALECT_MOE_UTILS_LOWERINGBUILDER_H
 
 #include "mlir/Dialect/Utils/StructuredOpsUtils.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
@@ -72,4 +73,4 @@ public:
 
 } // namespace mlir::moe::detail
 
-#endif // LIB_CONVERSION_MOETOLINALG_LOWERINGBUILDER_H
+#endif // MOE_DIALECT_MOE_UTILS_LOWERINGBUILDER_H

@@ -1,0 +1,139 @@
+//===- Passes.td - moe dialect passes ----------------------*- tablegen -*-===//
+//
+// This file declares the passes that transform moe layers within the
+// dialect (or into dense linalg where the model allows it).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_DIALECT_MOE_TRANSFORMS_PASSES_TD
+#define MOE_DIALECT_MOE_TRANSFORMS_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def MoETokenToExpertChoice : Pass<"moe-token-to-expert-choice"> {
+  let summary = "Rewrite token-choice routing into expert-choice routing";
+  let description = [{
+    Turns every `#moe.token_choice` layer into an `#moe.expert_choice` layer
+    (Zhou et al., 2022): every expert then takes exactly `C` tokens -- a
+    perfect load balance with no dropped-token bookkeeping -- and a token
+    is processed by a variable number of experts. **This changes the model**:
+    the converted layer computes expert-choice routing, not the original.
+
+    The capacity keeps the expert compute equal by default:
+    `capacity_factor_EC = top_k * capacity_factor_TC` (`top_k` when the
+    token-choice layer was dropless), which gives exactly the same `C`
+    per expert as the capacity routing had; `capacity-factor` overrides it.
+    Dispatch, expert and combine are rewritten for the new layout and
+    capacity (a dropless layer's grouped layout becomes the capacity layout;
+    the expert body keeps its code, with a `tensor.cast` when its row count
+    changes from dynamic to static).
+
+    What expert choice cannot express is dropped, with a remark on the op:
+    sigmoid scores (expert choice uses softmax), grouped routing and the
+    score bias, `routed_scaling_factor`, and `normalize` unless
+    `keep-normalize` is set (then each token's gates are divided by their
+    sum over the experts that took it: `#moe.expert_choice<..., normalize =
+    true>`). Layers that are not token choice are left untouched; a layer
+    that cannot be converted (routing results used outside its
+    dispatch/expert/combine, or an expert body written for a fixed number of
+    rows that the new capacity changes) gets a remark saying why and stays
+    as it was.
+
+    Example:
+
+    ```mlir
+    // Before
+    %ids, %gates, %offsets = moe.route #moe.token_choice<top_k = 2> %logits
+        : tensor<?x8xf32> -> tensor<?xi32>, tensor<?xf32>, tensor<9xi32>
+    %xg = moe.dispatch %x indices(%ids : tensor<?xi32>) : tensor<?x64xf32> -> tensor<?x64xf32>
+    %yg = moe.expert %xg offsets(%offsets : tensor<9xi32>) ... : tensor<?x64xf32> -> tensor<?x64xf32>
+    %y = moe.combine %yg indices(%ids : tensor<?xi32>) weights(%gates : tensor<?xf32>) into %acc ...
+    // After
+    %ids, %gates = moe.route #moe.expert_choice<capacity_factor = 2.0> %logits
+        : tensor<?x8xf32> -> tensor<8x?xi32>, tensor<8x?xf32>
+    %xe = moe.dispatch %x indices(%ids : tensor<8x?xi32>) : tensor<?x64xf32> -> tensor<8x?x64xf32>
+    %ye = moe.expert %xe ... : tensor<8x?x64xf32> -> tensor<8x?x64xf32>
+    %y = moe.combine %ye indices(%ids : tensor<8x?xi32>) weights(%gates : tensor<8x?xf32>) into %acc ...
+    ```
+  }];
+  let options = [
+    Option<"capacityFactor", "capacity-factor", "double", /*default=*/"0.0",
+           "Expert-choice capacity factor; 0 keeps the expert compute of the "
+           "token-choice layer (top_k * its capacity factor, or top_k when "
+           "dropless)">,
+    Option<"keepNormalize", "keep-normalize", "bool", /*default=*/"false",
+           "Keep a token-choice `normalize = true` as per-token normalization "
+           "of the expert-choice gates instead of dropping it">
+  ];
+  let dependentDialects = ["::mlir::tensor::TensorDialect"];
+}
+
+def MoERoutingStats : Pass<"moe-routing-stats"> {
+  let summary = "Report capacity, expert FLOPs and buffer sizes of each layer";
+  let description = [{
+    Emits one remark per `moe.route` with what the routing costs: the
+    policy, `T`, `E`, the capacity `C` per expert (or the assignments of a
+    dropless layer), the rows the experts compute, the expert FLOPs (2 per
+    multiply-add of the contractions in the expert body, times the rows),
+    and the bytes of the dispatch and expert-output buffers. Run it before
+    and after a rewrite to see what the rewrite buys:
+
+    ```
+    moe-opt layer.mlir -moe-routing-stats -moe-token-to-expert-choice \
+        -moe-routing-stats -o /dev/null
+    ```
+
+    With a dynamic token count, `tokens=N` evaluates the sizes for `N`
+    tokens; otherwise they are reported as dynamic.
+  }];
+  let options = [
+    Option<"tokens", "tokens", "int64_t", /*default=*/"0",
+           "Token count to evaluate layers with a dynamic T at (0: report "
+           "them as dynamic)">
+  ];
+}
+
+def MoESoftToDense : Pass<"moe-soft-to-dense"> {
+  let summary = "Rewrite Soft MoE layers into dense linalg matmuls and softmaxes";
+  let description = [{
+    Rewrites a Soft MoE layer (Puigcerver et al., 2023) -- a `moe.route`
+    with `#moe.soft` and the dispatch, expert and combine that consume it --
+    into dense linalg on tensors, with no gather, scatter, sort or top-k:
+
+    * dispatch weights = softmax of the logits over tokens, combine
+      weights = softmax over slots (both from the one logits tensor);
+    * slots `X~ = D^T * X` as a `linalg.matmul` with a transposed operand;
+    * the experts as batched ops over `[E, S, ...]`: each op of the expert
+      body gains a leading expert dimension (`linalg.matmul` becomes
+      `linalg.batch_matmul`, elementwise `linalg.generic`s gain a parallel
+      loop, `linalg.fill`/`tensor.empty` a leading `E`);
+    * `Y = init + Combine * Y~` as a `linalg.matmul` accumulating in f32.
+
+    Semantics-preserving. A Soft MoE layer whose expert body holds an op
+    that cannot be batched keeps its `moe.expert` (remark); layers of other
+    policies are left untouched.
+
+    Example:
+
+    ```mlir
+    // Before
+    %d, %c = moe.route #moe.soft<slots_per_expert = 2> %logits : ...
+    %xs = moe.dispatch %x weights(%d : tensor<?x8xf32>) : tensor<?x64xf32> -> tensor<4x2x64xf32>
+    %ys = moe.expert %xs weights(%w : tensor<4x64x64xf32>) : ... { linalg.matmul ... }
+    %y = moe.combine %ys weights(%c : tensor<?x8xf32>) into %acc : ...
+    // After
+    ... linalg.generic (softmaxes) ...
+    %xs = linalg.matmul indexing_maps = [(m, n, k) -> (k, m), ...] ins(%d, %x ...)
+    %ys = linalg.batch_matmul ins(%xs3, %w : tensor<4x2x64xf32>, tensor<4x64x64xf32>) ...
+    %y = linalg.matmul ins(%c, %ys2 : tensor<?x8xf32>, tensor<8x64xf32>) outs(%acc ...)
+    ```
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::linalg::LinalgDialect",
+    "::mlir::math::MathDialect",
+    "::mlir::tensor::TensorDialect"
+  ];
+}
+
+#endif // MOE_DIALECT_MOE_TRANSFORMS_PASSES_TD
