@@ -29,6 +29,8 @@ config.substitutions.append(("%PATH%", config.environment["PATH"]))
 config.substitutions.append(("%shlibext", config.llvm_shlib_ext))
 config.substitutions.append(("%moe_src_root", config.moe_src_root))
 config.substitutions.append(("%moe_obj_root", config.moe_obj_root))
+# Where libMoECAPI.so and MoEPlugin.so are built.
+config.substitutions.append(("%moe_libs", os.path.join(config.moe_obj_root, "lib")))
 # Debian's interpreter, pinned at configure time (never whatever is on PATH).
 config.substitutions.append(("%python", config.python_executable))
 config.substitutions.append(

@@ -27,10 +27,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# Build with the clang that built Debian's libMLIR.so: MLIR names template
+# TypeIDs after __PRETTY_FUNCTION__, which g++ spells differently, so shared
+# objects built with g++ (the C API, the mlir-opt plugin) would disagree
+# with libMLIR.so about op traits.
+if [ -f "$MOE_BUILD/CMakeCache.txt" ] &&
+   ! grep -q "CMAKE_CXX_COMPILER:.*clang++-22" "$MOE_BUILD/CMakeCache.txt"; then
+  echo "== $MOE_BUILD was configured with another compiler; reconfiguring"
+  rm -rf "$MOE_BUILD"
+fi
 if [ ! -f "$MOE_BUILD/build.ninja" ]; then
   echo "== configuring $MOE_BUILD"
   cmake -G Ninja -S "$MOE_ROOT" -B "$MOE_BUILD" \
     -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_C_COMPILER=clang-22 -DCMAKE_CXX_COMPILER=clang++-22 \
     -DMLIR_DIR="$LLVM_PREFIX/lib/cmake/mlir" \
     -DLLVM_EXTERNAL_LIT="$LLVM_PREFIX/bin/lit"
 fi

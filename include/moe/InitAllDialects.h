@@ -14,8 +14,14 @@ class DialectRegistry;
 
 namespace mlir::moe {
 
-/// Registers the `moe` dialect and the upstream dialects that MoE layers are
-/// written in (func, arith, math, tensor, linalg) into `registry`.
+/// Registers the `moe` dialect alone.
+void registerMoEDialect(DialectRegistry &registry);
+
+/// Registers everything moe-opt knows into `registry`: the `moe` dialect,
+/// every upstream dialect and its external interface models (which
+/// one-shot bufferization and the lowerings rely on), and the upstream
+/// extensions. A context with this registry can parse any MoE layer and
+/// run every moe pass and pipeline.
 void registerAllDialects(DialectRegistry &registry);
 
 } // namespace mlir::moe

@@ -39,8 +39,12 @@ void mlir::moe::buildCPUPipeline(OpPassManager &pm,
   bufferize.functionBoundaryTypeConversion =
       bufferization::LayoutMapOption::IdentityLayoutMap;
   pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
-  if (options.resultsToOutParams)
-    pm.addPass(bufferization::createBufferResultsToOutParamsPass());
+  if (options.resultsToOutParams) {
+    bufferization::BufferResultsToOutParamsPassOptions outParams;
+    outParams.modifyPublicFunctions = true;
+    outParams.hoistStaticAllocs = true;
+    pm.addPass(bufferization::createBufferResultsToOutParamsPass(outParams));
+  }
   bufferization::BufferDeallocationPipelineOptions deallocation;
   bufferization::buildBufferDeallocationPipeline(pm, deallocation);
 
@@ -83,11 +87,12 @@ void mlir::moe::registerCPUPipeline() {
       "llvm.emit_c_interface; run with mlir-runner or translate to LLVM IR)",
       [](OpPassManager &pm, StringRef optionText,
          function_ref<LogicalResult(const Twine &)> errorHandler) {
-        std::unique_ptr<CPUPipelineOptions> options =
-            CPUPipelineOptions::createFromString(optionText);
-        if (!options)
+        auto options = std::make_unique<CPUPipelineOptions>();
+        std::string optionErrors;
+        llvm::raw_string_ostream optionStream(optionErrors);
+        if (failed(options->parseFromString(optionText, optionStream)))
           return errorHandler("invalid options for 'moe-cpu-pipeline': '" +
-                              optionText + "'");
+                              optionText + "': " + optionErrors);
         StringRef anchor = pm.getOpAnchorName();
         if (anchor != OpPassManager::getAnyOpAnchorName() &&
             anchor != ModuleOp::getOperationName())

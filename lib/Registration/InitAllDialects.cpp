@@ -1,7 +1,7 @@
 //===- InitAllDialects.cpp - moe-mlir dialect registration ------*- C++ -*-===//
 //
-// This file registers the `moe` dialect and the upstream dialects an MoE
-// layer is written in.
+// This file registers the `moe` dialect, alone or with everything upstream
+// that MoE layers are written in and lowered through.
 //
 //===----------------------------------------------------------------------===//
 
@@ -9,15 +9,16 @@
 
 #include "moe/Dialect/MoE/IR/MoE.h"
 
-#include "mlir/Dialect/Arith/IR/Arith.h"
-#include "mlir/Dialect/Func/IR/FuncOps.h"
-#include "mlir/Dialect/Linalg/IR/Linalg.h"
-#include "mlir/Dialect/Math/IR/Math.h"
-#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/DialectRegistry.h"
+#include "mlir/InitAllDialects.h"
+#include "mlir/InitAllExtensions.h"
+
+void mlir::moe::registerMoEDialect(DialectRegistry &registry) {
+  registry.insert<moe::MoEDialect>();
+}
 
 void mlir::moe::registerAllDialects(DialectRegistry &registry) {
-  registry.insert<moe::MoEDialect, arith::ArithDialect, func::FuncDialect,
-                  linalg::LinalgDialect, math::MathDialect,
-                  tensor::TensorDialect>();
+  registerMoEDialect(registry);
+  mlir::registerAllDialects(registry);
+  mlir::registerAllExtensions(registry);
 }

@@ -55,7 +55,8 @@ def _run(cmd, what):
     return proc
 
 
-# Results stay results (dynamic shapes cannot become out-parameters).
+# Results stay results (dynamic shapes cannot become out-parameters); the
+# option is spelled out because the runner depends on it.
 DEFAULT_PIPELINE = "moe-cpu-pipeline{results-to-out-params=false}"
 
 

@@ -9,8 +9,6 @@
 #include "moe/InitAllPasses.h"
 
 #include "mlir/IR/DialectRegistry.h"
-#include "mlir/InitAllDialects.h"
-#include "mlir/InitAllExtensions.h"
 #include "mlir/InitAllPasses.h"
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
 
@@ -19,8 +17,6 @@ int main(int argc, char **argv) {
   mlir::moe::registerAllPasses();
 
   mlir::DialectRegistry registry;
-  mlir::registerAllDialects(registry);
-  mlir::registerAllExtensions(registry);
   mlir::moe::registerAllDialects(registry);
 
   return mlir::asMainReturnCode(

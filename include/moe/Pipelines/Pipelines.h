@@ -26,9 +26,11 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
   PassOptions::Option<bool> resultsToOutParams{
       *this, "results-to-out-params",
       llvm::cl::desc("Return memref results through caller-allocated "
-                     "out-parameters (appended to the arguments) instead of "
-                     "buffers the caller must free"),
-      llvm::cl::init(true)};
+                     "out-parameters appended to the arguments instead of "
+                     "buffers the callee mallocs (and the caller frees); "
+                     "only for results of static shape (a call with a "
+                     "dynamically shaped result is an error)"),
+      llvm::cl::init(false)};
 };
 
 /// Builds `moe-cpu-pipeline` into `pm` (anchored on builtin.module): moe ->

@@ -467,8 +467,9 @@ struct RouteLowering {
               lb, lb.indexConst(0), slots, lb.indexConst(1), outerArgs,
               [&](OpBuilder &ib, Location iloc, Value c, ValueRange args) {
                 LoweringBuilder il(iloc, ib);
-                auto [valid, t] = validToken(
+                auto checked = validToken(
                     il, tensor::ExtractOp::create(il, ids, ValueRange{e, c}));
+                Value valid = checked.first, t = checked.second;
                 auto ifOp = scf::IfOp::create(
                     il, valid,
                     [&](OpBuilder &tb, Location tloc) {
