@@ -28,7 +28,13 @@ using namespace mlir;
 void mlir::moe::buildCPUPipeline(OpPassManager &pm,
                                  const CPUPipelineOptions &options) {
   // moe -> linalg, tensor, scf on tensors.
-  pm.addNestedPass<func::FuncOp>(createConvertMoEToLinalg());
+  if (options.fused) {
+    ConvertMoEToFusedLinalgOptions fusedOptions;
+    fusedOptions.tileRows = options.tileRows;
+    pm.addNestedPass<func::FuncOp>(createConvertMoEToFusedLinalg(fusedOptions));
+  } else {
+    pm.addNestedPass<func::FuncOp>(createConvertMoEToLinalg());
+  }
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
 
@@ -102,7 +108,7 @@ void mlir::moe::registerCPUPipeline() {
         buildCPUPipeline(pm, *options);
         return success();
       },
-      [](function_ref<void(const detail::PassOptions &)> optionHandler) {
+      [](function_ref<void(const mlir::detail::PassOptions &)> optionHandler) {
         optionHandler(CPUPipelineOptions());
       });
 }

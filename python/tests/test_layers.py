@@ -70,11 +70,22 @@ def check_layer(layer, fn, seed, tokens=None, reference=None):
     return err
 
 
-@pytest.mark.parametrize("seed", range(CASES_PER_LAYER))
-@pytest.mark.parametrize("name", sorted(LAYERS))
-def test_layer_matches_reference(compiled, name, seed):
+PIPELINES = {
+    "fused": "moe-cpu-pipeline{results-to-out-params=false}",
+    "reference": "moe-cpu-pipeline{fused=false results-to-out-params=false}",
+    "fused-tile-3": "moe-cpu-pipeline{tile-rows=3 results-to-out-params=false}",
+}
+
+
+# Tiles of 3 rows (many partial tiles) on every third case.
+CASES = [(name, pipeline, seed) for name in sorted(LAYERS) for pipeline in sorted(PIPELINES)
+         for seed in range(CASES_PER_LAYER) if pipeline != "fused-tile-3" or seed % 3 == 0]
+
+
+@pytest.mark.parametrize("name,pipeline,seed", CASES)
+def test_layer_matches_reference(compiled, name, pipeline, seed):
     layer = LAYERS[name]
-    check_layer(layer, compiled(builder.build_layer(layer)), seed)
+    check_layer(layer, compiled(builder.build_layer(layer), pipeline=PIPELINES[pipeline]), seed)
 
 
 @pytest.mark.parametrize("policy", [TokenChoice(2, capacity_factor=1.0), TokenChoice(2),

@@ -54,4 +54,52 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg"> {
   ];
 }
 
+def ConvertMoEToFusedLinalg : Pass<"convert-moe-to-fused-linalg"> {
+  let summary = "Lower moe layers with dispatch, experts and combine fused";
+  let description = [{
+    Like `convert-moe-to-linalg`, but a sparse layer -- a `moe.dispatch` by
+    token ids feeding one `moe.expert` feeding one `moe.combine` by the same
+    ids -- becomes one loop nest over experts and tiles of their assigned
+    rows: each tile's token rows are read through the ids straight into the
+    expert body's first contraction (a tile-sized gather, no `[E, C, D]`
+    dispatch buffer), the body runs on the tile, and its output rows are
+    multiplied by their gates and added into the tokens' rows of an f32
+    accumulator (no `[E, C, D]` expert-output buffer either). Experts run
+    in index order and rows in slot order, so results are deterministic and
+    equal to the reference lowering's up to f32 summation order.
+
+    Bodies written for a dynamic row count are tiled by `tile-rows`; a body
+    written for exactly `C` rows gets one tile of all `C` rows per expert.
+    Every other moe op (routes, Soft MoE, layers whose values escape the
+    chain) is lowered as by `convert-moe-to-linalg`.
+
+    Example:
+
+    ```mlir
+    // After (sketch)
+    %y = scf.for %e = %c0 to %c8 step %c1 iter_args(%acc = %acc0) {
+      %r = scf.for %r0 = %c0 to %count step %c64 iter_args(%a = %acc) {
+        %rows = linalg.generic ... tensor.extract %x[%id, %d] ...  // [m, D]
+        ... expert body on %rows ...
+        %next = scf.for %i ... { ... linalg.generic acc += gate * row ... }
+        scf.yield %next
+      }
+      scf.yield %r
+    }
+    ```
+  }];
+  let options = [
+    Option<"tileRows", "tile-rows", "int64_t", /*default=*/"64",
+           "Rows of an expert processed per tile (bodies with a dynamic row "
+           "count)">
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::linalg::LinalgDialect",
+    "::mlir::math::MathDialect",
+    "::mlir::scf::SCFDialect",
+    "::mlir::tensor::TensorDialect"
+  ];
+}
+
 #endif // MOE_CONVERSION_PASSES_TD

@@ -18,6 +18,16 @@ namespace mlir::moe {
 
 /// Options of `moe-cpu-pipeline`.
 struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
+  PassOptions::Option<bool> fused{
+      *this, "fused",
+      llvm::cl::desc("Fuse each sparse layer's dispatch, expert and combine "
+                     "(convert-moe-to-fused-linalg) instead of the op-by-op "
+                     "reference lowering (convert-moe-to-linalg)"),
+      llvm::cl::init(true)};
+  PassOptions::Option<int64_t> tileRows{
+      *this, "tile-rows",
+      llvm::cl::desc("Rows of an expert per tile on the fused path"),
+      llvm::cl::init(64)};
   PassOptions::Option<bool> emitCInterface{
       *this, "emit-c-interface",
       llvm::cl::desc("Give every function an `_mlir_ciface_` wrapper that "

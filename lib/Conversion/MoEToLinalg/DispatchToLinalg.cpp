@@ -6,8 +6,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "moe/Dialect/MoE/Utils/LoweringBuilder.h"
 #include "Patterns.h"
+#include "moe/Dialect/MoE/Utils/LoweringBuilder.h"
 
 #include "moe/Dialect/MoE/IR/MoE.h"
 
@@ -23,24 +23,6 @@ using namespace mlir::moe::detail;
 
 namespace {
 
-/// Reads row `id` of `tokens` at column `d`, or zero when the id is not a
-/// token (an empty slot).
-static Value gatherElement(OpBuilder &b, Location loc, Value tokens,
-                           Value numTokens, Value id, Value d) {
-  LoweringBuilder lb(loc, b);
-  Value index = arith::IndexCastOp::create(lb, lb.getIndexType(), id);
-  Value zeroIndex = lb.indexConst(0);
-  Value nonNegative =
-      arith::CmpIOp::create(lb, arith::CmpIPredicate::sge, index, zeroIndex);
-  Value inRange =
-      arith::CmpIOp::create(lb, arith::CmpIPredicate::slt, index, numTokens);
-  Value valid = arith::AndIOp::create(lb, nonNegative, inRange);
-  Value row = arith::SelectOp::create(lb, valid, index, zeroIndex);
-  Value value = tensor::ExtractOp::create(lb, tokens, ValueRange{row, d});
-  Value zero = lb.floatConst(value.getType(), 0.0);
-  return arith::SelectOp::create(lb, valid, value, zero);
-}
-
 struct DispatchOpLowering : OpConversionPattern<DispatchOp> {
   using OpConversionPattern::OpConversionPattern;
 
@@ -54,24 +36,7 @@ struct DispatchOpLowering : OpConversionPattern<DispatchOp> {
 
     if (Value indices = adaptor.getIndices()) {
       // result[slot..., d] = tokens[indices[slot...], d].
-      unsigned slotRank = cast<RankedTensorType>(indices.getType()).getRank();
-      SmallVector<OpFoldResult> sizes;
-      SmallVector<unsigned> slotDims, allDims;
-      for (unsigned dim = 0; dim < slotRank; ++dim) {
-        sizes.push_back(b.size(indices, dim));
-        slotDims.push_back(dim);
-      }
-      sizes.push_back(b.size(tokens, 1));
-      allDims = slotDims;
-      allDims.push_back(slotRank);
-      Value numTokens = b.sizeValue(tokens, 0);
-      Value gathered = b.generic(
-          indices, {slotDims}, b.empty(sizes, elementType), {allDims},
-          slotRank + 1, {}, [&](OpBuilder &ob, Location loc, ValueRange args) {
-            Value d = linalg::IndexOp::create(ob, loc, slotRank);
-            linalg::YieldOp::create(
-                ob, loc, gatherElement(ob, loc, tokens, numTokens, args[0], d));
-          })[0];
+      Value gathered = b.gatherRows(tokens, indices);
       rewriter.replaceOp(op, gathered);
       return success();
     }

@@ -7,15 +7,15 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "moe/Dialect/MoE/Utils/LoweringBuilder.h"
+#include "ExpertBody.h"
 #include "Patterns.h"
+#include "moe/Dialect/MoE/Utils/LoweringBuilder.h"
 
 #include "moe/Dialect/MoE/IR/MoE.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
-#include "mlir/IR/IRMapping.h"
 #include "mlir/Transforms/DialectConversion.h"
 
 using namespace mlir;
@@ -80,28 +80,10 @@ struct ExpertOpLowering : OpConversionPattern<ExpertOp> {
       rowSizes = {one, lb.size(inputs, 1), lb.size(inputs, 2)};
       rowStrides = {one, one, one};
     }
-    IRMapping mapping;
-    Block &region = op.getBody().front();
-    mapping.map(region.getArgument(0),
-                tensor::ExtractSliceOp::create(lb, rowsType, inputs, rowOffsets,
-                                               rowSizes, rowStrides));
-    for (auto [index, weight] : llvm::enumerate(adaptor.getWeights())) {
-      auto weightType = cast<RankedTensorType>(weight.getType());
-      auto sliceType =
-          cast<RankedTensorType>(region.getArgument(index + 1).getType());
-      SmallVector<OpFoldResult> offsets(weightType.getRank(), zero);
-      SmallVector<OpFoldResult> sizes = {one};
-      SmallVector<OpFoldResult> strides(weightType.getRank(), one);
-      offsets[0] = expert;
-      for (unsigned dim = 1; dim < weightType.getRank(); ++dim)
-        sizes.push_back(lb.size(weight, dim));
-      mapping.map(region.getArgument(index + 1),
-                  tensor::ExtractSliceOp::create(lb, sliceType, weight, offsets,
-                                                 sizes, strides));
-    }
-    for (Operation &bodyOp : region.without_terminator())
-      rewriter.clone(bodyOp, mapping);
-    Value yielded = mapping.lookup(op.getYieldedValue());
+    Value rows = tensor::ExtractSliceOp::create(
+        lb, rowsType, inputs, rowOffsets, rowSizes, rowStrides);
+    Value yielded = moe::detail::cloneExpertBody(rewriter, op, rows, expert,
+                                                 adaptor.getWeights());
 
     // Write the expert's output rows back in parallel.
     SmallVector<OpFoldResult> outSizes = rowSizes;

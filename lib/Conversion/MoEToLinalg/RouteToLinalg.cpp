@@ -8,8 +8,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "moe/Dialect/MoE/Utils/LoweringBuilder.h"
 #include "Patterns.h"
+#include "moe/Dialect/MoE/Utils/LoweringBuilder.h"
 
 #include "moe/Dialect/MoE/IR/MoE.h"
 

@@ -8,6 +8,9 @@
 #ifndef MOE_CONVERSION_MOETOLINALG_MOETOLINALG_H
 #define MOE_CONVERSION_MOETOLINALG_MOETOLINALG_H
 
+#include "moe/Dialect/MoE/IR/MoE.h"
+
+#include "mlir/IR/PatternMatch.h"
 #include "mlir/Pass/Pass.h"
 
 namespace mlir {
@@ -17,11 +20,22 @@ class RewritePatternSet;
 namespace mlir::moe {
 
 #define GEN_PASS_DECL_CONVERTMOETOLINALG
+#define GEN_PASS_DECL_CONVERTMOETOFUSEDLINALG
 #include "moe/Conversion/Passes.h.inc"
 
 /// Adds the patterns that lower moe.route, moe.dispatch, moe.expert and
 /// moe.combine to linalg, tensor, scf, arith and math on tensors.
 void populateMoEToLinalgConversionPatterns(RewritePatternSet &patterns);
+
+/// Rewrites the sparse layer ending in `combine` (dispatch by ids -> expert
+/// -> combine by the same ids) into one loop nest over experts and row
+/// tiles with the gather and the gated scatter-add fused around the expert
+/// body. Fails (IR untouched) when the chain does not have that shape.
+LogicalResult fuseSparseLayer(RewriterBase &rewriter, CombineOp combine,
+                              int64_t tileRows);
+
+/// Adds a pattern applying fuseSparseLayer to every combine.
+void populateFusedMoEPatterns(RewritePatternSet &patterns, int64_t tileRows);
 
 } // namespace mlir::moe
 

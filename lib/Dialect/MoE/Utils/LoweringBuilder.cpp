@@ -10,6 +10,7 @@
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 
 #include <limits>
@@ -205,4 +206,101 @@ Value LoweringBuilder::rankAlong(Value matrix, unsigned dim, Type type) {
         linalg::YieldOp::create(
             b, loc, arith::AddIOp::create(b, loc, acc, inc).getResult());
       })[0];
+}
+
+/// Returns whether `id` names a token of [0, numTokens), and the id as an
+/// index clamped to 0 when it does not.
+static std::pair<Value, Value> checkToken(LoweringBuilder &b, Value id,
+                                          Value numTokens) {
+  Value index = arith::IndexCastOp::create(b, b.getIndexType(), id);
+  Value zero = b.indexConst(0);
+  Value nonNegative =
+      arith::CmpIOp::create(b, arith::CmpIPredicate::sge, index, zero);
+  Value inRange =
+      arith::CmpIOp::create(b, arith::CmpIPredicate::slt, index, numTokens);
+  Value valid = arith::AndIOp::create(b, nonNegative, inRange);
+  return {valid, arith::SelectOp::create(b, valid, index, zero)};
+}
+
+Value LoweringBuilder::gatherRows(Value tokens, Value ids) {
+  unsigned slotRank = cast<RankedTensorType>(ids.getType()).getRank();
+  SmallVector<OpFoldResult> sizes;
+  SmallVector<unsigned> slotDims;
+  for (unsigned dim = 0; dim < slotRank; ++dim) {
+    sizes.push_back(size(ids, dim));
+    slotDims.push_back(dim);
+  }
+  sizes.push_back(size(tokens, 1));
+  SmallVector<unsigned> allDims = slotDims;
+  allDims.push_back(slotRank);
+  Value numTokens = sizeValue(tokens, 0);
+  Type elementType = getElementTypeOrSelf(tokens.getType());
+  return generic(ids, {slotDims}, empty(sizes, elementType), {allDims},
+                 slotRank + 1, {},
+                 [&](OpBuilder &ob, Location loc, ValueRange args) {
+                   LoweringBuilder lb(loc, ob);
+                   Value d = linalg::IndexOp::create(lb, slotRank);
+                   auto [valid, row] = checkToken(lb, args[0], numTokens);
+                   Value value = tensor::ExtractOp::create(lb, tokens,
+                                                           ValueRange{row, d});
+                   Value zero = lb.floatConst(value.getType(), 0.0);
+                   linalg::YieldOp::create(
+                       lb, arith::SelectOp::create(lb, valid, value, zero)
+                               .getResult());
+                 })[0];
+}
+
+Value LoweringBuilder::scatterAddRows(Value acc, Value ids, Value gates,
+                                      Value rows) {
+  Type f32 = getF32Type();
+  Value numTokens = sizeValue(acc, 0);
+  OpFoldResult modelDim = size(acc, 1);
+  int64_t staticDim = cast<RankedTensorType>(acc.getType()).getDimSize(1);
+  auto accRowType = RankedTensorType::get({staticDim}, f32);
+  auto rowType = RankedTensorType::get({staticDim},
+                                       getElementTypeOrSelf(rows.getType()));
+  OpFoldResult zero = getIndexAttr(0), one = getIndexAttr(1);
+  SmallVector<OpFoldResult> strides = {one, one};
+  auto loop = scf::ForOp::create(
+      *this, indexConst(0), sizeValue(ids, 0), indexConst(1), ValueRange{acc},
+      [&](OpBuilder &ob, Location loc, Value slot, ValueRange args) {
+        LoweringBuilder lb(loc, ob);
+        auto checked = checkToken(
+            lb, tensor::ExtractOp::create(lb, ids, ValueRange{slot}),
+            numTokens);
+        Value valid = checked.first, id = checked.second;
+        auto ifOp = scf::IfOp::create(
+            lb, valid,
+            [&](OpBuilder &tb, Location tloc) {
+              LoweringBuilder tl(tloc, tb);
+              Value gate = tl.convertFloat(
+                  tensor::ExtractOp::create(tl, gates, ValueRange{slot}), f32);
+              Value accRow = tensor::ExtractSliceOp::create(
+                  tl, accRowType, args[0], ArrayRef<OpFoldResult>{id, zero},
+                  ArrayRef<OpFoldResult>{one, modelDim}, strides);
+              Value row = tensor::ExtractSliceOp::create(
+                  tl, rowType, rows, ArrayRef<OpFoldResult>{slot, zero},
+                  ArrayRef<OpFoldResult>{one, modelDim}, strides);
+              Value updated = tl.generic(
+                  row, {{0}}, accRow, {{0}}, 1, {},
+                  [&](OpBuilder &gb, Location gloc, ValueRange g) {
+                    LoweringBuilder gl(gloc, gb);
+                    Value term = arith::MulFOp::create(
+                        gl, gate, gl.convertFloat(g[0], f32));
+                    linalg::YieldOp::create(
+                        gl, arith::AddFOp::create(gl, g[1], term).getResult());
+                  })[0];
+              scf::YieldOp::create(
+                  tl, tensor::InsertSliceOp::create(
+                          tl, updated, args[0],
+                          ArrayRef<OpFoldResult>{id, zero},
+                          ArrayRef<OpFoldResult>{one, modelDim}, strides)
+                          .getResult());
+            },
+            [&](OpBuilder &eb, Location eloc) {
+              scf::YieldOp::create(eb, eloc, args[0]);
+            });
+        scf::YieldOp::create(lb, ifOp.getResult(0));
+      });
+  return loop.getResult(0);
 }

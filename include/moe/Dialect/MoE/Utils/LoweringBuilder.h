@@ -57,6 +57,17 @@ public:
   Value accumulateProducts(Value lhs, ArrayRef<unsigned> lhsDims, Value rhs,
                            ArrayRef<unsigned> rhsDims, Value acc);
 
+  /// Gathers rows of `tokens` [T, D] through `ids` (any rank, i32 or i64):
+  /// result[s..., d] = tokens[ids[s...], d], a zero row where the id is not
+  /// in [0, T) (an empty slot). Keeps the tokens' element type.
+  Value gatherRows(Value tokens, Value ids);
+
+  /// Adds `gates[i] * rows[i]` to row `ids[i]` of the f32 accumulator `acc`
+  /// [T, D] for every i in order (ids outside [0, T) are skipped); `ids`
+  /// and `gates` are 1-D, `rows` is [N, D] of any float type. Returns the
+  /// new accumulator.
+  Value scatterAddRows(Value acc, Value ids, Value gates, Value rows);
+
   /// Numerically stable softmax of an f32 matrix along `dim` (0 or 1):
   /// exp(x - max) / sum(exp(x - max)).
   Value softmax(Value matrix, unsigned dim);

@@ -1,0 +1,42 @@
+//===- ExpertBody.cpp - Applying one expert of moe.expert -------*- C++ -*-===//
+//
+// This file implements cloneExpertBody: the expert region with its block
+// arguments bound to one expert's rows and weight slices.
+//
+//===----------------------------------------------------------------------===//
+
+#include "ExpertBody.h"
+
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/IRMapping.h"
+
+using namespace mlir;
+using namespace mlir::moe;
+
+Value mlir::moe::detail::cloneExpertBody(RewriterBase &rewriter,
+                                         ExpertOp expert, Value rows,
+                                         Value expertIndex,
+                                         ValueRange weights) {
+  Location loc = expert.getLoc();
+  Block &region = expert.getBody().front();
+  OpFoldResult zero = rewriter.getIndexAttr(0), one = rewriter.getIndexAttr(1);
+  IRMapping mapping;
+  mapping.map(region.getArgument(0), rows);
+  for (auto [index, weight] : llvm::enumerate(weights)) {
+    auto weightType = cast<RankedTensorType>(weight.getType());
+    auto sliceType =
+        cast<RankedTensorType>(region.getArgument(index + 1).getType());
+    SmallVector<OpFoldResult> offsets(weightType.getRank(), zero);
+    SmallVector<OpFoldResult> sizes = {one};
+    SmallVector<OpFoldResult> strides(weightType.getRank(), one);
+    offsets[0] = expertIndex;
+    for (unsigned dim = 1; dim < weightType.getRank(); ++dim)
+      sizes.push_back(tensor::getMixedSize(rewriter, loc, weight, dim));
+    mapping.map(region.getArgument(index + 1),
+                tensor::ExtractSliceOp::create(rewriter, loc, sliceType, weight,
+                                               offsets, sizes, strides));
+  }
+  for (Operation &op : region.without_terminator())
+    rewriter.clone(op, mapping);
+  return mapping.lookup(expert.getYieldedValue());
+}

@@ -1,0 +1,25 @@
+//===- ExpertBody.h - Applying one expert of moe.expert ---------*- C++ -*-===//
+//
+// This file declares the helper that emits the body of a moe.expert for one
+// expert, shared by the reference and the fused lowerings.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef LIB_CONVERSION_MOETOLINALG_EXPERTBODY_H
+#define LIB_CONVERSION_MOETOLINALG_EXPERTBODY_H
+
+#include "moe/Dialect/MoE/IR/MoE.h"
+
+#include "mlir/IR/PatternMatch.h"
+
+namespace mlir::moe::detail {
+
+/// Clones the body of `expert` at the rewriter's insertion point, applied to
+/// `rows` (of the body's row type) and to expert `expertIndex`'s slice of
+/// every weight of `weights`; returns the yielded output rows.
+Value cloneExpertBody(RewriterBase &rewriter, ExpertOp expert, Value rows,
+                      Value expertIndex, ValueRange weights);
+
+} // namespace mlir::moe::detail
+
+#endif // LIB_CONVERSION_MOETOLINALG_EXPERTBODY_H

@@ -1,0 +1,193 @@
+//===- FusedExperts.cpp - convert-moe-to-fused-linalg -----------*- C++ -*-===//
+//
+// This file fuses a sparse layer's dispatch, expert and combine into one
+// loop nest over experts and tiles of their rows: a tile-sized gather into
+// the expert body and a gated scatter-add of its output rows, with neither
+// the [E, C, D] dispatch buffer nor the expert-output buffer.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Conversion/MoEToLinalg/MoEToLinalg.h"
+
+#include "ExpertBody.h"
+#include "Patterns.h"
+
+#include "moe/Dialect/MoE/IR/MoE.h"
+#include "moe/Dialect/MoE/Utils/LoweringBuilder.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/TypeUtilities.h"
+#include "mlir/Transforms/DialectConversion.h"
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_CONVERTMOETOFUSEDLINALG
+#include "moe/Conversion/Passes.h.inc"
+} // namespace mlir::moe
+
+using namespace mlir;
+using namespace mlir::moe;
+using namespace mlir::moe::detail;
+
+LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
+                                         CombineOp combine, int64_t tileRows) {
+  Value ids = combine.getIndices();
+  if (!ids)
+    return failure();
+  auto expert = combine.getExpertOutputs().getDefiningOp<ExpertOp>();
+  if (!expert || !expert->hasOneUse())
+    return failure();
+  auto dispatch = expert.getInputs().getDefiningOp<DispatchOp>();
+  if (!dispatch || dispatch.getIndices() != ids || !dispatch->hasOneUse())
+    return failure();
+  auto resultType = cast<RankedTensorType>(expert.getResult().getType());
+  if (resultType.isDynamicDim(resultType.getRank() - 1))
+    return failure();
+
+  Location loc = combine.getLoc();
+  OpBuilder::InsertionGuard guard(rewriter);
+  rewriter.setInsertionPoint(combine);
+  LoweringBuilder b(loc, rewriter);
+  Type f32 = b.getF32Type();
+  Value init = combine.getInit();
+  Value tokens = dispatch.getTokens(), gates = combine.getWeights();
+  bool grouped = expert.isGrouped();
+  Value offsets = expert.getOffsets();
+  int64_t numExperts =
+      grouped ? cast<RankedTensorType>(offsets.getType()).getDimSize(0) - 1
+              : cast<RankedTensorType>(ids.getType()).getDimSize(0);
+  RankedTensorType rowsType = expert.getExpertRowsType();
+  bool staticRows = !rowsType.isDynamicDim(0);
+  int64_t tile = staticRows ? rowsType.getDimSize(0) : tileRows;
+  OpFoldResult zero = b.getIndexAttr(0), one = b.getIndexAttr(1);
+
+  auto experts = scf::ForOp::create(
+      b, b.indexConst(0), b.indexConst(numExperts), b.indexConst(1),
+      ValueRange{b.convertElements(init, f32)},
+      [&](OpBuilder &ob, Location eloc, Value e, ValueRange expertArgs) {
+        LoweringBuilder eb(eloc, ob);
+        // The expert's slots: row e of [E, C], or offsets[e]..offsets[e+1]
+        // of [N].
+        Value idsE, gatesE, count;
+        auto slice1D = [&](Value source, OpFoldResult offset,
+                           OpFoldResult size) -> Value {
+          auto type = RankedTensorType::get(
+              {getConstantIntValue(size).value_or(ShapedType::kDynamic)},
+              getElementTypeOrSelf(source.getType()));
+          return tensor::ExtractSliceOp::create(
+              eb, type, source, ArrayRef<OpFoldResult>{offset},
+              ArrayRef<OpFoldResult>{size}, ArrayRef<OpFoldResult>{one});
+        };
+        if (grouped) {
+          auto read = [&](Value index) {
+            return arith::IndexCastOp::create(
+                       eb, eb.getIndexType(),
+                       tensor::ExtractOp::create(eb, offsets,
+                                                 ValueRange{index}))
+                .getResult();
+          };
+          Value start = read(e);
+          Value end = read(arith::AddIOp::create(eb, e, eb.indexConst(1)));
+          count = arith::SubIOp::create(eb, end, start);
+          idsE = slice1D(ids, start, count);
+          gatesE = slice1D(gates, start, count);
+        } else {
+          OpFoldResult slots = eb.size(ids, 1);
+          auto rowOf = [&](Value source) -> Value {
+            auto type = RankedTensorType::get(
+                {cast<RankedTensorType>(source.getType()).getDimSize(1)},
+                getElementTypeOrSelf(source.getType()));
+            return tensor::ExtractSliceOp::create(
+                eb, type, source, ArrayRef<OpFoldResult>{e, zero},
+                ArrayRef<OpFoldResult>{one, slots},
+                ArrayRef<OpFoldResult>{one, one});
+          };
+          idsE = rowOf(ids);
+          gatesE = rowOf(gates);
+          count = eb.sizeValue(ids, 1);
+        }
+
+        auto tiles = scf::ForOp::create(
+            eb, eb.indexConst(0), count, eb.indexConst(tile), expertArgs,
+            [&](OpBuilder &tb, Location tloc, Value r0, ValueRange tileArgs) {
+              LoweringBuilder lb(tloc, tb);
+              OpFoldResult m = lb.getIndexAttr(tile);
+              if (!staticRows)
+                m = arith::MinSIOp::create(lb, lb.indexConst(tile),
+                                           arith::SubIOp::create(lb, count, r0))
+                        .getResult();
+              Value tileIds = slice1D(idsE, r0, m);
+              Value tileGates = slice1D(gatesE, r0, m);
+              // The gather feeds the body's first contraction directly.
+              Value rows = lb.gatherRows(tokens, tileIds);
+              if (rows.getType() != rowsType)
+                rows = tensor::CastOp::create(lb, rowsType, rows);
+              // The body is cloned where this loop body is being built.
+              rewriter.setInsertionPoint(tb.getInsertionBlock(),
+                                         tb.getInsertionPoint());
+              Value out = cloneExpertBody(rewriter, expert, rows, e,
+                                          expert.getWeights());
+              scf::YieldOp::create(
+                  lb, lb.scatterAddRows(tileArgs[0], tileIds, tileGates, out));
+            });
+        scf::YieldOp::create(eb, tiles.getResults());
+      });
+  Value result = b.convertElements(experts.getResult(0),
+                                   getElementTypeOrSelf(init.getType()));
+  rewriter.replaceOp(combine, result);
+  rewriter.eraseOp(expert);
+  rewriter.eraseOp(dispatch);
+  return success();
+}
+
+namespace {
+struct FuseSparseLayerPattern : OpRewritePattern<CombineOp> {
+  FuseSparseLayerPattern(MLIRContext *ctx, int64_t tileRows)
+      : OpRewritePattern(ctx, /*benefit=*/2), tileRows(tileRows) {}
+
+  LogicalResult matchAndRewrite(CombineOp combine,
+                                PatternRewriter &rewriter) const override {
+    return fuseSparseLayer(rewriter, combine, tileRows);
+  }
+
+  int64_t tileRows;
+};
+
+struct ConvertMoEToFusedLinalgPass
+    : moe::impl::ConvertMoEToFusedLinalgBase<ConvertMoEToFusedLinalgPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    if (tileRows < 1) {
+      getOperation()->emitError("convert-moe-to-fused-linalg: tile-rows must "
+                                "be at least 1, got ")
+          << tileRows;
+      return signalPassFailure();
+    }
+    SmallVector<CombineOp> combines;
+    getOperation()->walk([&](CombineOp op) { combines.push_back(op); });
+    IRRewriter rewriter(&getContext());
+    for (CombineOp combine : combines)
+      (void)fuseSparseLayer(rewriter, combine, tileRows);
+
+    // Whatever was not fused goes the reference way.
+    ConversionTarget target(getContext());
+    target.addIllegalDialect<MoEDialect>();
+    target.addLegalOp<YieldOp>();
+    target.markUnknownOpDynamicallyLegal([](Operation *) { return true; });
+    RewritePatternSet patterns(&getContext());
+    populateMoEToLinalgConversionPatterns(patterns);
+    if (failed(applyPartialConversion(getOperation(), target,
+                                      std::move(patterns))))
+      signalPassFailure();
+  }
+};
+} // namespace
+
+void mlir::moe::populateFusedMoEPatterns(RewritePatternSet &patterns,
+                                         int64_t tileRows) {
+  patterns.add<FuseSparseLayerPattern>(patterns.getContext(), tileRows);
+}

@@ -1,0 +1,104 @@
+// RUN: moe-opt %s -split-input-file -convert-moe-to-fused-linalg=tile-rows=16 | FileCheck %s
+
+// Capacity layout, body for a dynamic row count: experts outer, tiles of 16
+// rows inner; each tile gathers its token rows, runs the body and adds the
+// gated rows into an f32 accumulator. No [E, C, D] buffer is built.
+// CHECK-LABEL: func.func @capacity
+// CHECK-SAME:    (%[[X:.+]]: tensor<?x16xf32>, %[[IDS:.+]]: tensor<4x?xi32>, %[[G:.+]]: tensor<4x?xf32>, %[[W:.+]]: tensor<4x16x16xf32>, %[[ACC:.+]]: tensor<?x16xf32>)
+// CHECK-NOT:     tensor<4x?x16xf32>
+// CHECK:         %[[Y:.+]] = scf.for %[[E:.+]] = %{{.+}} to %c4 step %{{.+}} iter_args(%[[A:.+]] = %[[ACC]]) -> (tensor<?x16xf32>) {
+// CHECK:           %[[IDSE:.+]] = tensor.extract_slice %[[IDS]][%[[E]], 0] [1, %{{.+}}] [1, 1] : tensor<4x?xi32> to tensor<?xi32>
+// CHECK:           %[[GE:.+]] = tensor.extract_slice %[[G]][%[[E]], 0] [1, %{{.+}}] [1, 1] : tensor<4x?xf32> to tensor<?xf32>
+// CHECK:           scf.for %[[R0:.+]] = %{{.+}} to %{{.+}} step %c16 iter_args(%[[TA:.+]] = %[[A]]) -> (tensor<?x16xf32>) {
+// CHECK:             %[[M:.+]] = arith.minsi %c16{{.*}}, %{{.+}} : index
+// CHECK:             %[[TID:.+]] = tensor.extract_slice %[[IDSE]][%[[R0]]] [%[[M]]] [1] : tensor<?xi32> to tensor<?xi32>
+// CHECK:             %[[TG:.+]] = tensor.extract_slice %[[GE]][%[[R0]]] [%[[M]]] [1] : tensor<?xf32> to tensor<?xf32>
+// CHECK:             %[[ROWS:.+]] = linalg.generic {{.*}} ins(%[[TID]] : tensor<?xi32>) outs(%{{.+}} : tensor<?x16xf32>)
+// CHECK:               tensor.extract %[[X]]
+// CHECK:             %[[WE:.+]] = tensor.extract_slice %[[W]][%[[E]], 0, 0] [1, 16, 16] [1, 1, 1] : tensor<4x16x16xf32> to tensor<16x16xf32>
+// CHECK:             %[[OUT:.+]] = linalg.matmul ins(%[[ROWS]], %[[WE]] : tensor<?x16xf32>, tensor<16x16xf32>)
+// CHECK:             scf.for %{{.+}} = %{{.+}} to %{{.+}} step %{{.+}} iter_args(%{{.+}} = %[[TA]]) -> (tensor<?x16xf32>) {
+// CHECK:               tensor.extract %[[TID]]
+// CHECK:               tensor.extract %[[TG]]
+// CHECK:               tensor.extract_slice %[[OUT]]
+// CHECK:         return %[[Y]]
+// CHECK-NOT:     moe.
+func.func @capacity(%x: tensor<?x16xf32>, %ids: tensor<4x?xi32>, %g: tensor<4x?xf32>, %w: tensor<4x16x16xf32>,
+                    %acc: tensor<?x16xf32>) -> tensor<?x16xf32> {
+  %xe = moe.dispatch %x indices(%ids : tensor<4x?xi32>) : tensor<?x16xf32> -> tensor<4x?x16xf32>
+  %ye = moe.expert %xe weights(%w : tensor<4x16x16xf32>) : tensor<4x?x16xf32> -> tensor<4x?x16xf32> {
+  ^bb0(%r: tensor<?x16xf32>, %a: tensor<16x16xf32>):
+    %c0 = arith.constant 0 : index
+    %z = arith.constant 0.0 : f32
+    %n = tensor.dim %r, %c0 : tensor<?x16xf32>
+    %e = tensor.empty(%n) : tensor<?x16xf32>
+    %f = linalg.fill ins(%z : f32) outs(%e : tensor<?x16xf32>) -> tensor<?x16xf32>
+    %m = linalg.matmul ins(%r, %a : tensor<?x16xf32>, tensor<16x16xf32>) outs(%f : tensor<?x16xf32>) -> tensor<?x16xf32>
+    moe.yield %m : tensor<?x16xf32>
+  }
+  %y = moe.combine %ye indices(%ids : tensor<4x?xi32>) weights(%g : tensor<4x?xf32>) into %acc
+      : tensor<4x?x16xf32> -> tensor<?x16xf32>
+  return %y : tensor<?x16xf32>
+}
+
+// -----
+
+// A body written for exactly C = 5 rows gets one tile of 5 rows per expert.
+// CHECK-LABEL: func.func @static_rows
+// CHECK-NOT:     tensor<2x5x4xf32>
+// CHECK:         scf.for {{.*}} to %c2 step
+// CHECK:           scf.for {{.*}} step %c5
+// CHECK:             linalg.generic {{.*}} ins(%{{.+}} : tensor<5xi32>) outs(%{{.+}} : tensor<5x4xf32>)
+// CHECK:             arith.constant dense<1.000000e+00> : tensor<5x4xf32>
+func.func @static_rows(%x: tensor<8x4xf32>, %ids: tensor<2x5xi32>, %g: tensor<2x5xf32>, %acc: tensor<8x4xf32>) -> tensor<8x4xf32> {
+  %xe = moe.dispatch %x indices(%ids : tensor<2x5xi32>) : tensor<8x4xf32> -> tensor<2x5x4xf32>
+  %ye = moe.expert %xe : tensor<2x5x4xf32> -> tensor<2x5x4xf32> {
+  ^bb0(%r: tensor<5x4xf32>):
+    %c = arith.constant dense<1.0> : tensor<5x4xf32>
+    moe.yield %c : tensor<5x4xf32>
+  }
+  %y = moe.combine %ye indices(%ids : tensor<2x5xi32>) weights(%g : tensor<2x5xf32>) into %acc
+      : tensor<2x5x4xf32> -> tensor<8x4xf32>
+  return %y : tensor<8x4xf32>
+}
+
+// -----
+
+// Grouped layout: expert e's rows are offsets[e]..offsets[e+1] of the CSR ids.
+// CHECK-LABEL: func.func @grouped
+// CHECK-SAME:    (%[[X:.+]]: tensor<?x4xbf16>, %[[IDS:.+]]: tensor<?xi32>, %[[G:.+]]: tensor<?xf32>, %[[OFF:.+]]: tensor<3xi32>, %[[ACC:.+]]: tensor<?x4xbf16>)
+// CHECK:         %[[WIDE:.+]] = linalg.generic {{.*}} ins(%[[ACC]] : tensor<?x4xbf16>) outs(%{{.+}} : tensor<?x4xf32>)
+// CHECK:         %[[Y:.+]] = scf.for %[[E:.+]] = %{{.+}} to %c2 step %{{.+}} iter_args(%{{.+}} = %[[WIDE]])
+// CHECK:           tensor.extract %[[OFF]][%[[E]]] : tensor<3xi32>
+// CHECK:           %[[COUNT:.+]] = arith.subi
+// CHECK:           tensor.extract_slice %[[IDS]][%{{.+}}] [%[[COUNT]]] [1] : tensor<?xi32> to tensor<?xi32>
+// CHECK:         linalg.generic {{.*}} ins(%[[Y]] : tensor<?x4xf32>) outs(%{{.+}} : tensor<?x4xbf16>)
+func.func @grouped(%x: tensor<?x4xbf16>, %ids: tensor<?xi32>, %g: tensor<?xf32>, %off: tensor<3xi32>,
+                   %acc: tensor<?x4xbf16>) -> tensor<?x4xbf16> {
+  %xg = moe.dispatch %x indices(%ids : tensor<?xi32>) : tensor<?x4xbf16> -> tensor<?x4xbf16>
+  %yg = moe.expert %xg offsets(%off : tensor<3xi32>) : tensor<?x4xbf16> -> tensor<?x4xbf16> {
+  ^bb0(%r: tensor<?x4xbf16>):
+    moe.yield %r : tensor<?x4xbf16>
+  }
+  %y = moe.combine %yg indices(%ids : tensor<?xi32>) weights(%g : tensor<?xf32>) into %acc
+      : tensor<?x4xbf16> -> tensor<?x4xbf16>
+  return %y : tensor<?x4xbf16>
+}
+
+// -----
+
+// A chain whose dispatched tokens are also returned is not fused: it goes
+// the reference way, op by op.
+// CHECK-LABEL: func.func @not_fused
+// CHECK:         scf.forall
+func.func @not_fused(%x: tensor<8x4xf32>, %ids: tensor<2x5xi32>, %g: tensor<2x5xf32>, %acc: tensor<8x4xf32>)
+    -> (tensor<8x4xf32>, tensor<2x5x4xf32>) {
+  %xe = moe.dispatch %x indices(%ids : tensor<2x5xi32>) : tensor<8x4xf32> -> tensor<2x5x4xf32>
+  %ye = moe.expert %xe : tensor<2x5x4xf32> -> tensor<2x5x4xf32> {
+  ^bb0(%r: tensor<5x4xf32>):
+    moe.yield %r : tensor<5x4xf32>
+  }
+  %y = moe.combine %ye indices(%ids : tensor<2x5xi32>) weights(%g : tensor<2x5xf32>) into %acc
+      : tensor<2x5x4xf32> -> tensor<8x4xf32>
+  return %y, %xe : tensor<8x4xf32>, tensor<2x5x4xf32>
+}
