@@ -110,30 +110,72 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
           count = eb.sizeValue(ids, 1);
         }
 
-        auto tiles = scf::ForOp::create(
-            eb, eb.indexConst(0), count, eb.indexConst(tile), expertArgs,
-            [&](OpBuilder &tb, Location tloc, Value r0, ValueRange tileArgs) {
-              LoweringBuilder lb(tloc, tb);
-              OpFoldResult m = lb.getIndexAttr(tile);
-              if (!staticRows)
-                m = arith::MinSIOp::create(lb, lb.indexConst(tile),
-                                           arith::SubIOp::create(lb, count, r0))
-                        .getResult();
-              Value tileIds = slice1D(idsE, r0, m);
-              Value tileGates = slice1D(gatesE, r0, m);
-              // The gather feeds the body's first contraction directly.
-              Value rows = lb.gatherRows(tokens, tileIds);
-              if (rows.getType() != rowsType)
-                rows = tensor::CastOp::create(lb, rowsType, rows);
-              // The body is cloned where this loop body is being built.
-              rewriter.setInsertionPoint(tb.getInsertionBlock(),
-                                         tb.getInsertionPoint());
-              Value out = cloneExpertBody(rewriter, expert, rows, e,
-                                          expert.getWeights());
-              scf::YieldOp::create(
-                  lb, lb.scatterAddRows(tileArgs[0], tileIds, tileGates, out));
+        // One tile: `size` rows from slot r0 on, a static shape; slots past
+        // `count` read as empty (id -1, gate 0) and are skipped by the
+        // scatter.
+        auto emitTile = [&](OpBuilder &tb, Location tloc, Value r0,
+                            int64_t size, Value acc) -> Value {
+          LoweringBuilder lb(tloc, tb);
+          Type idType = getElementTypeOrSelf(idsE.getType());
+          Type gateType = getElementTypeOrSelf(gatesE.getType());
+          OpFoldResult m = lb.getIndexAttr(size);
+          ResultRange slots = lb.generic(
+              {}, {}, {lb.empty({m}, idType), lb.empty({m}, gateType)},
+              {{0}, {0}}, 1, {}, [&](OpBuilder &gb, Location gloc, ValueRange) {
+                LoweringBuilder gl(gloc, gb);
+                Value slot = arith::AddIOp::create(
+                    gl, r0, linalg::IndexOp::create(gl, 0));
+                Value inside = arith::CmpIOp::create(
+                    gl, arith::CmpIPredicate::slt, slot, count);
+                Value safe =
+                    arith::SelectOp::create(gl, inside, slot, gl.indexConst(0));
+                Value id = arith::SelectOp::create(
+                    gl, inside,
+                    tensor::ExtractOp::create(gl, idsE, ValueRange{safe}),
+                    gl.intConst(idType, -1));
+                Value gate = arith::SelectOp::create(
+                    gl, inside,
+                    tensor::ExtractOp::create(gl, gatesE, ValueRange{safe}),
+                    gl.floatConst(gateType, 0.0));
+                linalg::YieldOp::create(gl, ValueRange{id, gate});
+              });
+          // The gather feeds the body's first contraction directly.
+          Value rows = lb.gatherRows(tokens, slots[0]);
+          if (rows.getType() != rowsType)
+            rows = tensor::CastOp::create(lb, rowsType, rows);
+          // The body is cloned where this loop body is being built.
+          rewriter.setInsertionPoint(tb.getInsertionBlock(),
+                                     tb.getInsertionPoint());
+          Value out =
+              cloneExpertBody(rewriter, expert, rows, e, expert.getWeights());
+          return lb.scatterAddRows(acc, slots[0], slots[1], out);
+        };
+
+        // Full tiles of `tile` rows, then the rest in tiles of `remainder`
+        // rows (padded), so that every tile has a static shape.
+        int64_t remainder = staticRows ? tile : std::min<int64_t>(tile, 8);
+        Value fullEnd = count;
+        if (!staticRows)
+          fullEnd = arith::MulIOp::create(
+              eb, arith::DivUIOp::create(eb, count, eb.indexConst(tile)),
+              eb.indexConst(tile));
+        auto full = scf::ForOp::create(
+            eb, eb.indexConst(0), fullEnd, eb.indexConst(tile), expertArgs,
+            [&](OpBuilder &tb, Location tloc, Value r0, ValueRange args) {
+              scf::YieldOp::create(tb, tloc,
+                                   emitTile(tb, tloc, r0, tile, args[0]));
             });
-        scf::YieldOp::create(eb, tiles.getResults());
+        Value acc = full.getResult(0);
+        if (!staticRows) {
+          auto rest = scf::ForOp::create(
+              eb, fullEnd, count, eb.indexConst(remainder), ValueRange{acc},
+              [&](OpBuilder &tb, Location tloc, Value r0, ValueRange args) {
+                scf::YieldOp::create(
+                    tb, tloc, emitTile(tb, tloc, r0, remainder, args[0]));
+              });
+          acc = rest.getResult(0);
+        }
+        scf::YieldOp::create(eb, acc);
       });
   Value result = b.convertElements(experts.getResult(0),
                                    getElementTypeOrSelf(init.getType()));

@@ -1,26 +1,33 @@
 // RUN: moe-opt %s -split-input-file -convert-moe-to-fused-linalg=tile-rows=16 | FileCheck %s
 
-// Capacity layout, body for a dynamic row count: experts outer, tiles of 16
-// rows inner; each tile gathers its token rows, runs the body and adds the
-// gated rows into an f32 accumulator. No [E, C, D] buffer is built.
+// Capacity layout, body for a dynamic row count: experts outer; full
+// tiles of 16 rows, then the rest in padded tiles of 8, every tile of a
+// static shape. Each tile reads its slots (past the end: id -1, gate 0),
+// gathers its token rows straight into the body, and adds the gated rows
+// into an f32 accumulator. No [E, C, D] buffer is built.
 // CHECK-LABEL: func.func @capacity
 // CHECK-SAME:    (%[[X:.+]]: tensor<?x16xf32>, %[[IDS:.+]]: tensor<4x?xi32>, %[[G:.+]]: tensor<4x?xf32>, %[[W:.+]]: tensor<4x16x16xf32>, %[[ACC:.+]]: tensor<?x16xf32>)
 // CHECK-NOT:     tensor<4x?x16xf32>
 // CHECK:         %[[Y:.+]] = scf.for %[[E:.+]] = %{{.+}} to %c4 step %{{.+}} iter_args(%[[A:.+]] = %[[ACC]]) -> (tensor<?x16xf32>) {
 // CHECK:           %[[IDSE:.+]] = tensor.extract_slice %[[IDS]][%[[E]], 0] [1, %{{.+}}] [1, 1] : tensor<4x?xi32> to tensor<?xi32>
 // CHECK:           %[[GE:.+]] = tensor.extract_slice %[[G]][%[[E]], 0] [1, %{{.+}}] [1, 1] : tensor<4x?xf32> to tensor<?xf32>
-// CHECK:           scf.for %[[R0:.+]] = %{{.+}} to %{{.+}} step %c16 iter_args(%[[TA:.+]] = %[[A]]) -> (tensor<?x16xf32>) {
-// CHECK:             %[[M:.+]] = arith.minsi %c16{{.*}}, %{{.+}} : index
-// CHECK:             %[[TID:.+]] = tensor.extract_slice %[[IDSE]][%[[R0]]] [%[[M]]] [1] : tensor<?xi32> to tensor<?xi32>
-// CHECK:             %[[TG:.+]] = tensor.extract_slice %[[GE]][%[[R0]]] [%[[M]]] [1] : tensor<?xf32> to tensor<?xf32>
-// CHECK:             %[[ROWS:.+]] = linalg.generic {{.*}} ins(%[[TID]] : tensor<?xi32>) outs(%{{.+}} : tensor<?x16xf32>)
+// CHECK:           %[[FULL:.+]] = arith.muli %{{.+}}, %c16{{.*}} : index
+// CHECK:           %[[TILED:.+]] = scf.for %[[R0:.+]] = %{{.+}} to %[[FULL]] step %c16{{.*}} iter_args(%[[TA:.+]] = %[[A]]) -> (tensor<?x16xf32>) {
+// CHECK:             %[[SLOTS:.+]]:2 = linalg.generic {{.*}} outs(%{{.+}}, %{{.+}} : tensor<16xi32>, tensor<16xf32>)
+// CHECK:               tensor.extract %[[IDSE]]
+// CHECK:               tensor.extract %[[GE]]
+// CHECK:             %[[ROWS:.+]] = linalg.generic {{.*}} ins(%[[SLOTS]]#0 : tensor<16xi32>) outs(%{{.+}} : tensor<16x16xf32>)
 // CHECK:               tensor.extract %[[X]]
+// CHECK:             %[[CAST:.+]] = tensor.cast %[[ROWS]] : tensor<16x16xf32> to tensor<?x16xf32>
 // CHECK:             %[[WE:.+]] = tensor.extract_slice %[[W]][%[[E]], 0, 0] [1, 16, 16] [1, 1, 1] : tensor<4x16x16xf32> to tensor<16x16xf32>
-// CHECK:             %[[OUT:.+]] = linalg.matmul ins(%[[ROWS]], %[[WE]] : tensor<?x16xf32>, tensor<16x16xf32>)
-// CHECK:             scf.for %{{.+}} = %{{.+}} to %{{.+}} step %{{.+}} iter_args(%{{.+}} = %[[TA]]) -> (tensor<?x16xf32>) {
-// CHECK:               tensor.extract %[[TID]]
-// CHECK:               tensor.extract %[[TG]]
+// CHECK:             %[[OUT:.+]] = linalg.matmul ins(%[[CAST]], %[[WE]] : tensor<?x16xf32>, tensor<16x16xf32>)
+// CHECK:             scf.for %{{.+}} = %{{.+}} to %c16{{.*}} step %{{.+}} iter_args(%{{.+}} = %[[TA]]) -> (tensor<?x16xf32>) {
+// CHECK:               tensor.extract %[[SLOTS]]#0
+// CHECK:               tensor.extract %[[SLOTS]]#1
 // CHECK:               tensor.extract_slice %[[OUT]]
+// CHECK:           scf.for %{{.+}} = %[[FULL]] to %{{.+}} step %c8 iter_args(%{{.+}} = %[[TILED]]) -> (tensor<?x16xf32>) {
+// CHECK:             linalg.generic {{.*}} outs(%{{.+}}, %{{.+}} : tensor<8xi32>, tensor<8xf32>)
+// CHECK:             linalg.generic {{.*}} outs(%{{.+}} : tensor<8x16xf32>)
 // CHECK:         return %[[Y]]
 // CHECK-NOT:     moe.
 func.func @capacity(%x: tensor<?x16xf32>, %ids: tensor<4x?xi32>, %g: tensor<4x?xf32>, %w: tensor<4x16x16xf32>,
@@ -48,7 +55,8 @@ func.func @capacity(%x: tensor<?x16xf32>, %ids: tensor<4x?xi32>, %g: tensor<4x?x
 // CHECK-NOT:     tensor<2x5x4xf32>
 // CHECK:         scf.for {{.*}} to %c2 step
 // CHECK:           scf.for {{.*}} step %c5
-// CHECK:             linalg.generic {{.*}} ins(%{{.+}} : tensor<5xi32>) outs(%{{.+}} : tensor<5x4xf32>)
+// CHECK:             %[[SLOTS:.+]]:2 = linalg.generic {{.*}} outs(%{{.+}}, %{{.+}} : tensor<5xi32>, tensor<5xf32>)
+// CHECK:             linalg.generic {{.*}} ins(%[[SLOTS]]#0 : tensor<5xi32>) outs(%{{.+}} : tensor<5x4xf32>)
 // CHECK:             arith.constant dense<1.000000e+00> : tensor<5x4xf32>
 func.func @static_rows(%x: tensor<8x4xf32>, %ids: tensor<2x5xi32>, %g: tensor<2x5xf32>, %acc: tensor<8x4xf32>) -> tensor<8x4xf32> {
   %xe = moe.dispatch %x indices(%ids : tensor<2x5xi32>) : tensor<8x4xf32> -> tensor<2x5x4xf32>
@@ -72,6 +80,8 @@ func.func @static_rows(%x: tensor<8x4xf32>, %ids: tensor<2x5xi32>, %g: tensor<2x
 // CHECK:           tensor.extract %[[OFF]][%[[E]]] : tensor<3xi32>
 // CHECK:           %[[COUNT:.+]] = arith.subi
 // CHECK:           tensor.extract_slice %[[IDS]][%{{.+}}] [%[[COUNT]]] [1] : tensor<?xi32> to tensor<?xi32>
+// CHECK:           scf.for
+// CHECK:           scf.for
 // CHECK:         linalg.generic {{.*}} ins(%[[Y]] : tensor<?x4xf32>) outs(%{{.+}} : tensor<?x4xbf16>)
 func.func @grouped(%x: tensor<?x4xbf16>, %ids: tensor<?xi32>, %g: tensor<?xf32>, %off: tensor<3xi32>,
                    %acc: tensor<?x4xbf16>) -> tensor<?x4xbf16> {
