@@ -8,6 +8,7 @@
 #include "moe/Pipelines/Pipelines.h"
 
 #include "moe/Conversion/Passes.h"
+#include "moe/Pipelines/CPUCodegen.h"
 
 #include "mlir/Conversion/Passes.h"
 #include "mlir/Dialect/Arith/Transforms/Passes.h"
@@ -37,6 +38,11 @@ void mlir::moe::buildCPUPipeline(OpPassManager &pm,
   }
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
+  bool vectorize = options.fused && options.vectorize;
+  if (vectorize) {
+    pm.addPass(createCPUCodegenPass(CPUCodegenStage::Vectorize));
+    pm.addPass(createCanonicalizerPass());
+  }
 
   // Tensors -> buffers, with function boundaries in identity layout so that
   // entry points take plain strided memref descriptors.
@@ -53,11 +59,14 @@ void mlir::moe::buildCPUPipeline(OpPassManager &pm,
   }
   bufferization::BufferDeallocationPipelineOptions deallocation;
   bufferization::buildBufferDeallocationPipeline(pm, deallocation);
+  if (vectorize)
+    pm.addPass(createCPUCodegenPass(CPUCodegenStage::Lower));
 
   // Buffers -> loops.
   pm.addNestedPass<func::FuncOp>(createForallToForLoopPass());
   pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
   pm.addPass(createLowerAffinePass());
+  pm.addPass(createConvertVectorToSCFPass());
   pm.addPass(createSCFToControlFlowPass());
   pm.addPass(createCanonicalizerPass());
 
@@ -75,11 +84,13 @@ void mlir::moe::buildCPUPipeline(OpPassManager &pm,
     pm.addNestedPass<func::FuncOp>(LLVM::createLLVMRequestCWrappersPass());
   pm.addPass(createConvertMathToLLVMPass());
   pm.addPass(createConvertMathToLibmPass());
+  pm.addPass(createConvertVectorToLLVMPass());
   pm.addPass(createFinalizeMemRefToLLVMConversionPass());
   pm.addPass(createConvertFuncToLLVMPass());
   pm.addPass(createArithToLLVMConversionPass());
   pm.addPass(createConvertControlFlowToLLVMPass());
   pm.addPass(createConvertIndexToLLVMPass());
+  pm.addPass(createUBToLLVMConversionPass());
   pm.addPass(createReconcileUnrealizedCastsPass());
 }
 

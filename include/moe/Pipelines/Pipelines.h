@@ -24,6 +24,12 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
                      "(convert-moe-to-fused-linalg) instead of the op-by-op "
                      "reference lowering (convert-moe-to-linalg)"),
       llvm::cl::init(true)};
+  PassOptions::Option<bool> vectorize{
+      *this, "vectorize",
+      llvm::cl::desc("Tile the contractions of the fused expert tiles to "
+                     "register blocks and lower them to vector FMAs "
+                     "(with fused=true)"),
+      llvm::cl::init(true)};
   PassOptions::Option<int64_t> tileRows{
       *this, "tile-rows",
       llvm::cl::desc("Rows of an expert per tile on the fused path"),

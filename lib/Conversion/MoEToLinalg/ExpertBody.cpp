@@ -7,6 +7,7 @@
 
 #include "ExpertBody.h"
 
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/IRMapping.h"
 
@@ -15,8 +16,8 @@ using namespace mlir::moe;
 
 Value mlir::moe::detail::cloneExpertBody(RewriterBase &rewriter,
                                          ExpertOp expert, Value rows,
-                                         Value expertIndex,
-                                         ValueRange weights) {
+                                         Value expertIndex, ValueRange weights,
+                                         bool markTile) {
   Location loc = expert.getLoc();
   Block &region = expert.getBody().front();
   OpFoldResult zero = rewriter.getIndexAttr(0), one = rewriter.getIndexAttr(1);
@@ -36,7 +37,13 @@ Value mlir::moe::detail::cloneExpertBody(RewriterBase &rewriter,
                 tensor::ExtractSliceOp::create(rewriter, loc, sliceType, weight,
                                                offsets, sizes, strides));
   }
-  for (Operation &op : region.without_terminator())
-    rewriter.clone(op, mapping);
+  for (Operation &op : region.without_terminator()) {
+    Operation *clone = rewriter.clone(op, mapping);
+    if (markTile)
+      clone->walk([&](Operation *nested) {
+        if (isa<linalg::LinalgOp>(nested))
+          nested->setAttr(kExpertTileAttrName, rewriter.getUnitAttr());
+      });
+  }
   return mapping.lookup(expert.getYieldedValue());
 }

@@ -14,11 +14,17 @@
 
 namespace mlir::moe::detail {
 
+/// The unit attribute the fused lowering puts on the linalg ops of a tile's
+/// expert body, for the CPU codegen to find them.
+constexpr StringLiteral kExpertTileAttrName = "moe.expert_tile";
+
 /// Clones the body of `expert` at the rewriter's insertion point, applied to
 /// `rows` (of the body's row type) and to expert `expertIndex`'s slice of
-/// every weight of `weights`; returns the yielded output rows.
+/// every weight of `weights`; returns the yielded output rows. With
+/// `markTile`, the cloned linalg ops get the kExpertTileAttrName attribute.
 Value cloneExpertBody(RewriterBase &rewriter, ExpertOp expert, Value rows,
-                      Value expertIndex, ValueRange weights);
+                      Value expertIndex, ValueRange weights,
+                      bool markTile = false);
 
 } // namespace mlir::moe::detail
 

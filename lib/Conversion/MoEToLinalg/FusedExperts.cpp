@@ -147,7 +147,8 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
           rewriter.setInsertionPoint(tb.getInsertionBlock(),
                                      tb.getInsertionPoint());
           Value out =
-              cloneExpertBody(rewriter, expert, rows, e, expert.getWeights());
+              cloneExpertBody(rewriter, expert, rows, e, expert.getWeights(),
+                              /*markTile=*/true);
           return lb.scatterAddRows(acc, slots[0], slots[1], out);
         };
 

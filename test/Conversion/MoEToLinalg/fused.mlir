@@ -20,7 +20,7 @@
 // CHECK:               tensor.extract %[[X]]
 // CHECK:             %[[CAST:.+]] = tensor.cast %[[ROWS]] : tensor<16x16xf32> to tensor<?x16xf32>
 // CHECK:             %[[WE:.+]] = tensor.extract_slice %[[W]][%[[E]], 0, 0] [1, 16, 16] [1, 1, 1] : tensor<4x16x16xf32> to tensor<16x16xf32>
-// CHECK:             %[[OUT:.+]] = linalg.matmul ins(%[[CAST]], %[[WE]] : tensor<?x16xf32>, tensor<16x16xf32>)
+// CHECK:             %[[OUT:.+]] = linalg.matmul {moe.expert_tile} ins(%[[CAST]], %[[WE]] : tensor<?x16xf32>, tensor<16x16xf32>)
 // CHECK:             scf.for %{{.+}} = %{{.+}} to %c16{{.*}} step %{{.+}} iter_args(%{{.+}} = %[[TA]]) -> (tensor<?x16xf32>) {
 // CHECK:               tensor.extract %[[SLOTS]]#0
 // CHECK:               tensor.extract %[[SLOTS]]#1

@@ -1,0 +1,33 @@
+//===- CPUCodegen.h - Vector code for the fused expert tiles ----*- C++ -*-===//
+//
+// This file declares the pass that turns the contractions of the fused
+// expert tiles into register-blocked vector code with transform-dialect
+// scripts, in two stages around bufferization.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_PIPELINES_CPUCODEGEN_H
+#define MOE_PIPELINES_CPUCODEGEN_H
+
+#include "mlir/Pass/Pass.h"
+
+#include <memory>
+
+namespace mlir::moe {
+
+/// The stages of the CPU codegen.
+enum class CPUCodegenStage {
+  /// On tensors: tile the marked contractions of the fused expert tiles to
+  /// the register block and vectorize them to vector.contract.
+  Vectorize,
+  /// On buffers: keep the accumulators in registers across the reduction
+  /// loop (hoist their transfers) and lower contractions to FMAs.
+  Lower,
+};
+
+/// Creates the pass running the transform script of `stage`.
+std::unique_ptr<Pass> createCPUCodegenPass(CPUCodegenStage stage);
+
+} // namespace mlir::moe
+
+#endif // MOE_PIPELINES_CPUCODEGEN_H

@@ -1,0 +1,122 @@
+//===- CPUCodegen.cpp - Vector code for the fused expert tiles --*- C++ -*-===//
+//
+// This file implements the CPU codegen of the fused expert tiles as two
+// transform-dialect scripts applied by a pass: tile each marked contraction
+// to a 4 x 16 register block with a 4-deep reduction step and vectorize it
+// (on tensors), then hoist the accumulator transfers out of the reduction
+// loop and lower the contractions to outer products, i.e. FMAs on 8-wide
+// vectors (on buffers).
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Pipelines/CPUCodegen.h"
+
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Transform/IR/TransformDialect.h"
+#include "mlir/Dialect/Transform/Transforms/TransformInterpreterUtils.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/Parser/Parser.h"
+
+using namespace mlir;
+
+namespace {
+
+/// Tiles and vectorizes the contractions the fused lowering marked.
+constexpr const char *kVectorizeScript = R"mlir(
+module attributes {transform.with_named_sequence} {
+  transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
+    %mms = transform.structured.match ops{["linalg.matmul"]} attributes {moe.expert_tile} in %root
+        : (!transform.any_op) -> !transform.any_op
+    transform.foreach %mms : !transform.any_op {
+    ^bb0(%mm: !transform.any_op):
+      %tile, %i, %j, %k = transform.structured.tile_using_for %mm tile_sizes [4, 16, 4]
+          : (!transform.any_op) -> (!transform.any_op, !transform.any_op, !transform.any_op, !transform.any_op)
+      transform.structured.vectorize %tile : !transform.any_op
+    }
+    %funcs = transform.structured.match ops{["func.func"]} in %root : (!transform.any_op) -> !transform.any_op
+    transform.apply_patterns to %funcs {
+      transform.apply_patterns.vector.reduction_to_contract
+      transform.apply_patterns.vector.transfer_permutation_patterns
+      transform.apply_patterns.canonicalization
+    } : !transform.any_op
+    transform.yield
+  }
+}
+)mlir";
+
+/// Keeps accumulators in registers and lowers contractions to FMAs.
+constexpr const char *kLowerScript = R"mlir(
+module attributes {transform.with_named_sequence} {
+  transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
+    %funcs = transform.structured.match ops{["func.func"]} in %root : (!transform.any_op) -> !transform.any_op
+    %hoisted = transform.structured.hoist_redundant_vector_transfers %funcs
+        : (!transform.any_op) -> !transform.any_op
+    transform.apply_patterns to %hoisted {
+      transform.apply_patterns.vector.lower_contraction lowering_strategy = "outerproduct"
+      transform.apply_patterns.vector.lower_outerproduct
+      transform.apply_patterns.vector.transfer_permutation_patterns
+      transform.apply_patterns.vector.lower_transfer max_transfer_rank = 1
+      transform.apply_patterns.vector.lower_transpose
+      transform.apply_patterns.vector.lower_shape_cast
+      transform.apply_patterns.vector.lower_broadcast
+      transform.apply_patterns.canonicalization
+    } : !transform.any_op
+    transform.yield
+  }
+}
+)mlir";
+
+struct CPUCodegenPass
+    : public PassWrapper<CPUCodegenPass, OperationPass<ModuleOp>> {
+  MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(CPUCodegenPass)
+
+  explicit CPUCodegenPass(moe::CPUCodegenStage stage) : stage(stage) {}
+
+  StringRef getArgument() const override { return "moe-cpu-codegen"; }
+  StringRef getDescription() const override {
+    return "Vectorize the contractions of the fused expert tiles";
+  }
+  void getDependentDialects(DialectRegistry &registry) const override {
+    registry.insert<transform::TransformDialect>();
+  }
+
+  void runOnOperation() override {
+    // Only contractions that tile exactly into register blocks are
+    // vectorized; the others keep their scalar loops.
+    if (stage == moe::CPUCodegenStage::Vectorize)
+      getOperation()->walk([](linalg::MatmulOp matmul) {
+        if (!matmul->hasAttr("moe.expert_tile"))
+          return;
+        SmallVector<int64_t> ranges = matmul.getStaticLoopRanges();
+        const int64_t block[] = {4, 16, 4};
+        for (auto [range, size] : llvm::zip(ranges, block))
+          if (ShapedType::isDynamic(range) || range % size != 0) {
+            matmul->removeAttr("moe.expert_tile");
+            return;
+          }
+      });
+    const char *script = stage == moe::CPUCodegenStage::Vectorize
+                             ? kVectorizeScript
+                             : kLowerScript;
+    OwningOpRef<ModuleOp> library = parseSourceString<ModuleOp>(
+        script, ParserConfig(&getContext()), "moe-cpu-codegen");
+    if (!library) {
+      getOperation()->emitError("moe-cpu-codegen: cannot parse its script");
+      return signalPassFailure();
+    }
+    Operation *entry = transform::detail::findTransformEntryPoint(
+        getOperation(), *library, "__transform_main");
+    if (!entry ||
+        failed(transform::applyTransformNamedSequence(
+            getOperation(), entry, *library, transform::TransformOptions())))
+      signalPassFailure();
+  }
+
+  moe::CPUCodegenStage stage;
+};
+
+} // namespace
+
+std::unique_ptr<Pass> mlir::moe::createCPUCodegenPass(CPUCodegenStage stage) {
+  return std::make_unique<CPUCodegenPass>(stage);
+}

@@ -1,0 +1,28 @@
+// RUN: moe-opt %s --moe-cpu-pipeline | FileCheck %s
+// RUN: moe-opt %s --pass-pipeline='builtin.module(moe-cpu-pipeline{vectorize=false})' | FileCheck %s --check-prefix=SCALAR
+// RUN: moe-opt %s --pass-pipeline='builtin.module(moe-cpu-pipeline{fused=false})' | FileCheck %s --check-prefix=SCALAR
+
+// On the fused path, the expert tile's contraction [64, 32] x [32, 32] is
+// tiled to 4 x 16 register blocks and becomes 16-wide FMAs (two AVX2
+// registers each) whose accumulators stay in registers across the
+// reduction; the reference path and vectorize=false keep scalar loops.
+// CHECK:       llvm.intr.fmuladd({{.*}}) : (vector<16xf32>, vector<16xf32>, vector<16xf32>) -> vector<16xf32>
+// SCALAR-NOT:  vector<16xf32>
+
+func.func @layer(%x: tensor<?x32xf32>, %ids: tensor<4x?xi32>, %g: tensor<4x?xf32>, %w: tensor<4x32x32xf32>,
+                 %acc: tensor<?x32xf32>) -> tensor<?x32xf32> {
+  %xe = moe.dispatch %x indices(%ids : tensor<4x?xi32>) : tensor<?x32xf32> -> tensor<4x?x32xf32>
+  %ye = moe.expert %xe weights(%w : tensor<4x32x32xf32>) : tensor<4x?x32xf32> -> tensor<4x?x32xf32> {
+  ^bb0(%r: tensor<?x32xf32>, %a: tensor<32x32xf32>):
+    %c0 = arith.constant 0 : index
+    %z = arith.constant 0.0 : f32
+    %n = tensor.dim %r, %c0 : tensor<?x32xf32>
+    %e = tensor.empty(%n) : tensor<?x32xf32>
+    %f = linalg.fill ins(%z : f32) outs(%e : tensor<?x32xf32>) -> tensor<?x32xf32>
+    %m = linalg.matmul ins(%r, %a : tensor<?x32xf32>, tensor<32x32xf32>) outs(%f : tensor<?x32xf32>) -> tensor<?x32xf32>
+    moe.yield %m : tensor<?x32xf32>
+  }
+  %y = moe.combine %ye indices(%ids : tensor<4x?xi32>) weights(%g : tensor<4x?xf32>) into %acc
+      : tensor<4x?x32xf32> -> tensor<?x32xf32>
+  return %y : tensor<?x32xf32>
+}
