@@ -1,9 +1,10 @@
 //===- CPUCodegen.cpp - Vector code for the fused expert tiles --*- C++ -*-===//
 //
 // This file implements the CPU codegen of the fused expert tiles as two
-// transform-dialect scripts applied by a pass: tile each marked contraction
-// to a 4 x 16 register block with a 4-deep reduction step and vectorize it
-// (on tensors), then hoist the accumulator transfers out of the reduction
+// transform-dialect scripts applied by a pass: block each marked
+// contraction's reduction by KC (a right-hand-side panel stays in L1), tile
+// it to 4 x 16 register blocks with 4-deep reduction steps and vectorize it
+// (on tensors); then hoist the accumulator transfers out of the reduction
 // loop and lower the contractions to outer products, i.e. FMAs on 8-wide
 // vectors (on buffers).
 //
@@ -21,18 +22,40 @@ using namespace mlir;
 
 namespace {
 
-/// Tiles and vectorizes the contractions the fused lowering marked.
-constexpr const char *kVectorizeScript = R"mlir(
+/// The reduction depths a contraction's K loop is blocked by, largest
+/// first: a 16-column panel of the right-hand side, KC rows deep, stays in
+/// L1 (KC = 256: 16 KiB) while every 4-row block of the tile sweeps it.
+constexpr int64_t kReductionBlocks[] = {256, 128, 64, 32, 16, 8, 4};
+
+/// Builds the script that tiles and vectorizes the contractions the fused
+/// lowering marked, each marked with its reduction block (moe.expert_tile =
+/// KC): K blocks of KC outermost, then 16-column panels, then 4-row blocks,
+/// then 4-deep reduction steps, each step a 4 x 16 x 4 vector.contract.
+std::string buildVectorizeScript() {
+  std::string script = R"mlir(
 module attributes {transform.with_named_sequence} {
   transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
-    %mms = transform.structured.match ops{["linalg.matmul"]} attributes {moe.expert_tile} in %root
+)mlir";
+  for (int64_t kc : kReductionBlocks) {
+    std::string k = std::to_string(kc);
+    script += "    %mm" + k +
+              " = transform.structured.match ops{[\"linalg.matmul\"]} "
+              "attributes {moe.expert_tile = " +
+              k + R"mlir( : i64} in %root
         : (!transform.any_op) -> !transform.any_op
-    transform.foreach %mms : !transform.any_op {
+    transform.foreach %mm)mlir" +
+              k + R"mlir( : !transform.any_op {
     ^bb0(%mm: !transform.any_op):
-      %tile, %i, %j, %k = transform.structured.tile_using_for %mm tile_sizes [4, 16, 4]
+      %blocked, %k0 = transform.structured.tile_using_for %mm tile_sizes [0, 0, )mlir" +
+              k + R"mlir(]
+          : (!transform.any_op) -> (!transform.any_op, !transform.any_op)
+      %tile, %j, %i, %k = transform.structured.tile_using_for %blocked tile_sizes [4, 16, 4] interchange = [1, 0, 2]
           : (!transform.any_op) -> (!transform.any_op, !transform.any_op, !transform.any_op, !transform.any_op)
       transform.structured.vectorize %tile : !transform.any_op
     }
+)mlir";
+  }
+  script += R"mlir(
     %funcs = transform.structured.match ops{["func.func"]} in %root : (!transform.any_op) -> !transform.any_op
     transform.apply_patterns to %funcs {
       transform.apply_patterns.vector.reduction_to_contract
@@ -43,6 +66,8 @@ module attributes {transform.with_named_sequence} {
   }
 }
 )mlir";
+  return script;
+}
 
 /// Keeps accumulators in registers and lowers contractions to FMAs.
 constexpr const char *kLowerScript = R"mlir(
@@ -82,22 +107,29 @@ struct CPUCodegenPass
 
   void runOnOperation() override {
     // Only contractions that tile exactly into register blocks are
-    // vectorized; the others keep their scalar loops.
+    // vectorized (the others keep their scalar loops); each gets the
+    // largest reduction block that divides its K.
     if (stage == moe::CPUCodegenStage::Vectorize)
-      getOperation()->walk([](linalg::MatmulOp matmul) {
+      getOperation()->walk([&](linalg::MatmulOp matmul) {
         if (!matmul->hasAttr("moe.expert_tile"))
           return;
+        matmul->removeAttr("moe.expert_tile");
         SmallVector<int64_t> ranges = matmul.getStaticLoopRanges();
         const int64_t block[] = {4, 16, 4};
         for (auto [range, size] : llvm::zip(ranges, block))
-          if (ShapedType::isDynamic(range) || range % size != 0) {
-            matmul->removeAttr("moe.expert_tile");
+          if (ShapedType::isDynamic(range) || range % size != 0)
+            return;
+        for (int64_t kc : kReductionBlocks)
+          if (ranges[2] % kc == 0) {
+            matmul->setAttr(
+                "moe.expert_tile",
+                IntegerAttr::get(IntegerType::get(&getContext(), 64), kc));
             return;
           }
       });
-    const char *script = stage == moe::CPUCodegenStage::Vectorize
-                             ? kVectorizeScript
-                             : kLowerScript;
+    std::string script = stage == moe::CPUCodegenStage::Vectorize
+                             ? buildVectorizeScript()
+                             : std::string(kLowerScript);
     OwningOpRef<ModuleOp> library = parseSourceString<ModuleOp>(
         script, ParserConfig(&getContext()), "moe-cpu-codegen");
     if (!library) {
