@@ -217,14 +217,7 @@ struct ConvertMoEToFusedLinalgPass
       (void)fuseSparseLayer(rewriter, combine, tileRows);
 
     // Whatever was not fused goes the reference way.
-    ConversionTarget target(getContext());
-    target.addIllegalDialect<MoEDialect>();
-    target.addLegalOp<YieldOp>();
-    target.markUnknownOpDynamicallyLegal([](Operation *) { return true; });
-    RewritePatternSet patterns(&getContext());
-    populateMoEToLinalgConversionPatterns(patterns);
-    if (failed(applyPartialConversion(getOperation(), target,
-                                      std::move(patterns))))
+    if (failed(lowerMoEToLinalg(getOperation())))
       signalPassFailure();
   }
 };

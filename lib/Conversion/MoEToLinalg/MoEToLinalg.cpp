@@ -34,20 +34,23 @@ void mlir::moe::populateMoEToLinalgConversionPatterns(
   detail::populateCombineToLinalgPatterns(patterns);
 }
 
+LogicalResult mlir::moe::lowerMoEToLinalg(Operation *root) {
+  MLIRContext *ctx = root->getContext();
+  ConversionTarget target(*ctx);
+  target.addIllegalDialect<MoEDialect>();
+  // The expert body's terminator disappears with its expert.
+  target.addLegalOp<YieldOp>();
+  target.markUnknownOpDynamicallyLegal([](Operation *) { return true; });
+  RewritePatternSet patterns(ctx);
+  populateMoEToLinalgConversionPatterns(patterns);
+  return applyPartialConversion(root, target, std::move(patterns));
+}
+
 namespace {
 struct ConvertMoEToLinalgPass
     : moe::impl::ConvertMoEToLinalgBase<ConvertMoEToLinalgPass> {
   void runOnOperation() override {
-    MLIRContext *ctx = &getContext();
-    ConversionTarget target(*ctx);
-    target.addIllegalDialect<MoEDialect>();
-    // The expert body's terminator disappears with its expert.
-    target.addLegalOp<YieldOp>();
-    target.markUnknownOpDynamicallyLegal([](Operation *) { return true; });
-    RewritePatternSet patterns(ctx);
-    populateMoEToLinalgConversionPatterns(patterns);
-    if (failed(applyPartialConversion(getOperation(), target,
-                                      std::move(patterns))))
+    if (failed(lowerMoEToLinalg(getOperation())))
       signalPassFailure();
   }
 };

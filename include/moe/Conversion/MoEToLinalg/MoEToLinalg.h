@@ -27,6 +27,11 @@ namespace mlir::moe {
 /// moe.combine to linalg, tensor, scf, arith and math on tensors.
 void populateMoEToLinalgConversionPatterns(RewritePatternSet &patterns);
 
+/// Lowers every moe op nested in `root` op by op (the reference lowering,
+/// as a partial dialect conversion); fails with a diagnostic on an op that
+/// cannot be lowered.
+LogicalResult lowerMoEToLinalg(Operation *root);
+
 /// Rewrites the sparse layer ending in `combine` (dispatch by ids -> expert
 /// -> combine by the same ids) into one loop nest over experts and row
 /// tiles with the gather and the gated scatter-add fused around the expert
