@@ -18,6 +18,8 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Parser/Parser.h"
 
+#include <set>
+
 using namespace mlir;
 
 namespace {
@@ -28,25 +30,33 @@ namespace {
 constexpr int64_t kReductionBlocks[] = {256, 128, 64, 32, 16, 8, 4};
 
 /// Builds the script that tiles and vectorizes the contractions the fused
-/// lowering marked, each marked with its reduction block (moe.expert_tile =
-/// KC): K blocks of KC outermost, then 16-column panels, then 4-row blocks,
-/// then 4-deep reduction steps, each step a 4 x 16 x 4 vector.contract.
-std::string buildVectorizeScript() {
+/// lowering marked, each marked with its column panel per thread
+/// (moe.expert_split = S) and its reduction block (moe.expert_tile = KC):
+/// an scf.forall over panels of S columns (one per thread), K blocks of KC,
+/// then 16-column strips, 4-row blocks and 4-deep reduction steps, each
+/// step a 4 x 16 x 4 vector.contract.
+std::string
+buildVectorizeScript(const std::set<std::pair<int64_t, int64_t>> &blocks) {
   std::string script = R"mlir(
 module attributes {transform.with_named_sequence} {
   transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
 )mlir";
-  for (int64_t kc : kReductionBlocks) {
-    std::string k = std::to_string(kc);
-    script += "    %mm" + k +
+  int64_t index = 0;
+  for (auto [split, kc] : blocks) {
+    std::string n = std::to_string(index++);
+    std::string s = std::to_string(split), k = std::to_string(kc);
+    script += "    %mm" + n +
               " = transform.structured.match ops{[\"linalg.matmul\"]} "
-              "attributes {moe.expert_tile = " +
-              k + R"mlir( : i64} in %root
+              "attributes {moe.expert_split = " +
+              s + " : i64, moe.expert_tile = " + k + R"mlir( : i64} in %root
         : (!transform.any_op) -> !transform.any_op
     transform.foreach %mm)mlir" +
-              k + R"mlir( : !transform.any_op {
+              n + R"mlir( : !transform.any_op {
     ^bb0(%mm: !transform.any_op):
-      %blocked, %k0 = transform.structured.tile_using_for %mm tile_sizes [0, 0, )mlir" +
+      %panel, %forall = transform.structured.tile_using_forall %mm tile_sizes [0, )mlir" +
+              s + R"mlir(]
+          : (!transform.any_op) -> (!transform.any_op, !transform.any_op)
+      %blocked, %k0 = transform.structured.tile_using_for %panel tile_sizes [0, 0, )mlir" +
               k + R"mlir(]
           : (!transform.any_op) -> (!transform.any_op, !transform.any_op)
       %tile, %j, %i, %k = transform.structured.tile_using_for %blocked tile_sizes [4, 16, 4] interchange = [1, 0, 2]
@@ -95,7 +105,8 @@ struct CPUCodegenPass
     : public PassWrapper<CPUCodegenPass, OperationPass<ModuleOp>> {
   MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(CPUCodegenPass)
 
-  explicit CPUCodegenPass(moe::CPUCodegenStage stage) : stage(stage) {}
+  CPUCodegenPass(moe::CPUCodegenStage stage, int64_t threads)
+      : stage(stage), threads(threads) {}
 
   StringRef getArgument() const override { return "moe-cpu-codegen"; }
   StringRef getDescription() const override {
@@ -108,7 +119,9 @@ struct CPUCodegenPass
   void runOnOperation() override {
     // Only contractions that tile exactly into register blocks are
     // vectorized (the others keep their scalar loops); each gets the
-    // largest reduction block that divides its K.
+    // largest reduction block that divides its K, and its columns are split
+    // into one panel per thread when they divide evenly.
+    std::set<std::pair<int64_t, int64_t>> blocks;
     if (stage == moe::CPUCodegenStage::Vectorize)
       getOperation()->walk([&](linalg::MatmulOp matmul) {
         if (!matmul->hasAttr("moe.expert_tile"))
@@ -119,16 +132,20 @@ struct CPUCodegenPass
         for (auto [range, size] : llvm::zip(ranges, block))
           if (ShapedType::isDynamic(range) || range % size != 0)
             return;
+        int64_t split = ranges[1];
+        if (threads > 1 && ranges[1] % (16 * threads) == 0)
+          split = ranges[1] / threads;
+        auto i64 = IntegerType::get(&getContext(), 64);
         for (int64_t kc : kReductionBlocks)
           if (ranges[2] % kc == 0) {
-            matmul->setAttr(
-                "moe.expert_tile",
-                IntegerAttr::get(IntegerType::get(&getContext(), 64), kc));
+            matmul->setAttr("moe.expert_tile", IntegerAttr::get(i64, kc));
+            matmul->setAttr("moe.expert_split", IntegerAttr::get(i64, split));
+            blocks.insert({split, kc});
             return;
           }
       });
     std::string script = stage == moe::CPUCodegenStage::Vectorize
-                             ? buildVectorizeScript()
+                             ? buildVectorizeScript(blocks)
                              : std::string(kLowerScript);
     OwningOpRef<ModuleOp> library = parseSourceString<ModuleOp>(
         script, ParserConfig(&getContext()), "moe-cpu-codegen");
@@ -145,10 +162,12 @@ struct CPUCodegenPass
   }
 
   moe::CPUCodegenStage stage;
+  int64_t threads;
 };
 
 } // namespace
 
-std::unique_ptr<Pass> mlir::moe::createCPUCodegenPass(CPUCodegenStage stage) {
-  return std::make_unique<CPUCodegenPass>(stage);
+std::unique_ptr<Pass> mlir::moe::createCPUCodegenPass(CPUCodegenStage stage,
+                                                      int64_t threads) {
+  return std::make_unique<CPUCodegenPass>(stage, threads);
 }

@@ -40,7 +40,8 @@ void mlir::moe::buildCPUPipeline(OpPassManager &pm,
   pm.addPass(createCSEPass());
   bool vectorize = options.fused && options.vectorize;
   if (vectorize) {
-    pm.addPass(createCPUCodegenPass(CPUCodegenStage::Vectorize));
+    pm.addPass(
+        createCPUCodegenPass(CPUCodegenStage::Vectorize, options.threads));
     pm.addPass(createCanonicalizerPass());
   }
 
@@ -63,7 +64,18 @@ void mlir::moe::buildCPUPipeline(OpPassManager &pm,
     pm.addPass(createCPUCodegenPass(CPUCodegenStage::Lower));
 
   // Buffers -> loops.
-  pm.addNestedPass<func::FuncOp>(createForallToForLoopPass());
+  bool parallel = options.threads > 1;
+  if (parallel) {
+    pm.addNestedPass<func::FuncOp>(createForallToParallelLoopPass());
+    ConvertSCFToOpenMPPassOptions openmp;
+    openmp.numThreads = options.threads;
+    pm.addPass(createConvertSCFToOpenMPPass(openmp));
+    // Inlines the memref.alloca_scope the conversion wraps loop bodies in
+    // (they hold no allocas here), which would not survive scf-to-cf.
+    pm.addPass(createCanonicalizerPass());
+  } else {
+    pm.addNestedPass<func::FuncOp>(createForallToForLoopPass());
+  }
   pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
   pm.addPass(createLowerAffinePass());
   pm.addPass(createConvertVectorToSCFPass());
@@ -85,6 +97,8 @@ void mlir::moe::buildCPUPipeline(OpPassManager &pm,
   pm.addPass(createConvertMathToLLVMPass());
   pm.addPass(createConvertMathToLibmPass());
   pm.addPass(createConvertVectorToLLVMPass());
+  if (parallel)
+    pm.addPass(createConvertOpenMPToLLVMPass());
   pm.addPass(createFinalizeMemRefToLLVMConversionPass());
   pm.addPass(createConvertFuncToLLVMPass());
   pm.addPass(createArithToLLVMConversionPass());

@@ -12,6 +12,7 @@
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/OpenMP/OpenMPToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Export.h"
 #include "llvm/IR/LLVMContext.h"
 #include "llvm/IR/Module.h"
@@ -105,6 +106,7 @@ LogicalResult mlir::moe::compileToSharedLibrary(
   DialectRegistry registry;
   registerBuiltinDialectTranslation(registry);
   registerLLVMDialectTranslation(registry);
+  registerOpenMPDialectTranslation(registry);
   context->appendDialectRegistry(registry);
   llvm::LLVMContext llvmContext;
   std::unique_ptr<llvm::Module> llvmModule;
@@ -142,6 +144,7 @@ LogicalResult mlir::moe::compileToSharedLibrary(
                                    outputPath.str(),
                                    "-L" + runtimeDir,
                                    "-lmlir_c_runner_utils",
+                                   "-lomp",
                                    "-Wl,-rpath," + runtimeDir,
                                    "-lm"};
   SmallVector<StringRef> argRefs(args.begin(), args.end());

@@ -76,7 +76,8 @@ def compile_module(mlir_text, out_dir, pipeline=DEFAULT_PIPELINE, opt_level="-O3
     clang = tool("clang-22") if shutil.which("clang-22") else tool("clang")
     runtime = LLVM_PREFIX / "lib"
     _run([clang, opt_level, "-shared", "-fPIC", "-Wno-override-module", str(ll), "-o", str(lib),
-          f"-L{runtime}", "-lmlir_c_runner_utils", f"-Wl,-rpath,{runtime}", "-lm"], "clang")
+          f"-L{runtime}", "-lmlir_c_runner_utils", "-lomp", f"-Wl,-rpath,{runtime}", "-lm"],
+         "clang")
     return lib
 
 
@@ -181,6 +182,12 @@ class Function:
                 strides=tuple(st * dtype.itemsize for st in desc.strides))
         self._free(desc.allocated)
         return out
+
+
+def cpu_pipeline(threads=1, **options):
+    """The moe-cpu-pipeline spelling the runner compiles with."""
+    text = " ".join(f"{k.replace('_', '-')}={str(v).lower()}" for k, v in options.items())
+    return f"moe-cpu-pipeline{{threads={threads} results-to-out-params=false {text}}}".replace(" }", "}")
 
 
 def compile_function(mlir_text, signature: Signature, workdir=None, **kwargs):

@@ -74,12 +74,14 @@ PIPELINES = {
     "fused": "moe-cpu-pipeline{results-to-out-params=false}",
     "reference": "moe-cpu-pipeline{fused=false results-to-out-params=false}",
     "fused-tile-3": "moe-cpu-pipeline{tile-rows=3 results-to-out-params=false}",
+    "fused-threads-2": "moe-cpu-pipeline{threads=2 results-to-out-params=false}",
 }
 
 
-# Tiles of 3 rows (many partial tiles) on every third case.
+# Tiles of 3 rows (many partial tiles) and two threads on every third case.
 CASES = [(name, pipeline, seed) for name in sorted(LAYERS) for pipeline in sorted(PIPELINES)
-         for seed in range(CASES_PER_LAYER) if pipeline != "fused-tile-3" or seed % 3 == 0]
+         for seed in range(CASES_PER_LAYER)
+         if pipeline in ("fused", "reference") or seed % 3 == 0]
 
 
 @pytest.mark.parametrize("name,pipeline,seed", CASES)

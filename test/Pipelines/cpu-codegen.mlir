@@ -1,6 +1,7 @@
 // RUN: moe-opt %s --moe-cpu-pipeline | FileCheck %s
 // RUN: moe-opt %s --pass-pipeline='builtin.module(moe-cpu-pipeline{vectorize=false})' | FileCheck %s --check-prefix=SCALAR
 // RUN: moe-opt %s --pass-pipeline='builtin.module(moe-cpu-pipeline{fused=false})' | FileCheck %s --check-prefix=SCALAR
+// RUN: moe-opt %s --pass-pipeline='builtin.module(moe-cpu-pipeline{threads=2})' | FileCheck %s --check-prefix=THREADS
 
 // On the fused path, the expert tile's contraction [64, 32] x [32, 32] is
 // tiled to 4 x 16 register blocks and becomes 16-wide FMAs (two AVX2
@@ -8,6 +9,10 @@
 // reduction; the reference path and vectorize=false keep scalar loops.
 // CHECK:       llvm.intr.fmuladd({{.*}}) : (vector<16xf32>, vector<16xf32>, vector<16xf32>) -> vector<16xf32>
 // SCALAR-NOT:  vector<16xf32>
+// With threads=2 the 32 columns are two 16-column panels, one per OpenMP
+// thread.
+// THREADS:     omp.parallel num_threads
+// THREADS:     llvm.intr.fmuladd
 
 func.func @layer(%x: tensor<?x32xf32>, %ids: tensor<4x?xi32>, %g: tensor<4x?xf32>, %w: tensor<4x32x32xf32>,
                  %acc: tensor<?x32xf32>) -> tensor<?x32xf32> {

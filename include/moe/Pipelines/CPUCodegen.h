@@ -25,8 +25,11 @@ enum class CPUCodegenStage {
   Lower,
 };
 
-/// Creates the pass running the transform script of `stage`.
-std::unique_ptr<Pass> createCPUCodegenPass(CPUCodegenStage stage);
+/// Creates the pass running the transform script of `stage`; with
+/// `threads` > 1, each contraction's columns are split into that many
+/// panels computed by an scf.forall.
+std::unique_ptr<Pass> createCPUCodegenPass(CPUCodegenStage stage,
+                                           int64_t threads = 1);
 
 } // namespace mlir::moe
 

@@ -30,6 +30,12 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
                      "register blocks and lower them to vector FMAs "
                      "(with fused=true)"),
       llvm::cl::init(true)};
+  PassOptions::Option<int64_t> threads{
+      *this, "threads",
+      llvm::cl::desc("Threads for the fused contractions' column panels and "
+                     "the experts of the reference path (OpenMP; the "
+                     "program then needs libomp)"),
+      llvm::cl::init(1)};
   PassOptions::Option<int64_t> tileRows{
       *this, "tile-rows",
       llvm::cl::desc("Rows of an expert per tile on the fused path"),
