@@ -32,9 +32,11 @@ constexpr int64_t kReductionBlocks[] = {256, 128, 64, 32, 16, 8, 4};
 /// Builds the script that tiles and vectorizes the contractions the fused
 /// lowering marked, each marked with its column panel per thread
 /// (moe.expert_split = S) and its reduction block (moe.expert_tile = KC):
-/// an scf.forall over panels of S columns (one per thread), K blocks of KC,
-/// then 16-column strips, 4-row blocks and 4-deep reduction steps, each
-/// step a 4 x 16 x 4 vector.contract.
+/// the left-hand tile is transposed first (so that a reduction step reads
+/// its 4 rows' values contiguously, without shuffles), then an scf.forall
+/// over panels of S columns (one per thread), K blocks of KC, 16-column
+/// strips, 4-row blocks and 4-deep reduction steps, each step a
+/// 4 x 16 x 4 vector.contract.
 std::string
 buildVectorizeScript(const std::set<std::pair<int64_t, int64_t>> &blocks) {
   std::string script = R"mlir(
@@ -53,7 +55,8 @@ module attributes {transform.with_named_sequence} {
     transform.foreach %mm)mlir" +
               n + R"mlir( : !transform.any_op {
     ^bb0(%mm: !transform.any_op):
-      %panel, %forall = transform.structured.tile_using_forall %mm tile_sizes [0, )mlir" +
+      %mmt = transform.structured.transpose_matmul %mm <lhs> : (!transform.any_op) -> !transform.any_op
+      %panel, %forall = transform.structured.tile_using_forall %mmt tile_sizes [0, )mlir" +
               s + R"mlir(]
           : (!transform.any_op) -> (!transform.any_op, !transform.any_op)
       %blocked, %k0 = transform.structured.tile_using_for %panel tile_sizes [0, 0, )mlir" +

@@ -134,8 +134,12 @@ LogicalResult mlir::moe::compileToSharedLibrary(
 
   std::string clang = findClang();
   std::string runtimeDir = MOE_LLVM_LIBRARY_DIR;
+  // The host's widest vectors; $MOE_MARCH targets another CPU.
+  const char *march = std::getenv("MOE_MARCH");
   SmallVector<std::string> args = {clang,
                                    "-O3",
+                                   std::string("-march=") +
+                                       (march ? march : "native"),
                                    "-shared",
                                    "-fPIC",
                                    "-Wno-override-module",

@@ -27,7 +27,8 @@ LogicalResult runPipeline(ModuleOp module, StringRef pipeline,
                           std::string &diagnostics);
 
 /// Lowers `module` with moe-cpu-pipeline, translates it to LLVM IR and
-/// builds the shared library `outputPath` with clang (`-O3 -shared`, linking
+/// builds the shared library `outputPath` with clang (`-O3 -march=native
+/// -shared`, or -march=$MOE_MARCH; linking
 /// the MLIR C runner utilities). Every function gets its `_mlir_ciface_`
 /// entry point. clang is `$MOE_CLANG`, else clang-22 or clang on PATH, else
 /// the one of the LLVM this was built with. Failures are described in
