@@ -50,7 +50,6 @@ struct ExpertOpLowering : OpConversionPattern<ExpertOp> {
     auto forall = scf::ForallOp::create(
         b, ArrayRef<OpFoldResult>{b.getIndexAttr(numExperts)}, ValueRange{init},
         std::nullopt);
-    Block *body = forall.getBody();
     Value expert = forall.getInductionVars()[0];
     Value shared = forall.getRegionIterArgs()[0];
     OpBuilder::InsertionGuard guard(rewriter);
@@ -92,7 +91,6 @@ struct ExpertOpLowering : OpConversionPattern<ExpertOp> {
     tensor::ParallelInsertSliceOp::create(rewriter, op.getLoc(), yielded,
                                           shared, rowOffsets, outSizes,
                                           rowStrides);
-    (void)body;
     rewriter.replaceOp(op, forall.getResults());
     return success();
   }

@@ -51,9 +51,6 @@ struct RouteLowering {
   Value toIndex(Value integer) {
     return arith::IndexCastOp::create(b, b.getIndexType(), integer);
   }
-  Value fromIndex(Value index, Type type) {
-    return arith::IndexCastOp::create(b, type, index);
-  }
 
   /// Keeps the `topk_group` groups of experts with the largest sum of their
   /// two best selection scores; the others get -inf.
