@@ -28,7 +28,7 @@ class ArgSpec:
 
     name: str
     shape: Tuple[Dim, ...]
-    dtype: str  # "f32", "bf16", "i32"
+    dtype: str  # "f32", "f16", "bf16", "i32"
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ def _emit_normalized_logits(emit, layer, t, dyn, x_t, logits_t):
     r_t = _tensor((d, cols), dt)
     xn_t, rn_t = _tensor((t, d), "f32"), _tensor((d, cols), "f32")
     m = lambda dims: f"affine_map<(i, j) -> ({dims})>"
-    ext = "arith.extf %a : bf16 to f32" if dt == "bf16" else "arith.addf %a, %f0n : f32"
+    ext = f"arith.extf %a : {dt} to f32" if dt != "f32" else "arith.addf %a, %f0n : f32"
 
     def norm(name, src, src_t, out_t, size_t, reduce_dim, keep):
         emit(f"%{name}_e = tensor.empty({dyn if keep == 'i' else ''}) : {size_t}")

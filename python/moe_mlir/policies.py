@@ -61,14 +61,14 @@ class Layer:
     experts: int
     policy: Policy
     activation: str = "swiglu"
-    dtype: str = "f32"  # or "bf16"
+    dtype: str = "f32"  # or "bf16", "f16"
     tokens: Optional[int] = None  # None: dynamic token count
 
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}")
-        if self.dtype not in ("f32", "bf16"):
-            raise ValueError("dtype must be 'f32' or 'bf16'")
+        if self.dtype not in ("f32", "bf16", "f16"):
+            raise ValueError("dtype must be 'f32', 'bf16' or 'f16'")
 
     @property
     def router_columns(self):

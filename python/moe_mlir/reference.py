@@ -63,9 +63,14 @@ def round_bf16(x):
 
 
 def round_to(x, dtype):
-    """Rounds f32 values to `dtype` ('f32' or 'bf16'), kept in f32."""
+    """Rounds f32 values to `dtype` ('f32', 'bf16' or 'f16', to nearest
+    even), kept in f32."""
     x = np.asarray(x, dtype=F32)
-    return round_bf16(x) if dtype == "bf16" else x
+    if dtype == "bf16":
+        return round_bf16(x)
+    if dtype == "f16":
+        return x.astype(np.float16).astype(F32)
+    return x
 
 
 # ----------------------------------------------------------------------------

@@ -84,7 +84,9 @@ def run_layer(fn, layer, inputs):
             args.append(inputs[spec.name])
     args += [native(w, layer.dtype) for w in inputs["weights"]]
     out = fn(*args)
-    return R.from_bf16_bits(out) if layer.dtype == "bf16" else out
+    if layer.dtype == "bf16":
+        return R.from_bf16_bits(out)
+    return out.astype(np.float32)
 
 
 def reference_layer(layer, inputs):
@@ -95,4 +97,8 @@ def reference_layer(layer, inputs):
 
 def native(array, dtype):
     """The array as the compiled function takes it (bf16 as uint16 bits)."""
-    return R.to_bf16_bits(array) if dtype == "bf16" else np.ascontiguousarray(array, np.float32)
+    if dtype == "bf16":
+        return R.to_bf16_bits(array)
+    if dtype == "f16":
+        return np.ascontiguousarray(array, np.float16)
+    return np.ascontiguousarray(array, np.float32)

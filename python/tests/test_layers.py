@@ -4,6 +4,7 @@ experts that get no token, C > T, k = E, f32 and bf16.
 
 Tolerances (max abs error over the output, scale = max(1, max |ref|)):
 f32: 1e-4 * scale (matmul summation order differs from NumPy's BLAS);
+f16: 5e-3 * scale (one f16 ulp is 2^-11 relative, same reasoning as bf16);
 bf16: 2e-2 * scale (one bf16 ulp is 2^-8 relative; hidden activations are
 rounded to bf16 on both sides but may round differently when the f32
 values differ in their last bits)."""
@@ -16,7 +17,7 @@ from moe_mlir import builder
 from moe_mlir.policies import ExpertChoice, Layer, Soft, TokenChoice
 
 CASES_PER_LAYER = 12
-TOLERANCE = {"f32": 1e-4, "bf16": 2e-2}
+TOLERANCE = {"f32": 1e-4, "f16": 5e-3, "bf16": 2e-2}
 
 
 def _layer(policy, experts, activation, dtype, tokens=None, d=24, h=40):
@@ -47,6 +48,13 @@ LAYERS = {
     "soft-gelu-f32": _layer(Soft(2), 4, "gelu", "f32"),
     "soft-swiglu-bf16": _layer(Soft(3), 4, "swiglu", "bf16"),
     "soft-normalized-gelu-f32": _layer(Soft(2, normalize=True), 4, "gelu", "f32"),
+    "mixtral-dropless-swiglu-f16": _layer(TokenChoice(2, normalize=True), 8, "swiglu", "f16"),
+    "expert-choice-relu-f16": _layer(ExpertChoice(2.0), 4, "relu", "f16"),
+    "soft-gelu-f16": _layer(Soft(2), 4, "gelu", "f16"),
+    # Sizes the CPU codegen can block (D, H multiples of 16), in every dtype.
+    "blockable-swiglu-f32": _layer(TokenChoice(2, normalize=True), 4, "swiglu", "f32", d=32, h=64),
+    "blockable-swiglu-bf16": _layer(TokenChoice(2, normalize=True), 4, "swiglu", "bf16", d=32, h=64),
+    "blockable-relu-f16": _layer(ExpertChoice(2.0), 4, "relu", "f16", d=32, h=64),
 }
 
 
