@@ -16,7 +16,6 @@
 #include "mlir/Dialect/Transform/IR/TransformDialect.h"
 #include "mlir/Dialect/Transform/Transforms/TransformInterpreterUtils.h"
 #include "mlir/IR/BuiltinOps.h"
-#include "mlir/IR/TypeUtilities.h"
 #include "mlir/Parser/Parser.h"
 
 #include <set>
@@ -131,12 +130,6 @@ struct CPUCodegenPass
         if (!matmul->hasAttr("moe.expert_tile"))
           return;
         matmul->removeAttr("moe.expert_tile");
-        // f32 operands only: the mixed-precision (bf16/f16 inputs, f32
-        // accumulator) contractions do not survive this recipe yet.
-        if (!llvm::all_of(matmul->getOperandTypes(), [](Type type) {
-              return getElementTypeOrSelf(type).isF32();
-            }))
-          return;
         SmallVector<int64_t> ranges = matmul.getStaticLoopRanges();
         const int64_t block[] = {4, 16, 4};
         for (auto [range, size] : llvm::zip(ranges, block))
