@@ -12,6 +12,7 @@
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/InitAllDialects.h"
 #include "mlir/InitAllExtensions.h"
+#include "mlir/Target/LLVMIR/Dialect/All.h"
 
 void mlir::moe::registerMoEDialect(DialectRegistry &registry) {
   registry.insert<moe::MoEDialect>();
@@ -21,4 +22,6 @@ void mlir::moe::registerAllDialects(DialectRegistry &registry) {
   registerMoEDialect(registry);
   mlir::registerAllDialects(registry);
   mlir::registerAllExtensions(registry);
+  // gpu-module-to-binary translates kernels to LLVM IR inside the pipeline.
+  mlir::registerAllToLLVMIRTranslations(registry);
 }

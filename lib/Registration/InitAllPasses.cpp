@@ -14,4 +14,5 @@ void mlir::moe::registerAllPasses() {
   registerMoEConversionPasses();
   registerMoEPasses();
   registerCPUPipeline();
+  registerGPUPipeline();
 }

@@ -7,6 +7,7 @@
 #ifndef MOE_CONVERSION_PASSES_H
 #define MOE_CONVERSION_PASSES_H
 
+#include "moe/Conversion/LoopsToGPU/LoopsToGPU.h"
 #include "moe/Conversion/MoEToLinalg/MoEToLinalg.h"
 
 namespace mlir::moe {

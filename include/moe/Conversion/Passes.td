@@ -44,7 +44,20 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg"> {
       ... tensor.extract %x[%row, %d] ...
     } -> tensor<4x8x8xf32>
     ```
+
+    With `expert-tile-rows=M`, an expert body written for a dynamic row
+    count (the grouped layout, or a dynamic capacity) runs instead on
+    padded tiles of exactly M rows: an `scf.forall` over (expert, tile)
+    gathers rows `t*M ..` of the expert (zero past its count), runs the body
+    under an `scf.if` when the tile has a valid row, and inserts only the
+    valid rows. Every temporary of the body then has a static shape, which
+    is the form `moe-gpu-pipeline` maps to GPU blocks.
   }];
+  let options = [
+    Option<"expertTileRows", "expert-tile-rows", "int64_t", /*default=*/"0",
+           "Rows per static tile of expert bodies written for a dynamic row "
+           "count (0: whole experts)">
+  ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
     "::mlir::linalg::LinalgDialect",
@@ -99,6 +112,66 @@ def ConvertMoEToFusedLinalg : Pass<"convert-moe-to-fused-linalg"> {
     "::mlir::math::MathDialect",
     "::mlir::scf::SCFDialect",
     "::mlir::tensor::TensorDialect"
+  ];
+}
+
+def MapLoopsToGPU : Pass<"moe-map-loops-to-gpu", "::mlir::func::FuncOp"> {
+  let summary = "Run the parallel loops and memory accesses of a bufferized "
+                "function in gpu.launch ops";
+  let description = [{
+    Maps a bufferized function (parallel work in `scf.parallel`, as left by
+    `convert-linalg-to-parallel-loops` and `scf-forall-to-parallel`) onto
+    the GPU so that only the device touches tensor data and the host sizes
+    buffers and launches kernels:
+
+    * a top-level parallel loop with nothing parallel inside becomes a flat
+      launch of `block-size` threads per block, one thread per iteration
+      (last loop dimension fastest, for coalesced accesses);
+    * a top-level parallel loop with parallel loops or allocations inside
+      (an expert tile, say) becomes a launch of at most `max-blocks` blocks
+      that take its iterations in turn; each inner parallel loop is spread
+      over the block's threads and followed by a `gpu.barrier`, other
+      writes at block level run on thread 0, and each allocation becomes a
+      per-block slice (`memref.view`) of one device buffer the host
+      allocates before the launch;
+    * any other top-level op that touches memory (a sequential `scf.for`,
+      say) runs in a one-block launch the same way;
+    * host allocations become `gpu.alloc` and are freed with `gpu.dealloc`
+      at the end unless returned (the caller then owns device memory).
+
+    Upstream's `convert-parallel-loops-to-gpu` maps perfect loop nests only;
+    an expert tile has several parallel loops in sequence, which need the
+    barriers this pass inserts. Ops the mapping cannot handle (parallel
+    reductions, allocations sized inside the loop, device values the host
+    would need) are errors that say which op and why.
+  }];
+  let options = [
+    Option<"blockSize", "block-size", "int64_t", /*default=*/"256",
+           "Threads per block">,
+    Option<"maxBlocks", "max-blocks", "int64_t", /*default=*/"1024",
+           "Most blocks of a launch whose blocks take loop iterations in "
+           "turn (bounds the per-block scratch memory)">
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::gpu::GPUDialect",
+    "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect"
+  ];
+}
+
+def DumpGPUObjects : Pass<"moe-dump-gpu-objects", "::mlir::ModuleOp"> {
+  let summary = "Write the objects of every gpu.binary to files";
+  let description = [{
+    Writes each object of each `gpu.binary` to
+    `<dir>/<binary>.<chip>.<ext>`, where the extension is `ptx` for
+    assembly (`format=isa`), `cubin` for `bin` and `fatbin` for `fatbin`,
+    so that tests and people can read the PTX or run `ptxas -v` and
+    `cuobjdump` on it. The IR is left unchanged.
+  }];
+  let options = [
+    Option<"dir", "dir", "std::string", /*default=*/"\".\"",
+           "Directory to write the objects to (created if missing)">
   ];
 }
 

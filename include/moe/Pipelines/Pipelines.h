@@ -9,6 +9,9 @@
 #define MOE_PIPELINES_PIPELINES_H
 
 #include "mlir/Pass/PassOptions.h"
+#include "mlir/Support/LLVM.h"
+
+#include <string>
 
 namespace mlir {
 class OpPassManager;
@@ -63,6 +66,65 @@ void buildCPUPipeline(OpPassManager &pm, const CPUPipelineOptions &options);
 
 /// Registers `moe-cpu-pipeline` with the pass registry.
 void registerCPUPipeline();
+
+/// Options of `moe-gpu-pipeline`.
+struct GPUPipelineOptions : public PassPipelineOptions<GPUPipelineOptions> {
+  PassOptions::Option<std::string> chip{
+      *this, "chip",
+      llvm::cl::desc("NVIDIA GPU architecture of the kernels: sm_75, sm_80, "
+                     "sm_86, sm_89, sm_90, sm_90a, sm_100, ..."),
+      llvm::cl::init("sm_80")};
+  PassOptions::Option<std::string> features{
+      *this, "features",
+      llvm::cl::desc("PTX features, e.g. +ptx80 (the PTX ISA version must "
+                     "support the chip: ptx70 for sm_80, ptx78 for sm_90, "
+                     "ptx80 for sm_90a)"),
+      llvm::cl::init("+ptx80")};
+  PassOptions::Option<std::string> format{
+      *this, "format",
+      llvm::cl::desc("What gpu-module-to-binary embeds: isa (PTX text, "
+                     "compiled by the driver at load time), bin (cubin, "
+                     "needs ptxas) or fatbin (cubin + PTX, needs ptxas and "
+                     "fatbinary)"),
+      llvm::cl::init("fatbin")};
+  PassOptions::Option<int64_t> optLevel{
+      *this, "opt-level",
+      llvm::cl::desc("Optimization level of the NVPTX backend and ptxas"),
+      llvm::cl::init(3)};
+  PassOptions::Option<int64_t> blockSize{*this, "block-size",
+                                         llvm::cl::desc("Threads per block"),
+                                         llvm::cl::init(256)};
+  PassOptions::Option<int64_t> maxBlocks{
+      *this, "max-blocks",
+      llvm::cl::desc("Most blocks of a launch over expert tiles (bounds "
+                     "their scratch memory)"),
+      llvm::cl::init(1024)};
+  PassOptions::Option<int64_t> tileRows{
+      *this, "tile-rows",
+      llvm::cl::desc("Rows of an expert per static tile (one block's work)"),
+      llvm::cl::init(16)};
+  PassOptions::Option<bool> emitCInterface{
+      *this, "emit-c-interface",
+      llvm::cl::desc("Give every function an `_mlir_ciface_` wrapper that "
+                     "takes memref descriptors by pointer"),
+      llvm::cl::init(true)};
+};
+
+/// Checks that `options` name a chip, features and format the NVPTX backend
+/// and ptxas accept; the message says what to change.
+LogicalResult verifyGPUPipelineOptions(const GPUPipelineOptions &options,
+                                       std::string &message);
+
+/// Builds `moe-gpu-pipeline` into `pm` (anchored on builtin.module): moe ->
+/// linalg on tensors (expert bodies on static tiles) -> buffers -> parallel
+/// loops -> gpu.launch (moe-map-loops-to-gpu) -> kernels outlined and
+/// lowered to NVVM and a gpu.binary; host code to the LLVM dialect, calling
+/// the `mgpu*` functions of the MoECUDARuntime library. The options must
+/// have passed verifyGPUPipelineOptions.
+void buildGPUPipeline(OpPassManager &pm, const GPUPipelineOptions &options);
+
+/// Registers `moe-gpu-pipeline` with the pass registry.
+void registerGPUPipeline();
 
 } // namespace mlir::moe
 

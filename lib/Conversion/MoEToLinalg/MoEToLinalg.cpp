@@ -27,14 +27,15 @@ using namespace mlir;
 using namespace mlir::moe;
 
 void mlir::moe::populateMoEToLinalgConversionPatterns(
-    RewritePatternSet &patterns) {
+    RewritePatternSet &patterns, int64_t expertTileRows) {
   detail::populateRouteToLinalgPatterns(patterns);
   detail::populateDispatchToLinalgPatterns(patterns);
-  detail::populateExpertToLinalgPatterns(patterns);
+  detail::populateExpertToLinalgPatterns(patterns, expertTileRows);
   detail::populateCombineToLinalgPatterns(patterns);
 }
 
-LogicalResult mlir::moe::lowerMoEToLinalg(Operation *root) {
+LogicalResult mlir::moe::lowerMoEToLinalg(Operation *root,
+                                          int64_t expertTileRows) {
   MLIRContext *ctx = root->getContext();
   ConversionTarget target(*ctx);
   target.addIllegalDialect<MoEDialect>();
@@ -42,15 +43,23 @@ LogicalResult mlir::moe::lowerMoEToLinalg(Operation *root) {
   target.addLegalOp<YieldOp>();
   target.markUnknownOpDynamicallyLegal([](Operation *) { return true; });
   RewritePatternSet patterns(ctx);
-  populateMoEToLinalgConversionPatterns(patterns);
+  populateMoEToLinalgConversionPatterns(patterns, expertTileRows);
   return applyPartialConversion(root, target, std::move(patterns));
 }
 
 namespace {
 struct ConvertMoEToLinalgPass
     : moe::impl::ConvertMoEToLinalgBase<ConvertMoEToLinalgPass> {
+  using Base::Base;
+
   void runOnOperation() override {
-    if (failed(lowerMoEToLinalg(getOperation())))
+    if (expertTileRows < 0) {
+      getOperation()->emitError("convert-moe-to-linalg: expert-tile-rows "
+                                "must be 0 (whole experts) or positive, got ")
+          << expertTileRows;
+      return signalPassFailure();
+    }
+    if (failed(lowerMoEToLinalg(getOperation(), expertTileRows)))
       signalPassFailure();
   }
 };

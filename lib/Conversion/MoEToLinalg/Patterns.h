@@ -8,6 +8,8 @@
 #ifndef LIB_CONVERSION_MOETOLINALG_PATTERNS_H
 #define LIB_CONVERSION_MOETOLINALG_PATTERNS_H
 
+#include <cstdint>
+
 namespace mlir {
 class RewritePatternSet;
 } // namespace mlir
@@ -16,7 +18,10 @@ namespace mlir::moe::detail {
 
 void populateRouteToLinalgPatterns(RewritePatternSet &patterns);
 void populateDispatchToLinalgPatterns(RewritePatternSet &patterns);
-void populateExpertToLinalgPatterns(RewritePatternSet &patterns);
+/// `tileRows` > 0 runs bodies written for a dynamic row count on padded
+/// tiles of that many rows.
+void populateExpertToLinalgPatterns(RewritePatternSet &patterns,
+                                    int64_t tileRows = 0);
 void populateCombineToLinalgPatterns(RewritePatternSet &patterns);
 
 } // namespace mlir::moe::detail

@@ -24,13 +24,17 @@ namespace mlir::moe {
 #include "moe/Conversion/Passes.h.inc"
 
 /// Adds the patterns that lower moe.route, moe.dispatch, moe.expert and
-/// moe.combine to linalg, tensor, scf, arith and math on tensors.
-void populateMoEToLinalgConversionPatterns(RewritePatternSet &patterns);
+/// moe.combine to linalg, tensor, scf, arith and math on tensors;
+/// `expertTileRows` > 0 lowers expert bodies written for a dynamic row count
+/// on padded static tiles of that many rows (an scf.forall over experts x
+/// tiles).
+void populateMoEToLinalgConversionPatterns(RewritePatternSet &patterns,
+                                           int64_t expertTileRows = 0);
 
 /// Lowers every moe op nested in `root` op by op (the reference lowering,
 /// as a partial dialect conversion); fails with a diagnostic on an op that
 /// cannot be lowered.
-LogicalResult lowerMoEToLinalg(Operation *root);
+LogicalResult lowerMoEToLinalg(Operation *root, int64_t expertTileRows = 0);
 
 /// Rewrites the sparse layer ending in `combine` (dispatch by ids -> expert
 /// -> combine by the same ids) into one loop nest over experts and row

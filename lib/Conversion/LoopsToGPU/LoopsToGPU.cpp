@@ -1,0 +1,536 @@
+//===- LoopsToGPU.cpp - moe-map-loops-to-gpu --------------------*- C++ -*-===//
+//
+// This file maps a bufferized function whose work is in scf.parallel loops
+// onto gpu.launch ops, so that every access to tensor data runs on the device
+// and the host only sizes buffers and launches kernels:
+//
+// * a top-level parallel loop with nothing parallel inside becomes a flat
+//   launch, one thread per iteration (the last loop dimension fastest, so
+//   that neighbouring threads touch neighbouring elements);
+// * a top-level parallel loop with parallel loops or allocations inside
+//   becomes a launch whose blocks take its iterations in turn; the inner
+//   parallel loops are spread over the block's threads, each followed by a
+//   barrier, and its allocations become per-block slices of one device
+//   buffer allocated by the host;
+// * any other top-level op that touches memory runs in a one-block launch
+//   the same way;
+// * host allocations become gpu.alloc and are freed at the end unless
+//   returned.
+//
+// Upstream's convert-parallel-loops-to-gpu maps perfectly nested loops only;
+// the expert tiles of a layer have several parallel loops in sequence, which
+// need the barriers this pass inserts.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Conversion/LoopsToGPU/LoopsToGPU.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/IR/IRMapping.h"
+#include "mlir/Interfaces/DataLayoutInterfaces.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+#include "mlir/Interfaces/ViewLikeInterface.h"
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_MAPLOOPSTOGPU
+#include "moe/Conversion/Passes.h.inc"
+} // namespace mlir::moe
+
+using namespace mlir;
+
+namespace {
+
+/// True if `op` or anything nested in it writes memory or allocates.
+static bool writesMemory(Operation *op) {
+  bool writes = false;
+  op->walk([&](Operation *nested) {
+    if (isa<memref::AllocOp, memref::AllocaOp>(nested))
+      return WalkResult::skip();
+    auto effects = dyn_cast<MemoryEffectOpInterface>(nested);
+    if (!effects) {
+      if (!nested->hasTrait<OpTrait::HasRecursiveMemoryEffects>() &&
+          !isPure(nested) && nested->getNumRegions() == 0) {
+        writes = true;
+        return WalkResult::interrupt();
+      }
+      return WalkResult::advance();
+    }
+    if (effects.hasEffect<MemoryEffects::Write>() ||
+        effects.hasEffect<MemoryEffects::Free>()) {
+      writes = true;
+      return WalkResult::interrupt();
+    }
+    return WalkResult::advance();
+  });
+  return writes;
+}
+
+/// True if `op` touches memory at all (so it must run on the device).
+static bool touchesMemory(Operation *op) {
+  if (isa<memref::AllocOp, memref::AllocaOp, memref::DeallocOp>(op))
+    return false;
+  if (isa<ViewLikeOpInterface>(op) || isa<memref::DimOp>(op) ||
+      isa<memref::ExtractStridedMetadataOp>(op))
+    return false;
+  if (op->getNumRegions() > 0)
+    return true;
+  return !isPure(op);
+}
+
+static bool containsParallelLoop(Operation *op) {
+  bool found = false;
+  op->walk([&](scf::ParallelOp nested) {
+    if (nested != op)
+      found = true;
+  });
+  return found;
+}
+
+struct Mapper {
+  Mapper(func::FuncOp func, int64_t blockSize, int64_t maxBlocks)
+      : func(func), blockSize(blockSize), maxBlocks(maxBlocks),
+        layout(DataLayout::closest(func)) {}
+
+  LogicalResult run();
+
+private:
+  /// Host: trip counts of `loop`'s dimensions and their product.
+  std::pair<SmallVector<Value>, Value>
+  tripCounts(OpBuilder &b, scf::ParallelOp loop, const IRMapping &mapping);
+  /// Splits a linear index into the loop's induction values (last fastest).
+  void delinearize(OpBuilder &b, Location loc, Value linear,
+                   scf::ParallelOp loop, ArrayRef<Value> counts,
+                   IRMapping &mapping);
+
+  LogicalResult mapFlat(scf::ParallelOp loop);
+  LogicalResult mapBlocks(Operation *op, scf::ParallelOp loop);
+  /// Clones the ops of `block` (but its terminator) into `b`, spreading the
+  /// parallel loops over the block's threads.
+  LogicalResult distribute(OpBuilder &b, Block &block, IRMapping &mapping);
+  LogicalResult distributeOp(OpBuilder &b, Operation *op, IRMapping &mapping);
+
+  func::FuncOp func;
+  int64_t blockSize, maxBlocks;
+  DataLayout layout;
+  // Inside the launch being built.
+  Value threadId, blockSizeValue, blockId, numBlocksValue;
+  // Per-block slices of host buffers that replace allocations in blocks.
+  DenseMap<Operation *, std::pair<Value, Value>> hoisted; // buffer, bytes
+  SmallVector<Value> hostBuffers;
+};
+
+std::pair<SmallVector<Value>, Value>
+Mapper::tripCounts(OpBuilder &b, scf::ParallelOp loop,
+                   const IRMapping &mapping) {
+  Location loc = loop.getLoc();
+  SmallVector<Value> counts;
+  Value total = arith::ConstantIndexOp::create(b, loc, 1);
+  for (auto [lbValue, ubValue, stepValue] :
+       llvm::zip(loop.getLowerBound(), loop.getUpperBound(), loop.getStep())) {
+    Value lb = mapping.lookupOrDefault(lbValue);
+    Value ub = mapping.lookupOrDefault(ubValue);
+    Value step = mapping.lookupOrDefault(stepValue);
+    Value span = arith::SubIOp::create(
+        b, loc, arith::MaxSIOp::create(b, loc, ub, lb), lb);
+    Value count = arith::CeilDivUIOp::create(b, loc, span, step);
+    counts.push_back(count);
+    total = arith::MulIOp::create(b, loc, total, count);
+  }
+  return {counts, total};
+}
+
+void Mapper::delinearize(OpBuilder &b, Location loc, Value linear,
+                         scf::ParallelOp loop, ArrayRef<Value> counts,
+                         IRMapping &mapping) {
+  Value rest = linear;
+  for (int64_t dim = counts.size() - 1; dim >= 0; --dim) {
+    Value index = rest;
+    if (dim > 0) {
+      index = arith::RemUIOp::create(b, loc, rest, counts[dim]);
+      rest = arith::DivUIOp::create(b, loc, rest, counts[dim]);
+    }
+    Value iv = arith::AddIOp::create(
+        b, loc, mapping.lookupOrDefault(loop.getLowerBound()[dim]),
+        arith::MulIOp::create(b, loc, index,
+                              mapping.lookupOrDefault(loop.getStep()[dim])));
+    mapping.map(loop.getInductionVars()[dim], iv);
+  }
+}
+
+LogicalResult Mapper::mapFlat(scf::ParallelOp loop) {
+  OpBuilder b(loop);
+  Location loc = loop.getLoc();
+  auto [counts, total] = tripCounts(b, loop, IRMapping());
+  Value one = arith::ConstantIndexOp::create(b, loc, 1);
+  Value threads = arith::ConstantIndexOp::create(b, loc, blockSize);
+  Value blocks = arith::CeilDivUIOp::create(b, loc, total, threads);
+  // An empty grid is not a valid launch.
+  Value nonEmpty =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, total,
+                            arith::ConstantIndexOp::create(b, loc, 0));
+  auto ifOp = scf::IfOp::create(b, loc, nonEmpty, /*withElse=*/false);
+  b.setInsertionPointToStart(ifOp.thenBlock());
+  auto launch =
+      gpu::LaunchOp::create(b, loc, blocks, one, one, threads, one, one);
+  Block &body = launch.getBody().front();
+  b.setInsertionPointToStart(&body);
+  gpu::TerminatorOp::create(b, loc);
+  b.setInsertionPointToStart(&body);
+  Value linear = arith::AddIOp::create(
+      b, loc,
+      arith::MulIOp::create(b, loc, launch.getBlockIds().x,
+                            launch.getBlockSizeX()),
+      launch.getThreadIds().x);
+  Value inside =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, linear, total);
+  auto guard = scf::IfOp::create(b, loc, inside, /*withElse=*/false);
+  b.setInsertionPointToStart(guard.thenBlock());
+  IRMapping mapping;
+  delinearize(b, loc, linear, loop, counts, mapping);
+  for (Operation &op : loop.getBody()->without_terminator())
+    b.clone(op, mapping);
+  loop.erase();
+  return success();
+}
+
+LogicalResult Mapper::mapBlocks(Operation *op, scf::ParallelOp loop) {
+  OpBuilder b(op);
+  Location loc = op->getLoc();
+  Value one = arith::ConstantIndexOp::create(b, loc, 1);
+  SmallVector<Value> counts;
+  Value total = one;
+  if (loop)
+    std::tie(counts, total) = tripCounts(b, loop, IRMapping());
+  Value numBlocks = arith::MinUIOp::create(
+      b, loc, total, arith::ConstantIndexOp::create(b, loc, maxBlocks));
+
+  // Allocations inside become slices of one host buffer per allocation.
+  hoisted.clear();
+  WalkResult walk = op->walk([&](Operation *nested) -> WalkResult {
+    if (!isa<memref::AllocOp, memref::AllocaOp>(nested))
+      return WalkResult::advance();
+    for (Operation *parent = nested->getParentOp(); parent != op;
+         parent = parent->getParentOp())
+      if (isa<scf::ParallelOp>(parent))
+        return nested->emitOpError(
+            "cannot be mapped to the GPU: an allocation inside a loop that "
+            "is spread over threads; allocate it outside the loop");
+    auto type = cast<MemRefType>(nested->getResult(0).getType());
+    if (!type.getLayout().isIdentity() || type.getMemorySpace())
+      return nested->emitOpError("cannot be mapped to the GPU: only "
+                                 "allocations with the identity layout in "
+                                 "the default memory space are supported");
+    for (Value size : nested->getOperands())
+      if (op->isAncestor(size.getParentBlock()->getParentOp()))
+        return nested->emitOpError(
+            "cannot be mapped to the GPU: its size is computed inside the "
+            "loop; only sizes known before the loop can be preallocated");
+    Value bytes = arith::ConstantIndexOp::create(
+        b, loc, layout.getTypeSize(type.getElementType()).getFixedValue());
+    unsigned dynamic = 0;
+    for (int64_t dim : type.getShape())
+      bytes = arith::MulIOp::create(
+          b, loc, bytes,
+          ShapedType::isDynamic(dim)
+              ? nested->getOperand(dynamic++)
+              : arith::ConstantIndexOp::create(b, loc, dim).getResult());
+    // 256-byte slices keep every block's slice aligned for vector access.
+    Value align = arith::ConstantIndexOp::create(b, loc, 256);
+    bytes = arith::MulIOp::create(
+        b, loc, arith::CeilDivUIOp::create(b, loc, bytes, align), align);
+    auto bufferType =
+        MemRefType::get({ShapedType::kDynamic}, b.getIntegerType(8));
+    Value size = arith::MulIOp::create(b, loc, bytes, numBlocks);
+    Value buffer =
+        gpu::AllocOp::create(b, loc, bufferType, Type(), ValueRange(),
+                             ValueRange{size}, ValueRange())
+            .getMemref();
+    hostBuffers.push_back(buffer);
+    hoisted[nested] = {buffer, bytes};
+    return WalkResult::advance();
+  });
+  if (walk.wasInterrupted())
+    return failure();
+
+  auto launch = gpu::LaunchOp::create(
+      b, loc, numBlocks, one, one,
+      arith::ConstantIndexOp::create(b, loc, blockSize), one, one);
+  Block &body = launch.getBody().front();
+  b.setInsertionPointToStart(&body);
+  gpu::TerminatorOp::create(b, loc);
+  b.setInsertionPointToStart(&body);
+  threadId = launch.getThreadIds().x;
+  blockSizeValue = launch.getBlockSizeX();
+  blockId = launch.getBlockIds().x;
+  numBlocksValue = launch.getGridSizeX();
+
+  LogicalResult result = success();
+  // Blocks take the iterations in turn: iteration blockId, then
+  // blockId + numBlocks, ...
+  scf::ForOp::create(
+      b, loc, blockId, total, numBlocksValue, ValueRange(),
+      [&](OpBuilder &fb, Location floc, Value linear, ValueRange) {
+        IRMapping mapping;
+        if (loop) {
+          delinearize(fb, floc, linear, loop, counts, mapping);
+          result = distribute(fb, *loop.getBody(), mapping);
+        } else {
+          result = distributeOp(fb, op, mapping);
+        }
+        // The next iteration may overwrite what this one still reads.
+        gpu::BarrierOp::create(fb, floc);
+        scf::YieldOp::create(fb, floc);
+      });
+  if (failed(result))
+    return failure();
+  op->erase();
+  return success();
+}
+
+LogicalResult Mapper::distribute(OpBuilder &b, Block &block,
+                                 IRMapping &mapping) {
+  for (Operation &op : block.without_terminator())
+    if (failed(distributeOp(b, &op, mapping)))
+      return failure();
+  return success();
+}
+
+LogicalResult Mapper::distributeOp(OpBuilder &b, Operation *op,
+                                   IRMapping &mapping) {
+  Location loc = op->getLoc();
+  // A per-block slice of the preallocated host buffer.
+  auto it = hoisted.find(op);
+  if (it != hoisted.end()) {
+    auto [buffer, bytes] = it->second;
+    Value shift = arith::MulIOp::create(b, loc, blockId, bytes);
+    SmallVector<Value> sizes;
+    for (Value size : op->getOperands())
+      sizes.push_back(mapping.lookupOrDefault(size));
+    Value view = memref::ViewOp::create(b, loc, op->getResult(0).getType(),
+                                        buffer, shift, sizes);
+    mapping.map(op->getResult(0), view);
+    return success();
+  }
+  if (isa<memref::DeallocOp>(op))
+    return success();
+
+  // Parallel loops: a loop over the linearized iterations, strided by the
+  // block size, then a barrier.
+  if (auto loop = dyn_cast<scf::ParallelOp>(op)) {
+    if (loop.getNumResults() != 0)
+      return loop.emitOpError("cannot be mapped to the GPU: parallel loops "
+                              "with reductions are not supported");
+    SmallVector<Value> counts;
+    Value total;
+    std::tie(counts, total) = tripCounts(b, loop, mapping);
+    scf::ForOp::create(
+        b, loc, threadId, total, blockSizeValue, ValueRange(),
+        [&](OpBuilder &fb, Location floc, Value linear, ValueRange) {
+          IRMapping inner = mapping;
+          delinearize(fb, floc, linear, loop, counts, inner);
+          for (Operation &nested : loop.getBody()->without_terminator())
+            fb.clone(nested, inner);
+          scf::YieldOp::create(fb, floc);
+        });
+    gpu::BarrierOp::create(b, loc);
+    return success();
+  }
+
+  // Uniform control flow around parallel loops: every thread runs it.
+  if (containsParallelLoop(op) || !hoisted.empty()) {
+    bool holdsWork = containsParallelLoop(op);
+    op->walk([&](Operation *nested) {
+      if (hoisted.count(nested))
+        holdsWork = true;
+    });
+    if (holdsWork) {
+      if (auto forOp = dyn_cast<scf::ForOp>(op)) {
+        if (forOp.getNumResults() != 0)
+          return op->emitOpError("cannot be mapped to the GPU: a loop with "
+                                 "results around parallel loops");
+        auto newFor = scf::ForOp::create(
+            b, loc, mapping.lookupOrDefault(forOp.getLowerBound()),
+            mapping.lookupOrDefault(forOp.getUpperBound()),
+            mapping.lookupOrDefault(forOp.getStep()), ValueRange());
+        IRMapping inner = mapping;
+        inner.map(forOp.getInductionVar(), newFor.getInductionVar());
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPoint(newFor.getBody()->getTerminator());
+        return distribute(b, *forOp.getBody(), inner);
+      }
+      if (auto ifOp = dyn_cast<scf::IfOp>(op)) {
+        if (ifOp.getNumResults() != 0)
+          return op->emitOpError("cannot be mapped to the GPU: a conditional "
+                                 "with results around parallel loops");
+        auto newIf = scf::IfOp::create(
+            b, loc, mapping.lookupOrDefault(ifOp.getCondition()),
+            /*withElse=*/!ifOp.getElseRegion().empty());
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPoint(newIf.thenBlock()->getTerminator());
+        if (failed(distribute(b, *ifOp.thenBlock(), mapping)))
+          return failure();
+        if (ifOp.elseBlock()) {
+          b.setInsertionPoint(newIf.elseBlock()->getTerminator());
+          return distribute(b, *ifOp.elseBlock(), mapping);
+        }
+        return success();
+      }
+      return op->emitOpError("cannot be mapped to the GPU: parallel loops or "
+                             "allocations nested in this op");
+    }
+  }
+
+  // Other writes: thread 0, then a barrier.
+  if (writesMemory(op)) {
+    if (op->getNumResults() != 0)
+      return op->emitOpError("cannot be mapped to the GPU: it writes memory "
+                             "and has results that every thread would need");
+    Value first =
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, threadId,
+                              arith::ConstantIndexOp::create(b, loc, 0));
+    auto ifOp = scf::IfOp::create(b, loc, first, /*withElse=*/false);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
+      b.clone(*op, mapping);
+    }
+    gpu::BarrierOp::create(b, loc);
+    return success();
+  }
+  // Reads and arithmetic: every thread computes the same value.
+  b.clone(*op, mapping);
+  return success();
+}
+
+/// Rewrites memref.copy as a parallel loop of loads and stores, which the
+/// mapping then spreads over threads like any other.
+static void expandCopies(func::FuncOp func) {
+  SmallVector<memref::CopyOp> copies;
+  func.walk([&](memref::CopyOp copy) { copies.push_back(copy); });
+  for (memref::CopyOp copy : copies) {
+    OpBuilder b(copy);
+    Location loc = copy.getLoc();
+    auto type = cast<MemRefType>(copy.getSource().getType());
+    Value zero = arith::ConstantIndexOp::create(b, loc, 0);
+    Value one = arith::ConstantIndexOp::create(b, loc, 1);
+    SmallVector<Value> lbs(type.getRank(), zero), steps(type.getRank(), one),
+        ubs;
+    for (int64_t dim = 0; dim < type.getRank(); ++dim)
+      ubs.push_back(memref::DimOp::create(b, loc, copy.getSource(), dim));
+    if (type.getRank() == 0) {
+      Value value = memref::LoadOp::create(b, loc, copy.getSource());
+      memref::StoreOp::create(b, loc, value, copy.getTarget());
+    } else {
+      scf::ParallelOp::create(
+          b, loc, lbs, ubs, steps,
+          [&](OpBuilder &pb, Location ploc, ValueRange ivs) {
+            Value value =
+                memref::LoadOp::create(pb, ploc, copy.getSource(), ivs);
+            memref::StoreOp::create(pb, ploc, value, copy.getTarget(), ivs);
+          });
+    }
+    copy.erase();
+  }
+}
+
+LogicalResult Mapper::run() {
+  expandCopies(func);
+  if (!func.getBody().hasOneBlock())
+    return func.emitOpError("cannot be mapped to the GPU: the body must be a "
+                            "single block (run this before lowering to "
+                            "control flow)");
+  Block &body = func.getBody().front();
+  SmallVector<Operation *> ops;
+  for (Operation &op : body.without_terminator())
+    ops.push_back(&op);
+  for (Operation *op : ops) {
+    if (!touchesMemory(op))
+      continue;
+    for (Value result : op->getResults())
+      if (!result.use_empty())
+        return op->emitOpError("cannot be mapped to the GPU: the host would "
+                               "need a value that only the device can "
+                               "compute");
+    auto loop = dyn_cast<scf::ParallelOp>(op);
+    if (loop && loop.getNumResults() != 0)
+      return op->emitOpError("cannot be mapped to the GPU: parallel loops "
+                             "with reductions are not supported");
+    bool nested = false;
+    op->walk([&](Operation *inner) {
+      if (inner != op &&
+          isa<scf::ParallelOp, memref::AllocOp, memref::AllocaOp>(inner))
+        nested = true;
+    });
+    if (loop && !nested) {
+      if (failed(mapFlat(loop)))
+        return failure();
+      continue;
+    }
+    if (failed(mapBlocks(op, loop)))
+      return failure();
+  }
+
+  // Host allocations live on the device; those not returned are freed
+  // before returning.
+  Operation *terminator = body.getTerminator();
+  llvm::SmallPtrSet<Operation *, 8> returned;
+  for (Value value : terminator->getOperands()) {
+    while (Operation *def = value.getDefiningOp()) {
+      returned.insert(def);
+      auto view = dyn_cast<ViewLikeOpInterface>(def);
+      if (!view)
+        break;
+      value = view.getViewSource();
+    }
+  }
+  for (Operation &op : llvm::make_early_inc_range(body)) {
+    if (!isa<memref::AllocOp, memref::AllocaOp>(op))
+      continue;
+    auto type = cast<MemRefType>(op.getResult(0).getType());
+    OpBuilder b(&op);
+    Value buffer =
+        gpu::AllocOp::create(b, op.getLoc(), type, Type(), ValueRange(),
+                             op.getOperands(), ValueRange())
+            .getMemref();
+    op.getResult(0).replaceAllUsesWith(buffer);
+    if (!returned.count(&op))
+      hostBuffers.push_back(buffer);
+    op.erase();
+  }
+  for (Operation &op : llvm::make_early_inc_range(body))
+    if (isa<memref::DeallocOp>(op))
+      op.erase();
+  OpBuilder b(terminator);
+  for (Value buffer : hostBuffers)
+    gpu::DeallocOp::create(b, terminator->getLoc(), Type(), ValueRange(),
+                           buffer);
+  return success();
+}
+
+struct MapLoopsToGPUPass : moe::impl::MapLoopsToGPUBase<MapLoopsToGPUPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    if (blockSize < 1 || blockSize > 1024) {
+      getOperation()->emitError("moe-map-loops-to-gpu: block-size must be "
+                                "in [1, 1024], got ")
+          << blockSize;
+      return signalPassFailure();
+    }
+    if (maxBlocks < 1) {
+      getOperation()->emitError("moe-map-loops-to-gpu: max-blocks must be "
+                                "positive, got ")
+          << maxBlocks;
+      return signalPassFailure();
+    }
+    Mapper mapper(getOperation(), blockSize, maxBlocks);
+    if (failed(mapper.run()))
+      signalPassFailure();
+  }
+};
+
+} // namespace

@@ -1,0 +1,175 @@
+//===- GPUPipeline.cpp - moe-gpu-pipeline -----------------------*- C++ -*-===//
+//
+// This file builds the NVIDIA GPU lowering of moe layers from the reference
+// linalg lowering (expert bodies on static tiles), our loop-to-launch mapping
+// and upstream's GPU-to-NVVM pipeline, and registers it as moe-gpu-pipeline.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Pipelines/Pipelines.h"
+
+#include "moe/Conversion/Passes.h"
+
+#include "mlir/Conversion/Passes.h"
+#include "mlir/Dialect/Bufferization/Transforms/Passes.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/GPU/Pipelines/Passes.h"
+#include "mlir/Dialect/LLVMIR/Transforms/Passes.h"
+#include "mlir/Dialect/Linalg/Passes.h"
+#include "mlir/Dialect/SCF/Transforms/Passes.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassRegistry.h"
+#include "mlir/Transforms/Passes.h"
+#include "llvm/ADT/StringExtras.h"
+
+using namespace mlir;
+
+/// The PTX ISA version (as in +ptxNN) that first supports `sm`.
+static int minimumPTXVersion(int sm, bool archSpecific) {
+  if (sm >= 120)
+    return 87;
+  if (sm >= 100)
+    return 86;
+  if (sm == 90)
+    return archSpecific ? 80 : 78;
+  if (sm == 89)
+    return 78;
+  if (sm == 87)
+    return 74;
+  if (sm == 86)
+    return 71;
+  if (sm == 80)
+    return 70;
+  if (sm >= 75)
+    return 63;
+  return 60;
+}
+
+LogicalResult
+mlir::moe::verifyGPUPipelineOptions(const GPUPipelineOptions &options,
+                                    std::string &message) {
+  StringRef chip = options.chip;
+  int sm = 0;
+  bool archSpecific = chip.consume_back("a");
+  if (!chip.consume_front("sm_") || chip.getAsInteger(10, sm) || sm < 50) {
+    message = "chip '" + options.chip.getValue() +
+              "' is not an NVIDIA architecture; use sm_XY such as sm_80 or "
+              "sm_90a";
+    return failure();
+  }
+  int ptx = 0;
+  for (StringRef feature : llvm::split(StringRef(options.features), ',')) {
+    feature = feature.trim();
+    if (feature.empty())
+      continue;
+    if (!feature.consume_front("+ptx") || feature.getAsInteger(10, ptx)) {
+      message = "feature '" + feature.str() +
+                "' is not understood; features are +ptxNN (the PTX ISA "
+                "version), e.g. +ptx80";
+      return failure();
+    }
+  }
+  int needed = minimumPTXVersion(sm, archSpecific);
+  if (ptx != 0 && ptx < needed) {
+    message = "chip " + options.chip.getValue() + " needs PTX ISA " +
+              std::to_string(needed / 10) + "." + std::to_string(needed % 10) +
+              " or later; use features=+ptx" + std::to_string(needed) +
+              " (or newer)";
+    return failure();
+  }
+  StringRef format = options.format;
+  if (format != "isa" && format != "bin" && format != "fatbin") {
+    message = "format '" + format.str() + "' is not one of isa, bin, fatbin";
+    return failure();
+  }
+  if (options.blockSize < 32 || options.blockSize > 1024 ||
+      options.blockSize % 32 != 0) {
+    message = "block-size must be a multiple of 32 in [32, 1024], got " +
+              std::to_string(options.blockSize);
+    return failure();
+  }
+  if (options.maxBlocks < 1 || options.tileRows < 1) {
+    message = "max-blocks and tile-rows must be positive";
+    return failure();
+  }
+  if (options.optLevel < 0 || options.optLevel > 3) {
+    message = "opt-level must be in [0, 3]";
+    return failure();
+  }
+  return success();
+}
+
+void mlir::moe::buildGPUPipeline(OpPassManager &pm,
+                                 const GPUPipelineOptions &options) {
+  // moe -> linalg on tensors, expert bodies on static tiles.
+  ConvertMoEToLinalgOptions toLinalg;
+  toLinalg.expertTileRows = options.tileRows;
+  pm.addNestedPass<func::FuncOp>(createConvertMoEToLinalg(toLinalg));
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+
+  // Tensors -> buffers; entry points take identity-layout descriptors.
+  bufferization::OneShotBufferizePassOptions bufferize;
+  bufferize.bufferizeFunctionBoundaries = true;
+  bufferize.functionBoundaryTypeConversion =
+      bufferization::LayoutMapOption::IdentityLayoutMap;
+  pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
+  pm.addPass(createCanonicalizerPass());
+
+  // Buffers -> parallel loops -> launches.
+  pm.addNestedPass<func::FuncOp>(createConvertLinalgToParallelLoopsPass());
+  pm.addNestedPass<func::FuncOp>(createForallToParallelLoopPass());
+  pm.addPass(createCanonicalizerPass());
+  MapLoopsToGPUOptions mapping;
+  mapping.blockSize = options.blockSize;
+  mapping.maxBlocks = options.maxBlocks;
+  pm.addNestedPass<func::FuncOp>(createMapLoopsToGPU(mapping));
+  // Parallel loops nested in a thread's work run sequentially.
+  pm.addPass(createParallelForToNestedForsPass());
+  pm.addPass(createLowerAffinePass());
+  pm.addPass(createCanonicalizerPass());
+  if (options.emitCInterface)
+    pm.addNestedPass<func::FuncOp>(LLVM::createLLVMRequestCWrappersPass());
+
+  // Kernels -> NVVM -> gpu.binary; host -> LLVM dialect.
+  gpu::GPUToNVVMPipelineOptions nvvm;
+  nvvm.cubinChip = options.chip;
+  nvvm.cubinFeatures = options.features;
+  nvvm.cubinFormat = options.format;
+  nvvm.optLevel = options.optLevel;
+  gpu::buildLowerToNVVMPassPipeline(pm, nvvm);
+  pm.addPass(createReconcileUnrealizedCastsPass());
+}
+
+void mlir::moe::registerGPUPipeline() {
+  registerPassPipeline(
+      "moe-gpu-pipeline",
+      "Lower moe layers to NVIDIA GPU kernels (embedded in a gpu.binary) and "
+      "host code in the LLVM dialect that launches them through the mgpu* "
+      "functions of MoECUDARuntime",
+      [](OpPassManager &pm, StringRef optionText,
+         function_ref<LogicalResult(const Twine &)> errorHandler) {
+        auto options = std::make_unique<GPUPipelineOptions>();
+        std::string optionErrors;
+        llvm::raw_string_ostream optionStream(optionErrors);
+        if (failed(options->parseFromString(optionText, optionStream)))
+          return errorHandler("invalid options for 'moe-gpu-pipeline': '" +
+                              optionText + "': " + optionErrors);
+        std::string message;
+        if (failed(verifyGPUPipelineOptions(*options, message)))
+          return errorHandler("invalid options for 'moe-gpu-pipeline': " +
+                              message);
+        StringRef anchor = pm.getOpAnchorName();
+        if (anchor != OpPassManager::getAnyOpAnchorName() &&
+            anchor != ModuleOp::getOperationName())
+          return errorHandler("'moe-gpu-pipeline' runs on 'builtin.module', "
+                              "not on '" +
+                              anchor + "'");
+        buildGPUPipeline(pm, *options);
+        return success();
+      },
+      [](function_ref<void(const mlir::detail::PassOptions &)> optionHandler) {
+        optionHandler(GPUPipelineOptions());
+      });
+}
