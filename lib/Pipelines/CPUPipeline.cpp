@@ -10,6 +10,8 @@
 #include "moe/Conversion/Passes.h"
 #include "moe/Pipelines/CPUCodegen.h"
 
+#include "PipelineParts.h"
+
 #include "mlir/Conversion/Passes.h"
 #include "mlir/Conversion/VectorToSCF/VectorToSCF.h"
 #include "mlir/Dialect/Arith/Transforms/Passes.h"
@@ -77,6 +79,11 @@ void mlir::moe::buildCPUPipeline(OpPassManager &pm,
   } else {
     pm.addNestedPass<func::FuncOp>(createForallToForLoopPass());
   }
+  detail::buildLoopsToLLVMPipeline(pm, parallel, options.emitCInterface);
+}
+
+void mlir::moe::detail::buildLoopsToLLVMPipeline(OpPassManager &pm, bool openmp,
+                                                 bool emitCInterface) {
   pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
   pm.addPass(createLowerAffinePass());
   // Unrolled, so that no transfer needs a stack temporary inside a loop.
@@ -95,12 +102,12 @@ void mlir::moe::buildCPUPipeline(OpPassManager &pm,
   // expand-strided-metadata computes offsets with affine.apply.
   pm.addPass(createLowerAffinePass());
   // Before math-to-libm, so that the libm declarations get no wrappers.
-  if (options.emitCInterface)
+  if (emitCInterface)
     pm.addNestedPass<func::FuncOp>(LLVM::createLLVMRequestCWrappersPass());
   pm.addPass(createConvertMathToLLVMPass());
   pm.addPass(createConvertMathToLibmPass());
   pm.addPass(createConvertVectorToLLVMPass());
-  if (parallel)
+  if (openmp)
     pm.addPass(createConvertOpenMPToLLVMPass());
   pm.addPass(createFinalizeMemRefToLLVMConversionPass());
   pm.addPass(createConvertFuncToLLVMPass());

@@ -10,6 +10,8 @@
 
 #include "moe/Conversion/Passes.h"
 
+#include "PipelineParts.h"
+
 #include "mlir/Conversion/Passes.h"
 #include "mlir/Dialect/Bufferization/Transforms/Passes.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -100,8 +102,8 @@ mlir::moe::verifyGPUPipelineOptions(const GPUPipelineOptions &options,
   return success();
 }
 
-void mlir::moe::buildGPUPipeline(OpPassManager &pm,
-                                 const GPUPipelineOptions &options) {
+void mlir::moe::detail::buildGPUMappingPipeline(
+    OpPassManager &pm, const GPUPipelineOptions &options) {
   // moe -> linalg on tensors, expert bodies on static tiles.
   ConvertMoEToLinalgOptions toLinalg;
   toLinalg.expertTileRows = options.tileRows;
@@ -129,6 +131,11 @@ void mlir::moe::buildGPUPipeline(OpPassManager &pm,
   pm.addPass(createParallelForToNestedForsPass());
   pm.addPass(createLowerAffinePass());
   pm.addPass(createCanonicalizerPass());
+}
+
+void mlir::moe::buildGPUPipeline(OpPassManager &pm,
+                                 const GPUPipelineOptions &options) {
+  detail::buildGPUMappingPipeline(pm, options);
   if (options.emitCInterface)
     pm.addNestedPass<func::FuncOp>(LLVM::createLLVMRequestCWrappersPass());
 
@@ -142,34 +149,64 @@ void mlir::moe::buildGPUPipeline(OpPassManager &pm,
   pm.addPass(createReconcileUnrealizedCastsPass());
 }
 
-void mlir::moe::registerGPUPipeline() {
+void mlir::moe::buildGPUEmulationPipeline(OpPassManager &pm,
+                                          const GPUPipelineOptions &options) {
+  // One thread per block makes running a block's threads in sequence exact.
+  GPUPipelineOptions mapping;
+  mapping.copyOptionValuesFrom(options);
+  mapping.blockSize = 1;
+  detail::buildGPUMappingPipeline(pm, mapping);
+  pm.addNestedPass<func::FuncOp>(createEmulateGPULaunches());
+  pm.addPass(createCanonicalizerPass());
+  detail::buildLoopsToLLVMPipeline(pm, /*openmp=*/false,
+                                   options.emitCInterface);
+}
+
+/// Registers a pipeline built from GPUPipelineOptions.
+static void registerWithGPUOptions(
+    StringRef name, StringRef description,
+    void (*build)(OpPassManager &, const moe::GPUPipelineOptions &)) {
+  std::string pipeline = name.str();
   registerPassPipeline(
+      name, description,
+      [pipeline,
+       build](OpPassManager &pm, StringRef optionText,
+              function_ref<LogicalResult(const Twine &)> errorHandler) {
+        auto options = std::make_unique<moe::GPUPipelineOptions>();
+        std::string optionErrors;
+        llvm::raw_string_ostream optionStream(optionErrors);
+        if (failed(options->parseFromString(optionText, optionStream)))
+          return errorHandler("invalid options for '" + pipeline + "': '" +
+                              optionText + "': " + optionErrors);
+        std::string message;
+        if (failed(moe::verifyGPUPipelineOptions(*options, message)))
+          return errorHandler("invalid options for '" + pipeline +
+                              "': " + message);
+        StringRef anchor = pm.getOpAnchorName();
+        if (anchor != OpPassManager::getAnyOpAnchorName() &&
+            anchor != ModuleOp::getOperationName())
+          return errorHandler("'" + pipeline +
+                              "' runs on 'builtin.module', not on '" + anchor +
+                              "'");
+        build(pm, *options);
+        return success();
+      },
+      [](function_ref<void(const mlir::detail::PassOptions &)> optionHandler) {
+        optionHandler(moe::GPUPipelineOptions());
+      });
+}
+
+void mlir::moe::registerGPUPipeline() {
+  registerWithGPUOptions(
       "moe-gpu-pipeline",
       "Lower moe layers to NVIDIA GPU kernels (embedded in a gpu.binary) and "
       "host code in the LLVM dialect that launches them through the mgpu* "
       "functions of MoECUDARuntime",
-      [](OpPassManager &pm, StringRef optionText,
-         function_ref<LogicalResult(const Twine &)> errorHandler) {
-        auto options = std::make_unique<GPUPipelineOptions>();
-        std::string optionErrors;
-        llvm::raw_string_ostream optionStream(optionErrors);
-        if (failed(options->parseFromString(optionText, optionStream)))
-          return errorHandler("invalid options for 'moe-gpu-pipeline': '" +
-                              optionText + "': " + optionErrors);
-        std::string message;
-        if (failed(verifyGPUPipelineOptions(*options, message)))
-          return errorHandler("invalid options for 'moe-gpu-pipeline': " +
-                              message);
-        StringRef anchor = pm.getOpAnchorName();
-        if (anchor != OpPassManager::getAnyOpAnchorName() &&
-            anchor != ModuleOp::getOperationName())
-          return errorHandler("'moe-gpu-pipeline' runs on 'builtin.module', "
-                              "not on '" +
-                              anchor + "'");
-        buildGPUPipeline(pm, *options);
-        return success();
-      },
-      [](function_ref<void(const mlir::detail::PassOptions &)> optionHandler) {
-        optionHandler(GPUPipelineOptions());
-      });
+      buildGPUPipeline);
+  registerWithGPUOptions(
+      "moe-gpu-emulation-pipeline",
+      "Map moe layers to GPU launches as moe-gpu-pipeline does (one thread "
+      "per block), then run the launches as loops on the host CPU: checks "
+      "the GPU mapping without a GPU",
+      buildGPUEmulationPipeline);
 }

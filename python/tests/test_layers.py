@@ -83,6 +83,8 @@ PIPELINES = {
     "reference": "moe-cpu-pipeline{fused=false results-to-out-params=false}",
     "fused-tile-3": "moe-cpu-pipeline{tile-rows=3 results-to-out-params=false}",
     "fused-threads-2": "moe-cpu-pipeline{threads=2 results-to-out-params=false}",
+    # The launches of moe-gpu-pipeline, run as loops on the host.
+    "gpu-emulated": "moe-gpu-emulation-pipeline{tile-rows=4 max-blocks=7}",
 }
 
 

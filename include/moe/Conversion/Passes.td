@@ -137,7 +137,12 @@ def MapLoopsToGPU : Pass<"moe-map-loops-to-gpu", "::mlir::func::FuncOp"> {
     * any other top-level op that touches memory (a sequential `scf.for`,
       say) runs in a one-block launch the same way;
     * host allocations become `gpu.alloc` and are freed with `gpu.dealloc`
-      at the end unless returned (the caller then owns device memory).
+      at the end unless returned (the caller then owns device memory);
+    * loads whose values only device code uses move into that code; calls
+      stay on the host.
+
+    Functions with the unit attribute `moe.host` (test drivers that print,
+    say) are left alone.
 
     Upstream's `convert-parallel-loops-to-gpu` maps perfect loop nests only;
     an expert tile has several parallel loops in sequence, which need the
@@ -155,6 +160,25 @@ def MapLoopsToGPU : Pass<"moe-map-loops-to-gpu", "::mlir::func::FuncOp"> {
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
     "::mlir::gpu::GPUDialect",
+    "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect"
+  ];
+}
+
+def EmulateGPULaunches
+    : Pass<"moe-gpu-emulate-launches", "::mlir::func::FuncOp"> {
+  let summary = "Run gpu.launch ops as sequential loops on the host";
+  let description = [{
+    Replaces each `gpu.launch` by loops over its blocks and threads, run one
+    after the other on the host, and `gpu.alloc`/`gpu.dealloc` by
+    `memref.alloc`/`memref.dealloc`. It lets the GPU mapping be executed
+    and compared with the reference on a machine without a GPU (see
+    `moe-gpu-emulation-pipeline`). Running a block's threads in sequence is
+    only faithful when the launch has no barrier or one thread per block, so
+    a launch with a barrier and more threads is an error.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
     "::mlir::memref::MemRefDialect",
     "::mlir::scf::SCFDialect"
   ];

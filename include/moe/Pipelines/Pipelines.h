@@ -123,7 +123,15 @@ LogicalResult verifyGPUPipelineOptions(const GPUPipelineOptions &options,
 /// have passed verifyGPUPipelineOptions.
 void buildGPUPipeline(OpPassManager &pm, const GPUPipelineOptions &options);
 
-/// Registers `moe-gpu-pipeline` with the pass registry.
+/// Builds `moe-gpu-emulation-pipeline`: the launches of moe-gpu-pipeline
+/// (with one thread per block) run as sequential loops on the host and the
+/// whole module is lowered for the CPU, so that the GPU mapping can be run
+/// and checked without a GPU. Slow; for tests.
+void buildGPUEmulationPipeline(OpPassManager &pm,
+                               const GPUPipelineOptions &options);
+
+/// Registers `moe-gpu-pipeline` and `moe-gpu-emulation-pipeline` with the
+/// pass registry.
 void registerGPUPipeline();
 
 } // namespace mlir::moe

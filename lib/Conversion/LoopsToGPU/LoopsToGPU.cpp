@@ -71,7 +71,9 @@ static bool writesMemory(Operation *op) {
 
 /// True if `op` touches memory at all (so it must run on the device).
 static bool touchesMemory(Operation *op) {
-  if (isa<memref::AllocOp, memref::AllocaOp, memref::DeallocOp>(op))
+  // Calls stay on the host; the callee is mapped on its own.
+  if (isa<memref::AllocOp, memref::AllocaOp, memref::DeallocOp,
+          func::CallOp>(op))
     return false;
   if (isa<ViewLikeOpInterface>(op) || isa<memref::DimOp>(op) ||
       isa<memref::ExtractStridedMetadataOp>(op))
@@ -437,13 +439,33 @@ static void expandCopies(func::FuncOp func) {
   }
 }
 
+/// Moves top-level loads whose values only device code uses next to those
+/// uses, so that the host never reads device memory.
+static void sinkLoads(Block &body) {
+  for (Operation &op : llvm::make_early_inc_range(body)) {
+    auto load = dyn_cast<memref::LoadOp>(op);
+    if (!load)
+      continue;
+    for (OpOperand &use : llvm::make_early_inc_range(load->getUses())) {
+      Operation *user = use.getOwner();
+      if (user->getBlock() == &body)
+        continue;
+      OpBuilder b(user);
+      use.set(b.clone(*load)->getResult(0));
+    }
+    if (load->use_empty())
+      load->erase();
+  }
+}
+
 LogicalResult Mapper::run() {
   expandCopies(func);
   if (!func.getBody().hasOneBlock())
     return func.emitOpError("cannot be mapped to the GPU: the body must be a "
                             "single block (run this before lowering to "
-                            "control flow)");
+                            "control flow, or mark the function `moe.host`)");
   Block &body = func.getBody().front();
+  sinkLoads(body);
   SmallVector<Operation *> ops;
   for (Operation &op : body.without_terminator())
     ops.push_back(&op);
@@ -527,6 +549,9 @@ struct MapLoopsToGPUPass : moe::impl::MapLoopsToGPUBase<MapLoopsToGPUPass> {
           << maxBlocks;
       return signalPassFailure();
     }
+    // Host drivers (printing, say) stay as they are.
+    if (getOperation()->hasAttr("moe.host") || getOperation().isExternal())
+      return;
     Mapper mapper(getOperation(), blockSize, maxBlocks);
     if (failed(mapper.run()))
       signalPassFailure();

@@ -14,6 +14,7 @@ namespace mlir::moe {
 
 #define GEN_PASS_DECL_MAPLOOPSTOGPU
 #define GEN_PASS_DECL_DUMPGPUOBJECTS
+#define GEN_PASS_DECL_EMULATEGPULAUNCHES
 #include "moe/Conversion/Passes.h.inc"
 
 } // namespace mlir::moe
