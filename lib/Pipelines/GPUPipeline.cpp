@@ -15,17 +15,38 @@
 #include "mlir/Conversion/Passes.h"
 #include "mlir/Dialect/Bufferization/Transforms/Passes.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
-#include "mlir/Dialect/GPU/Pipelines/Passes.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/GPU/Transforms/Passes.h"
 #include "mlir/Dialect/LLVMIR/Transforms/Passes.h"
 #include "mlir/Dialect/Linalg/Passes.h"
+#include "mlir/Dialect/MemRef/Transforms/Passes.h"
 #include "mlir/Dialect/SCF/Transforms/Passes.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Transforms/Passes.h"
 #include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/FileSystem.h"
+
+#include <cstdlib>
 
 using namespace mlir;
+
+static std::string libdevicePath(StringRef cudaPath) {
+  return (cudaPath + "/nvvm/libdevice/libdevice.10.bc").str();
+}
+
+std::string mlir::moe::getDefaultCUDAPath() {
+  for (const char *name : {"CUDA_HOME", "CUDA_PATH"})
+    if (const char *value = std::getenv(name))
+      if (*value)
+        return value;
+#ifdef MOE_CUDA_TOOLKIT_DIR
+  return MOE_CUDA_TOOLKIT_DIR;
+#else
+  return "/usr/local/cuda";
+#endif
+}
 
 /// The PTX ISA version (as in +ptxNN) that first supports `sm`.
 static int minimumPTXVersion(int sm, bool archSpecific) {
@@ -80,9 +101,23 @@ mlir::moe::verifyGPUPipelineOptions(const GPUPipelineOptions &options,
               " (or newer)";
     return failure();
   }
+  if (!llvm::sys::fs::exists(libdevicePath(options.cudaPath))) {
+    message = "no libdevice at '" + libdevicePath(options.cudaPath) +
+              "': the NVPTX kernels need the CUDA toolkit's libdevice for "
+              "math functions; set cuda-path= (or CUDA_HOME) to the toolkit";
+    return failure();
+  }
   StringRef format = options.format;
   if (format != "isa" && format != "bin" && format != "fatbin") {
     message = "format '" + format.str() + "' is not one of isa, bin, fatbin";
+    return failure();
+  }
+  if (format != "isa" &&
+      !llvm::sys::fs::can_execute(options.cudaPath + "/bin/ptxas")) {
+    message = "format=" + format.str() + " needs ptxas, which is not at '" +
+              options.cudaPath +
+              "/bin/ptxas'; set cuda-path= or use "
+              "format=isa";
     return failure();
   }
   if (options.blockSize < 32 || options.blockSize > 1024 ||
@@ -139,13 +174,43 @@ void mlir::moe::buildGPUPipeline(OpPassManager &pm,
   if (options.emitCInterface)
     pm.addNestedPass<func::FuncOp>(LLVM::createLLVMRequestCWrappersPass());
 
-  // Kernels -> NVVM -> gpu.binary; host -> LLVM dialect.
-  gpu::GPUToNVVMPipelineOptions nvvm;
-  nvvm.cubinChip = options.chip;
-  nvvm.cubinFeatures = options.features;
-  nvvm.cubinFormat = options.format;
-  nvvm.optLevel = options.optLevel;
-  gpu::buildLowerToNVVMPassPipeline(pm, nvvm);
+  // Kernels -> NVVM -> gpu.binary; host -> LLVM dialect. Upstream's
+  // gpu-lower-to-nvvm-pipeline in its order, spelled out so that libdevice
+  // and the toolkit come from `cuda-path` rather than from the PATH.
+  pm.addPass(createConvertNVGPUToNVVMPass());
+  pm.addPass(createGpuKernelOutliningPass());
+  // One stream per call: launches, allocations and frees in order, one
+  // wait before returning.
+  pm.addNestedPass<func::FuncOp>(createGpuAsyncRegionPass());
+  pm.addPass(createConvertVectorToSCFPass());
+  pm.addPass(createSCFToControlFlowPass());
+  pm.addPass(createConvertNVVMToLLVMPass());
+  pm.addPass(createConvertFuncToLLVMPass());
+  pm.addPass(memref::createExpandStridedMetadataPass());
+  GpuNVVMAttachTargetOptions target;
+  target.chip = options.chip;
+  target.features = options.features;
+  target.optLevel = options.optLevel;
+  target.linkLibs.push_back(libdevicePath(options.cudaPath));
+  pm.addPass(createGpuNVVMAttachTarget(target));
+  pm.addPass(createLowerAffinePass());
+  pm.addPass(createArithToLLVMConversionPass());
+  pm.addPass(createConvertIndexToLLVMPass());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+  OpPassManager &kernels = pm.nest<gpu::GPUModuleOp>();
+  kernels.addPass(createConvertGpuOpsToNVVMOps());
+  kernels.addPass(createCanonicalizerPass());
+  kernels.addPass(createCSEPass());
+  kernels.addPass(createReconcileUnrealizedCastsPass());
+  pm.addPass(createGpuToLLVMConversionPass());
+  GpuModuleToBinaryPassOptions binary;
+  binary.toolkitPath = options.cudaPath;
+  binary.compilationTarget = options.format;
+  pm.addPass(createGpuModuleToBinaryPass(binary));
+  pm.addPass(createConvertMathToLLVMPass());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
   pm.addPass(createReconcileUnrealizedCastsPass());
 }
 

@@ -67,6 +67,10 @@ void buildCPUPipeline(OpPassManager &pm, const CPUPipelineOptions &options);
 /// Registers `moe-cpu-pipeline` with the pass registry.
 void registerCPUPipeline();
 
+/// The CUDA toolkit moe-gpu-pipeline uses by default: $CUDA_HOME, else
+/// $CUDA_PATH, else the one found when moe-mlir was built.
+std::string getDefaultCUDAPath();
+
 /// Options of `moe-gpu-pipeline`.
 struct GPUPipelineOptions : public PassPipelineOptions<GPUPipelineOptions> {
   PassOptions::Option<std::string> chip{
@@ -108,6 +112,11 @@ struct GPUPipelineOptions : public PassPipelineOptions<GPUPipelineOptions> {
       llvm::cl::desc("Give every function an `_mlir_ciface_` wrapper that "
                      "takes memref descriptors by pointer"),
       llvm::cl::init(true)};
+  PassOptions::Option<std::string> cudaPath{
+      *this, "cuda-path",
+      llvm::cl::desc("CUDA toolkit root: libdevice (math functions) from "
+                     "nvvm/libdevice, ptxas and fatbinary from bin"),
+      llvm::cl::init(getDefaultCUDAPath())};
 };
 
 /// Checks that `options` name a chip, features and format the NVPTX backend

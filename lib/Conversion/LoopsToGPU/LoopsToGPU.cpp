@@ -72,8 +72,8 @@ static bool writesMemory(Operation *op) {
 /// True if `op` touches memory at all (so it must run on the device).
 static bool touchesMemory(Operation *op) {
   // Calls stay on the host; the callee is mapped on its own.
-  if (isa<memref::AllocOp, memref::AllocaOp, memref::DeallocOp,
-          func::CallOp>(op))
+  if (isa<memref::AllocOp, memref::AllocaOp, memref::DeallocOp, func::CallOp>(
+          op))
     return false;
   if (isa<ViewLikeOpInterface>(op) || isa<memref::DimOp>(op) ||
       isa<memref::ExtractStridedMetadataOp>(op))
@@ -170,12 +170,7 @@ LogicalResult Mapper::mapFlat(scf::ParallelOp loop) {
   Value one = arith::ConstantIndexOp::create(b, loc, 1);
   Value threads = arith::ConstantIndexOp::create(b, loc, blockSize);
   Value blocks = arith::CeilDivUIOp::create(b, loc, total, threads);
-  // An empty grid is not a valid launch.
-  Value nonEmpty =
-      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, total,
-                            arith::ConstantIndexOp::create(b, loc, 0));
-  auto ifOp = scf::IfOp::create(b, loc, nonEmpty, /*withElse=*/false);
-  b.setInsertionPointToStart(ifOp.thenBlock());
+  // An empty grid (no iterations) is skipped by the runtime.
   auto launch =
       gpu::LaunchOp::create(b, loc, blocks, one, one, threads, one, one);
   Block &body = launch.getBody().front();
@@ -284,7 +279,9 @@ LogicalResult Mapper::mapBlocks(Operation *op, scf::ParallelOp loop) {
           result = distributeOp(fb, op, mapping);
         }
         // The next iteration may overwrite what this one still reads.
-        gpu::BarrierOp::create(fb, floc);
+        Block *current = fb.getInsertionBlock();
+        if (current->empty() || !isa<gpu::BarrierOp>(current->back()))
+          gpu::BarrierOp::create(fb, floc);
         scf::YieldOp::create(fb, floc);
       });
   if (failed(result))
@@ -540,13 +537,13 @@ struct MapLoopsToGPUPass : moe::impl::MapLoopsToGPUBase<MapLoopsToGPUPass> {
     if (blockSize < 1 || blockSize > 1024) {
       getOperation()->emitError("moe-map-loops-to-gpu: block-size must be "
                                 "in [1, 1024], got ")
-          << blockSize;
+          << static_cast<int64_t>(blockSize);
       return signalPassFailure();
     }
     if (maxBlocks < 1) {
       getOperation()->emitError("moe-map-loops-to-gpu: max-blocks must be "
                                 "positive, got ")
-          << maxBlocks;
+          << static_cast<int64_t>(maxBlocks);
       return signalPassFailure();
     }
     // Host drivers (printing, say) stay as they are.

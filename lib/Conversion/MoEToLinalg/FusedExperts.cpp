@@ -207,7 +207,7 @@ struct ConvertMoEToFusedLinalgPass
     if (tileRows < 1) {
       getOperation()->emitError("convert-moe-to-fused-linalg: tile-rows must "
                                 "be at least 1, got ")
-          << tileRows;
+          << static_cast<int64_t>(tileRows);
       return signalPassFailure();
     }
     SmallVector<CombineOp> combines;

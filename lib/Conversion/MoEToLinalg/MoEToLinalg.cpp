@@ -56,7 +56,7 @@ struct ConvertMoEToLinalgPass
     if (expertTileRows < 0) {
       getOperation()->emitError("convert-moe-to-linalg: expert-tile-rows "
                                 "must be 0 (whole experts) or positive, got ")
-          << expertTileRows;
+          << static_cast<int64_t>(expertTileRows);
       return signalPassFailure();
     }
     if (failed(lowerMoEToLinalg(getOperation(), expertTileRows)))
