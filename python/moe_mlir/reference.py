@@ -24,9 +24,11 @@ and the attribute docs in ``docs/Dialects/MoE.md``):
 Routing decisions must agree bit for bit with the compiled code, ties
 included, and mathematically equal probabilities (two tokens whose logits
 are permutations of each other) are only equal in floating point if they
-are rounded identically. So the reference evaluates ``exp`` with the C
-library's ``expf`` -- the function the compiled CPU code calls for
-``math.exp`` -- and accumulates the sums the compiled loops accumulate
+are rounded identically. So routing uses its own ``exp`` (``exp`` below,
+``buildRoutingExp`` in the compiler), made of IEEE multiplies and adds that
+NumPy, the CPU and the GPU all round the same way -- the C library's
+``expf`` and CUDA's libdevice differ in the last bit here and there -- and
+the reference accumulates the sums the compiled loops accumulate
 sequentially (softmax denominators, gate normalization) sequentially too.
 """
 
@@ -84,11 +86,42 @@ _LIBM.expf.argtypes = [ctypes.c_float]
 _EXPF = np.frompyfunc(_LIBM.expf, 1, 1)
 
 
-def exp(x):
-    """Elementwise f32 exp by the C library's expf (see the module doc)."""
+def libm_exp(x):
+    """Elementwise f32 exp by the C library's expf: what math.exp in an
+    expert body (silu, say) becomes in the compiled CPU code."""
     x = np.asarray(x, dtype=F32)
     with np.errstate(over="ignore"):
         return np.asarray(_EXPF(x), dtype=F32).reshape(x.shape)
+
+
+_EXP_POLY = [F32(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
+                              4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)]
+
+
+def exp(x):
+    """The routing exp, operation for operation as the compiled code builds
+    it (detail::buildRoutingExp): every step is one IEEE f32 multiply, add
+    or integer op, so NumPy, the CPU and the GPU round it identically."""
+    x = np.asarray(x, dtype=F32)
+    nan = np.isnan(x)
+    safe = np.minimum(np.maximum(np.where(nan, F32(0), x), F32(-104.0)), F32(89.0))
+    magic = F32(12582912.0)
+    k = (safe * F32(1.44269504088896341) + magic) - magic
+    r = (safe - k * F32(0.693359375)) - k * F32(-2.12194440e-4)
+    p = np.full_like(r, _EXP_POLY[0])
+    for c in _EXP_POLY[1:]:
+        p = p * r + c
+    p = (p * (r * r) + r) + F32(1.0)
+    ki = k.astype(np.int32)
+    k1 = ki >> 1
+    k2 = ki - k1
+
+    def pow2(e):
+        return ((e + 127) << 23).astype(np.int32).view(F32)
+
+    with np.errstate(over="ignore", under="ignore"):
+        result = (p * pow2(k1)) * pow2(k2)
+    return np.where(nan, x, result).astype(F32)
 
 
 def seq_sum(x, axis):
@@ -251,7 +284,7 @@ def activation(name, x):
     if name == "gelu":
         return (F32(0.5) * x * (F32(1) + _erf(x / np.sqrt(F32(2))).astype(F32))).astype(F32)
     if name in ("silu", "swiglu"):
-        return x / (F32(1) + exp(-x))
+        return x / (F32(1) + libm_exp(-x))
     raise ValueError(f"unknown activation {name!r}")
 
 

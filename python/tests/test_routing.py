@@ -1,5 +1,6 @@
-"""Compiled moe.route against the NumPy reference, policy by policy: token
-ids must match exactly and gates to f32 rounding."""
+"""Compiled moe.route against the NumPy reference, policy by policy, on the
+CPU and through the GPU mapping (emulated): token ids and gates must match
+bit for bit (the routing exp rounds identically everywhere)."""
 
 import numpy as np
 import pytest
@@ -37,17 +38,21 @@ def _compare(got, want, seed):
     for g, w in zip(got, want):
         assert g.shape == w.shape, f"seed {seed}: shape {g.shape} != {w.shape}"
         assert np.all(np.isfinite(g)) if g.dtype.kind == "f" else True
-        if g.dtype.kind == "i":
-            np.testing.assert_array_equal(g, w, err_msg=f"seed {seed}")
-        else:
-            np.testing.assert_allclose(g, w, rtol=2e-6, atol=1e-7, err_msg=f"seed {seed}")
+        np.testing.assert_array_equal(g, w, err_msg=f"seed {seed}")
+
+
+PIPELINES = {
+    "cpu": "moe-cpu-pipeline{results-to-out-params=false}",
+    "gpu-emulated": "moe-gpu-emulation-pipeline",
+}
 
 
 @pytest.mark.parametrize("seed", range(CASES_PER_POLICY))
+@pytest.mark.parametrize("pipeline", sorted(PIPELINES))
 @pytest.mark.parametrize("name", sorted(POLICIES))
-def test_route_matches_reference(compiled, name, seed):
+def test_route_matches_reference(compiled, name, pipeline, seed):
     policy, experts = POLICIES[name]
-    fn = compiled(builder.build_route(policy, experts))
+    fn = compiled(builder.build_route(policy, experts), pipeline=PIPELINES[pipeline])
     rng = np.random.default_rng(1000 * seed + len(name))
     tokens = token_count(rng, seed)
     columns = experts * policy.slots_per_expert if isinstance(policy, Soft) else experts

@@ -10,7 +10,14 @@
 // CHECK:           arith.maximumf
 // CHECK:         %[[EXP:.+]] = linalg.generic {{.*}} ins(%[[S]], %[[MAX]] :
 // CHECK:           arith.subf
-// CHECK:           math.exp
+// The routing exp (buildRoutingExp): NaN kept, input clamped, k = round(x /
+// ln 2) by the 1.5 * 2^23 trick, polynomial, two power-of-two factors.
+// CHECK:           arith.cmpf uno
+// CHECK:           arith.maximumf
+// CHECK:           arith.minimumf
+// CHECK:           arith.addf %{{.+}}, %cst{{.*}} : f32
+// CHECK:           arith.fptosi {{.*}} : f32 to i32
+// CHECK:           arith.bitcast {{.*}} : i32 to f32
 // CHECK:         %[[SUM:.+]] = linalg.generic {{.*}} ins(%[[EXP]] :
 // CHECK:           arith.addf
 // CHECK:         %[[P:.+]] = linalg.generic {{.*}} ins(%[[EXP]], %[[SUM]] :
@@ -79,7 +86,9 @@ func.func @capacity_priority(%s: tensor<?x4xf32>) -> tensor<4x?xi32> {
 // CHECK-LABEL: func.func @sigmoid_normalize_scale
 // CHECK:         linalg.generic
 // CHECK:           arith.negf
-// CHECK:           math.exp
+// CHECK:           arith.cmpf uno
+// CHECK:           arith.fptosi {{.*}} : f32 to i32
+// CHECK:           arith.bitcast {{.*}} : i32 to f32
 // CHECK:           arith.divf
 // CHECK:         %[[SUM:.+]] = linalg.generic {{.*}}iterator_types = ["parallel", "reduction"]
 // CHECK:         linalg.generic {{.*}} ins(%{{.+}}, %[[SUM]] :

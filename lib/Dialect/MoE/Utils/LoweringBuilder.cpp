@@ -135,13 +135,13 @@ Value LoweringBuilder::softmax(Value matrix, unsigned dim) {
             arith::MaximumFOp::create(b, loc, args[0], args[1]).getResult());
       })[0];
   Value init = empty({size(matrix, 0), size(matrix, 1)}, f32);
-  Value exps =
-      generic({matrix, max}, {both, keptDims}, init, {both}, 2, {},
-              [](OpBuilder &b, Location loc, ValueRange args) {
-                Value shifted = arith::SubFOp::create(b, loc, args[0], args[1]);
-                linalg::YieldOp::create(
-                    b, loc, math::ExpOp::create(b, loc, shifted).getResult());
-              })[0];
+  Value exps = generic({matrix, max}, {both, keptDims}, init, {both}, 2, {},
+                       [](OpBuilder &b, Location loc, ValueRange args) {
+                         Value shifted =
+                             arith::SubFOp::create(b, loc, args[0], args[1]);
+                         linalg::YieldOp::create(
+                             b, loc, detail::buildRoutingExp(b, loc, shifted));
+                       })[0];
   Value sum = generic(
       exps, {both}, filled({kept}, floatConst(f32, 0.0)), {keptDims}, 2, {dim},
       [](OpBuilder &b, Location loc, ValueRange args) {
@@ -156,6 +156,57 @@ Value LoweringBuilder::softmax(Value matrix, unsigned dim) {
             b, loc,
             arith::DivFOp::create(b, loc, args[0], args[1]).getResult());
       })[0];
+}
+
+Value mlir::moe::detail::buildRoutingExp(OpBuilder &b, Location loc, Value x) {
+  Type f32 = b.getF32Type();
+  Type i32 = b.getI32Type();
+  if (x.getType() != f32)
+    return math::ExpOp::create(b, loc, x);
+  auto f = [&](float value) -> Value {
+    return arith::ConstantOp::create(b, loc, f32, b.getF32FloatAttr(value));
+  };
+  auto i = [&](int32_t value) -> Value {
+    return arith::ConstantOp::create(b, loc, i32, b.getI32IntegerAttr(value));
+  };
+  auto mul = [&](Value lhs, Value rhs) -> Value {
+    return arith::MulFOp::create(b, loc, lhs, rhs);
+  };
+  auto add = [&](Value lhs, Value rhs) -> Value {
+    return arith::AddFOp::create(b, loc, lhs, rhs);
+  };
+  auto sub = [&](Value lhs, Value rhs) -> Value {
+    return arith::SubFOp::create(b, loc, lhs, rhs);
+  };
+  // NaN stays NaN; other inputs are clamped to where exp is 0 or inf anyway
+  // (and NaN is kept out of the integer conversion, which would be poison).
+  Value isNaN = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::UNO, x, x);
+  Value safe = arith::SelectOp::create(b, loc, isNaN, f(0.0f), x);
+  safe = arith::MinimumFOp::create(
+      b, loc, arith::MaximumFOp::create(b, loc, safe, f(-104.0f)), f(89.0f));
+  // k = round(x / ln 2) by the 1.5 * 2^23 trick; r = x - k ln 2 in two
+  // parts (Cody-Waite; k * 0.693359375 is exact).
+  Value magic = f(12582912.0f);
+  Value k = sub(add(mul(safe, f(1.44269504088896341f)), magic), magic);
+  Value r = sub(sub(safe, mul(k, f(0.693359375f))), mul(k, f(-2.12194440e-4f)));
+  // exp(r) on [-ln2/2, ln2/2]: the Cephes expf polynomial.
+  Value p = f(1.9875691500e-4f);
+  for (float c : {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f,
+                  1.6666665459e-1f, 5.0000001201e-1f})
+    p = add(mul(p, r), f(c));
+  p = add(add(mul(p, mul(r, r)), r), f(1.0f));
+  // p * 2^k as p * 2^(k/2) * 2^(k - k/2): both factors are normal numbers,
+  // and the last product rounds once into the subnormal range if need be.
+  Value ki = arith::FPToSIOp::create(b, loc, i32, k);
+  Value k1 = arith::ShRSIOp::create(b, loc, ki, i(1));
+  Value k2 = arith::SubIOp::create(b, loc, ki, k1);
+  auto pow2 = [&](Value exponent) -> Value {
+    Value bits = arith::ShLIOp::create(
+        b, loc, arith::AddIOp::create(b, loc, exponent, i(127)), i(23));
+    return arith::BitcastOp::create(b, loc, f32, bits);
+  };
+  Value result = mul(mul(p, pow2(k1)), pow2(k2));
+  return arith::SelectOp::create(b, loc, isNaN, x, result);
 }
 
 Value LoweringBuilder::sigmoid(Value tensor) {
@@ -173,7 +224,7 @@ Value LoweringBuilder::sigmoid(Value tensor) {
         Value one =
             arith::ConstantOp::create(b, loc, t, b.getFloatAttr(t, 1.0));
         Value neg = arith::NegFOp::create(b, loc, args[0]);
-        Value exp = math::ExpOp::create(b, loc, neg);
+        Value exp = detail::buildRoutingExp(b, loc, neg);
         Value den = arith::AddFOp::create(b, loc, one, exp);
         linalg::YieldOp::create(
             b, loc, arith::DivFOp::create(b, loc, one, den).getResult());
@@ -235,19 +286,17 @@ Value LoweringBuilder::gatherRows(Value tokens, Value ids) {
   allDims.push_back(slotRank);
   Value numTokens = sizeValue(tokens, 0);
   Type elementType = getElementTypeOrSelf(tokens.getType());
-  return generic(ids, {slotDims}, empty(sizes, elementType), {allDims},
-                 slotRank + 1, {},
-                 [&](OpBuilder &ob, Location loc, ValueRange args) {
-                   LoweringBuilder lb(loc, ob);
-                   Value d = linalg::IndexOp::create(lb, slotRank);
-                   auto [valid, row] = checkToken(lb, args[0], numTokens);
-                   Value value = tensor::ExtractOp::create(lb, tokens,
-                                                           ValueRange{row, d});
-                   Value zero = lb.floatConst(value.getType(), 0.0);
-                   linalg::YieldOp::create(
-                       lb, arith::SelectOp::create(lb, valid, value, zero)
-                               .getResult());
-                 })[0];
+  return generic(
+      ids, {slotDims}, empty(sizes, elementType), {allDims}, slotRank + 1, {},
+      [&](OpBuilder &ob, Location loc, ValueRange args) {
+        LoweringBuilder lb(loc, ob);
+        Value d = linalg::IndexOp::create(lb, slotRank);
+        auto [valid, row] = checkToken(lb, args[0], numTokens);
+        Value value = tensor::ExtractOp::create(lb, tokens, ValueRange{row, d});
+        Value zero = lb.floatConst(value.getType(), 0.0);
+        linalg::YieldOp::create(
+            lb, arith::SelectOp::create(lb, valid, value, zero).getResult());
+      })[0];
 }
 
 Value LoweringBuilder::scatterAddRows(Value acc, Value ids, Value gates,
@@ -257,17 +306,17 @@ Value LoweringBuilder::scatterAddRows(Value acc, Value ids, Value gates,
   OpFoldResult modelDim = size(acc, 1);
   int64_t staticDim = cast<RankedTensorType>(acc.getType()).getDimSize(1);
   auto accRowType = RankedTensorType::get({staticDim}, f32);
-  auto rowType = RankedTensorType::get({staticDim},
-                                       getElementTypeOrSelf(rows.getType()));
+  auto rowType =
+      RankedTensorType::get({staticDim}, getElementTypeOrSelf(rows.getType()));
   OpFoldResult zero = getIndexAttr(0), one = getIndexAttr(1);
   SmallVector<OpFoldResult> strides = {one, one};
   auto loop = scf::ForOp::create(
       *this, indexConst(0), sizeValue(ids, 0), indexConst(1), ValueRange{acc},
       [&](OpBuilder &ob, Location loc, Value slot, ValueRange args) {
         LoweringBuilder lb(loc, ob);
-        auto checked = checkToken(
-            lb, tensor::ExtractOp::create(lb, ids, ValueRange{slot}),
-            numTokens);
+        auto checked =
+            checkToken(lb, tensor::ExtractOp::create(lb, ids, ValueRange{slot}),
+                       numTokens);
         Value valid = checked.first, id = checked.second;
         auto ifOp = scf::IfOp::create(
             lb, valid,
@@ -291,11 +340,11 @@ Value LoweringBuilder::scatterAddRows(Value acc, Value ids, Value gates,
                         gl, arith::AddFOp::create(gl, g[1], term).getResult());
                   })[0];
               scf::YieldOp::create(
-                  tl, tensor::InsertSliceOp::create(
-                          tl, updated, args[0],
-                          ArrayRef<OpFoldResult>{id, zero},
-                          ArrayRef<OpFoldResult>{one, modelDim}, strides)
-                          .getResult());
+                  tl,
+                  tensor::InsertSliceOp::create(
+                      tl, updated, args[0], ArrayRef<OpFoldResult>{id, zero},
+                      ArrayRef<OpFoldResult>{one, modelDim}, strides)
+                      .getResult());
             },
             [&](OpBuilder &eb, Location eloc) {
               scf::YieldOp::create(eb, eloc, args[0]);

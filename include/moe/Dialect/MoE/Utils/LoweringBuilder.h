@@ -15,6 +15,15 @@
 
 namespace mlir::moe::detail {
 
+/// The exp of routing scores: f32 `exp(x)` built from IEEE multiplies, adds
+/// and integer ops only (Cody-Waite reduction, the Cephes polynomial, an
+/// exact power-of-two scaling; within 2 ulp of exp, 0 below -104, inf above
+/// 88.8, NaN kept). Unlike math.exp, which becomes the C library's expf on
+/// the CPU and libdevice's approximation on NVIDIA GPUs, it rounds the same
+/// on every backend and in NumPy (reference.exp), so routing decisions are
+/// bit-identical everywhere. Other float types fall back to math.exp.
+Value buildRoutingExp(OpBuilder &b, Location loc, Value x);
+
 /// An ImplicitLocOpBuilder with tensor helpers for the moe lowerings.
 class LoweringBuilder : public ImplicitLocOpBuilder {
 public:
@@ -68,10 +77,12 @@ public:
   /// new accumulator.
   Value scatterAddRows(Value acc, Value ids, Value gates, Value rows);
 
-  /// Numerically stable softmax of an f32 matrix along `dim` (0 or 1):
+  /// Numerically stable softmax of an f32 matrix along `dim` (0 or 1), with
+  /// the exp of buildRoutingExp:
   /// exp(x - max) / sum(exp(x - max)).
   Value softmax(Value matrix, unsigned dim);
-  /// Elementwise logistic sigmoid 1 / (1 + exp(-x)) of an f32 tensor.
+  /// Elementwise logistic sigmoid 1 / (1 + exp(-x)) of an f32 tensor, with
+  /// the exp of buildRoutingExp.
   Value sigmoid(Value tensor);
 
   /// Returns, for an f32 matrix, the rank of every element along `dim` (1:
