@@ -142,6 +142,7 @@ void mlir::moe::detail::buildGPUMappingPipeline(
   // moe -> linalg on tensors, expert bodies on static tiles.
   ConvertMoEToLinalgOptions toLinalg;
   toLinalg.expertTileRows = options.tileRows;
+  toLinalg.combineByToken = true;
   pm.addNestedPass<func::FuncOp>(createConvertMoEToLinalg(toLinalg));
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());

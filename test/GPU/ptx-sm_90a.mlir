@@ -14,10 +14,9 @@
 // RUN:   --moe-gpu-pipeline="chip=sm_90a features=+ptx80 format=isa" \
 // RUN:   --moe-dump-gpu-objects=dir=%t/soft -o /dev/null
 
-// In the assembly: the chip, barriers between a tile's loops, f32 products and
-// sums rounded one by one (.rn, never contracted, as on the CPU), IEEE
-// division, no local
-// memory.
+// In the assembly: the chip, barriers between a tile's loops, the tile's
+// temporaries in shared memory, f32 products and sums rounded one by one
+// (.rn, never contracted, as on the CPU), IEEE division, no local memory.
 // RUN: cat %t/dropless/*.ptx | FileCheck %s --check-prefix=PTX
 // PTX: .target sm_90a
 // PTX: .address_size 64
@@ -27,6 +26,9 @@
 // PTX-DAG: add.rn.f32
 // PTX-DAG: div.rn.f32
 // PTX-DAG: ld.global
+// PTX-DAG: .shared .align 4 .b8 __wg_mixtral_layer_kernel
+// PTX-DAG: ld.shared.b32
+// PTX-DAG: st.shared.b32
 // PTX-NOT: .local
 
 // RUN: %python %S/ptxas-report.py %ptxas sm_90a %t/dropless | FileCheck %s --check-prefix=PTXAS

@@ -52,11 +52,21 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg"> {
     under an `scf.if` when the tile has a valid row, and inserts only the
     valid rows. Every temporary of the body then has a static shape, which
     is the form `moe-gpu-pipeline` maps to GPU blocks.
+
+    With `combine-by-token`, a sparse `moe.combine` first builds each
+    token's list of slots (three short sequential loops: counts, prefix
+    sum, fill), then computes every output element `[t, d]` independently
+    as `init + sum of gate * row` over the token's slots in slot order --
+    the same sums as the loop over slots, bit for bit, but parallel over
+    tokens and columns (the deterministic GPU combine).
   }];
   let options = [
     Option<"expertTileRows", "expert-tile-rows", "int64_t", /*default=*/"0",
            "Rows per static tile of expert bodies written for a dynamic row "
-           "count (0: whole experts)">
+           "count (0: whole experts)">,
+    Option<"combineByToken", "combine-by-token", "bool", /*default=*/"false",
+           "Combine sparse layers per (token, column) through an inverse "
+           "index instead of a loop over slots">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
@@ -131,9 +141,10 @@ def MapLoopsToGPU : Pass<"moe-map-loops-to-gpu", "::mlir::func::FuncOp"> {
       (an expert tile, say) becomes a launch of at most `max-blocks` blocks
       that take its iterations in turn; each inner parallel loop is spread
       over the block's threads and followed by a `gpu.barrier`, other
-      writes at block level run on thread 0, and each allocation becomes a
-      per-block slice (`memref.view`) of one device buffer the host
-      allocates before the launch;
+      writes at block level run on thread 0, and each allocation becomes
+      the block's shared memory (a workgroup attribution, while static
+      sizes fit `shared-memory-bytes`) or a per-block slice (`memref.view`)
+      of one device buffer the host allocates before the launch;
     * any other top-level op that touches memory (a sequential `scf.for`,
       say) runs in a one-block launch the same way;
     * host allocations become `gpu.alloc` and are freed with `gpu.dealloc`
@@ -155,7 +166,11 @@ def MapLoopsToGPU : Pass<"moe-map-loops-to-gpu", "::mlir::func::FuncOp"> {
            "Threads per block">,
     Option<"maxBlocks", "max-blocks", "int64_t", /*default=*/"1024",
            "Most blocks of a launch whose blocks take loop iterations in "
-           "turn (bounds the per-block scratch memory)">
+           "turn (bounds the per-block scratch memory)">,
+    Option<"sharedMemoryBytes", "shared-memory-bytes", "int64_t",
+           /*default=*/"49152",
+           "Shared memory per block for a launch's static temporaries (the "
+           "rest go to global scratch)">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",

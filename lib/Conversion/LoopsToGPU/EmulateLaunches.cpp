@@ -59,6 +59,20 @@ static LogicalResult emulate(gpu::LaunchOp launch) {
                   launch.getBlockIds().x,  launch.getThreadIds().z,
                   launch.getThreadIds().y, launch.getThreadIds().x};
   Value bounds[6] = {grid[2], grid[1], grid[0], block[2], block[1], block[0]};
+  // Shared memory: one host buffer, reused by the blocks that run in turn.
+  SmallVector<Value> buffers;
+  for (BlockArgument attribution : launch.getWorkgroupAttributions()) {
+    auto type = cast<MemRefType>(attribution.getType());
+    if (!type.hasStaticShape())
+      return launch.emitOpError("cannot be emulated: a workgroup attribution "
+                                "of dynamic shape");
+    Value buffer = memref::AllocOp::create(
+        b, loc, MemRefType::get(type.getShape(), type.getElementType()));
+    buffers.push_back(buffer);
+    mapping.map(attribution, buffer);
+  }
+  if (!launch.getPrivateAttributions().empty())
+    return launch.emitOpError("cannot be emulated: private attributions");
   for (int i = 0; i < 6; ++i) {
     auto loop = scf::ForOp::create(b, loc, zero, bounds[i], one);
     mapping.map(ids[i], loop.getInductionVar());
@@ -69,11 +83,24 @@ static LogicalResult emulate(gpu::LaunchOp launch) {
       continue;
     b.clone(op, mapping);
   }
-  // Barriers nested in the cloned ops.
-  launch->getBlock()->walk([&](gpu::BarrierOp barrier) {
-    if (!launch->isAncestor(barrier))
-      barrier.erase();
+  // Barriers nested in the cloned ops; casts of shared memory to the
+  // default space, which the host buffers already are in.
+  launch->getBlock()->walk([&](Operation *op) {
+    if (launch->isAncestor(op))
+      return;
+    if (isa<gpu::BarrierOp>(op)) {
+      op->erase();
+      return;
+    }
+    auto cast = dyn_cast<memref::MemorySpaceCastOp>(op);
+    if (cast && cast.getSource().getType() == cast.getResult().getType()) {
+      cast.getResult().replaceAllUsesWith(cast.getSource());
+      cast.erase();
+    }
   });
+  b.setInsertionPointAfter(launch);
+  for (Value buffer : buffers)
+    memref::DeallocOp::create(b, loc, buffer);
   launch.erase();
   return success();
 }

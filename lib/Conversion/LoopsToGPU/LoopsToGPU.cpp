@@ -93,8 +93,10 @@ static bool containsParallelLoop(Operation *op) {
 }
 
 struct Mapper {
-  Mapper(func::FuncOp func, int64_t blockSize, int64_t maxBlocks)
+  Mapper(func::FuncOp func, int64_t blockSize, int64_t maxBlocks,
+         int64_t sharedMemoryBytes)
       : func(func), blockSize(blockSize), maxBlocks(maxBlocks),
+        sharedMemoryBytes(sharedMemoryBytes),
         layout(DataLayout::closest(func)) {}
 
   LogicalResult run();
@@ -116,12 +118,14 @@ private:
   LogicalResult distributeOp(OpBuilder &b, Operation *op, IRMapping &mapping);
 
   func::FuncOp func;
-  int64_t blockSize, maxBlocks;
+  int64_t blockSize, maxBlocks, sharedMemoryBytes;
   DataLayout layout;
   // Inside the launch being built.
   Value threadId, blockSizeValue, blockId, numBlocksValue;
   // Per-block slices of host buffers that replace allocations in blocks.
   DenseMap<Operation *, std::pair<Value, Value>> hoisted; // buffer, bytes
+  // Allocations that became workgroup attributions of the launch.
+  DenseMap<Operation *, Value> sharedViews;
   SmallVector<Value> hostBuffers;
 };
 
@@ -205,8 +209,12 @@ LogicalResult Mapper::mapBlocks(Operation *op, scf::ParallelOp loop) {
   Value numBlocks = arith::MinUIOp::create(
       b, loc, total, arith::ConstantIndexOp::create(b, loc, maxBlocks));
 
-  // Allocations inside become slices of one host buffer per allocation.
+  // Allocations inside become shared memory or slices of one host buffer
+  // per allocation.
   hoisted.clear();
+  sharedViews.clear();
+  SmallVector<Operation *> shared;
+  int64_t sharedBudget = sharedMemoryBytes;
   WalkResult walk = op->walk([&](Operation *nested) -> WalkResult {
     if (!isa<memref::AllocOp, memref::AllocaOp>(nested))
       return WalkResult::advance();
@@ -226,8 +234,16 @@ LogicalResult Mapper::mapBlocks(Operation *op, scf::ParallelOp loop) {
         return nested->emitOpError(
             "cannot be mapped to the GPU: its size is computed inside the "
             "loop; only sizes known before the loop can be preallocated");
-    Value bytes = arith::ConstantIndexOp::create(
-        b, loc, layout.getTypeSize(type.getElementType()).getFixedValue());
+    // Small enough static temporaries live in the block's shared memory.
+    int64_t elementBytes =
+        layout.getTypeSize(type.getElementType()).getFixedValue();
+    if (type.hasStaticShape() &&
+        type.getNumElements() * elementBytes <= sharedBudget) {
+      sharedBudget -= type.getNumElements() * elementBytes;
+      shared.push_back(nested);
+      return WalkResult::advance();
+    }
+    Value bytes = arith::ConstantIndexOp::create(b, loc, elementBytes);
     unsigned dynamic = 0;
     for (int64_t dim : type.getShape())
       bytes = arith::MulIOp::create(
@@ -253,9 +269,23 @@ LogicalResult Mapper::mapBlocks(Operation *op, scf::ParallelOp loop) {
   if (walk.wasInterrupted())
     return failure();
 
+  SmallVector<Type> workgroupTypes;
+  auto workgroup =
+      gpu::AddressSpaceAttr::get(b.getContext(), gpu::AddressSpace::Workgroup);
+  for (Operation *alloc : shared) {
+    auto type = cast<MemRefType>(alloc->getResult(0).getType());
+    workgroupTypes.push_back(
+        MemRefType::get(type.getShape(), type.getElementType(),
+                        MemRefLayoutAttrInterface(), workgroup));
+  }
   auto launch = gpu::LaunchOp::create(
       b, loc, numBlocks, one, one,
-      arith::ConstantIndexOp::create(b, loc, blockSize), one, one);
+      arith::ConstantIndexOp::create(b, loc, blockSize), one, one,
+      /*dynamicSharedMemorySize=*/nullptr, /*asyncTokenType=*/nullptr,
+      /*asyncDependencies=*/{}, workgroupTypes);
+  for (auto [alloc, attribution] :
+       llvm::zip(shared, launch.getWorkgroupAttributions()))
+    sharedViews[alloc] = attribution;
   Block &body = launch.getBody().front();
   b.setInsertionPointToStart(&body);
   gpu::TerminatorOp::create(b, loc);
@@ -301,6 +331,15 @@ LogicalResult Mapper::distribute(OpBuilder &b, Block &block,
 LogicalResult Mapper::distributeOp(OpBuilder &b, Operation *op,
                                    IRMapping &mapping) {
   Location loc = op->getLoc();
+  // The block's shared memory, seen through a generic pointer (NVPTX infers
+  // the shared address space back for the loads and stores).
+  auto sharedIt = sharedViews.find(op);
+  if (sharedIt != sharedViews.end()) {
+    Value view = memref::MemorySpaceCastOp::create(
+        b, loc, op->getResult(0).getType(), sharedIt->second);
+    mapping.map(op->getResult(0), view);
+    return success();
+  }
   // A per-block slice of the preallocated host buffer.
   auto it = hoisted.find(op);
   if (it != hoisted.end()) {
@@ -340,10 +379,10 @@ LogicalResult Mapper::distributeOp(OpBuilder &b, Operation *op,
   }
 
   // Uniform control flow around parallel loops: every thread runs it.
-  if (containsParallelLoop(op) || !hoisted.empty()) {
+  if (containsParallelLoop(op) || !hoisted.empty() || !sharedViews.empty()) {
     bool holdsWork = containsParallelLoop(op);
     op->walk([&](Operation *nested) {
-      if (hoisted.count(nested))
+      if (hoisted.count(nested) || sharedViews.count(nested))
         holdsWork = true;
     });
     if (holdsWork) {
@@ -549,7 +588,13 @@ struct MapLoopsToGPUPass : moe::impl::MapLoopsToGPUBase<MapLoopsToGPUPass> {
     // Host drivers (printing, say) stay as they are.
     if (getOperation()->hasAttr("moe.host") || getOperation().isExternal())
       return;
-    Mapper mapper(getOperation(), blockSize, maxBlocks);
+    if (sharedMemoryBytes < 0) {
+      getOperation()->emitError("moe-map-loops-to-gpu: shared-memory-bytes "
+                                "must not be negative, got ")
+          << static_cast<int64_t>(sharedMemoryBytes);
+      return signalPassFailure();
+    }
+    Mapper mapper(getOperation(), blockSize, maxBlocks, sharedMemoryBytes);
     if (failed(mapper.run()))
       signalPassFailure();
   }

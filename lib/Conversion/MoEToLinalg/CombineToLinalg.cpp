@@ -37,7 +37,8 @@ static Value collapseSlots(LoweringBuilder &b, Value value, unsigned slotRank) {
 }
 
 struct CombineOpLowering : OpConversionPattern<CombineOp> {
-  using OpConversionPattern::OpConversionPattern;
+  CombineOpLowering(MLIRContext *ctx, bool byToken)
+      : OpConversionPattern(ctx), byToken(byToken) {}
 
   LogicalResult
   matchAndRewrite(CombineOp op, OpAdaptor adaptor,
@@ -55,9 +56,9 @@ struct CombineOpLowering : OpConversionPattern<CombineOp> {
       Value ids = collapseSlots(b, indices, slotRank);
       Value gates = collapseSlots(b, weights, slotRank);
       Value rows = collapseSlots(b, outputs, slotRank);
-      rewriter.replaceOp(
-          op, b.convertElements(b.scatterAddRows(acc, ids, gates, rows),
-                                resultElementType));
+      Value sum = byToken ? b.gatherAddRows(acc, ids, gates, rows)
+                          : b.scatterAddRows(acc, ids, gates, rows);
+      rewriter.replaceOp(op, b.convertElements(sum, resultElementType));
       return success();
     }
 
@@ -67,11 +68,13 @@ struct CombineOpLowering : OpConversionPattern<CombineOp> {
     rewriter.replaceOp(op, b.convertElements(sum, resultElementType));
     return success();
   }
+
+  bool byToken;
 };
 
 } // namespace
 
 void mlir::moe::detail::populateCombineToLinalgPatterns(
-    RewritePatternSet &patterns) {
-  patterns.add<CombineOpLowering>(patterns.getContext());
+    RewritePatternSet &patterns, bool byToken) {
+  patterns.add<CombineOpLowering>(patterns.getContext(), byToken);
 }

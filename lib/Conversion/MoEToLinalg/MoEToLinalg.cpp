@@ -27,15 +27,15 @@ using namespace mlir;
 using namespace mlir::moe;
 
 void mlir::moe::populateMoEToLinalgConversionPatterns(
-    RewritePatternSet &patterns, int64_t expertTileRows) {
+    RewritePatternSet &patterns, const MoELoweringOptions &options) {
   detail::populateRouteToLinalgPatterns(patterns);
   detail::populateDispatchToLinalgPatterns(patterns);
-  detail::populateExpertToLinalgPatterns(patterns, expertTileRows);
-  detail::populateCombineToLinalgPatterns(patterns);
+  detail::populateExpertToLinalgPatterns(patterns, options.expertTileRows);
+  detail::populateCombineToLinalgPatterns(patterns, options.combineByToken);
 }
 
 LogicalResult mlir::moe::lowerMoEToLinalg(Operation *root,
-                                          int64_t expertTileRows) {
+                                          const MoELoweringOptions &options) {
   MLIRContext *ctx = root->getContext();
   ConversionTarget target(*ctx);
   target.addIllegalDialect<MoEDialect>();
@@ -43,7 +43,7 @@ LogicalResult mlir::moe::lowerMoEToLinalg(Operation *root,
   target.addLegalOp<YieldOp>();
   target.markUnknownOpDynamicallyLegal([](Operation *) { return true; });
   RewritePatternSet patterns(ctx);
-  populateMoEToLinalgConversionPatterns(patterns, expertTileRows);
+  populateMoEToLinalgConversionPatterns(patterns, options);
   return applyPartialConversion(root, target, std::move(patterns));
 }
 
@@ -59,7 +59,10 @@ struct ConvertMoEToLinalgPass
           << static_cast<int64_t>(expertTileRows);
       return signalPassFailure();
     }
-    if (failed(lowerMoEToLinalg(getOperation(), expertTileRows)))
+    MoELoweringOptions options;
+    options.expertTileRows = expertTileRows;
+    options.combineByToken = combineByToken;
+    if (failed(lowerMoEToLinalg(getOperation(), options)))
       signalPassFailure();
   }
 };

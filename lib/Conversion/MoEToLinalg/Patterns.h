@@ -22,7 +22,9 @@ void populateDispatchToLinalgPatterns(RewritePatternSet &patterns);
 /// tiles of that many rows.
 void populateExpertToLinalgPatterns(RewritePatternSet &patterns,
                                     int64_t tileRows = 0);
-void populateCombineToLinalgPatterns(RewritePatternSet &patterns);
+/// `byToken` combines through a per-token inverse index (gatherAddRows).
+void populateCombineToLinalgPatterns(RewritePatternSet &patterns,
+                                     bool byToken = false);
 
 } // namespace mlir::moe::detail
 

@@ -65,3 +65,27 @@ func.func @barrier_threads(%m: memref<4xf32>) {
   }
   return
 }
+
+// -----
+
+// Shared memory becomes one host buffer the blocks reuse in turn.
+
+// CHECK-LABEL: func.func @shared
+// CHECK:         %[[BUF:.+]] = memref.alloc() : memref<4xf32>
+// CHECK:         scf.for
+// CHECK:           memref.store %{{.+}}, %[[BUF]]
+// CHECK:         memref.dealloc %[[BUF]]
+func.func @shared(%n: index) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %f = arith.constant 1.0 : f32
+  gpu.launch blocks(%bx, %by, %bz) in (%gx = %n, %gy = %c1, %gz = %c1)
+             threads(%tx, %ty, %tz) in (%sx = %c1, %sy = %c1, %sz = %c1)
+             workgroup(%wg : memref<4xf32, #gpu.address_space<workgroup>>) {
+    %m = memref.memory_space_cast %wg : memref<4xf32, #gpu.address_space<workgroup>> to memref<4xf32>
+    memref.store %f, %m[%c0] : memref<4xf32>
+    gpu.barrier
+    gpu.terminator
+  }
+  return
+}

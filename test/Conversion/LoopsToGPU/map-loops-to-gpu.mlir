@@ -1,4 +1,4 @@
-// RUN: moe-opt %s --moe-map-loops-to-gpu="block-size=128 max-blocks=4" --split-input-file | FileCheck %s
+// RUN: moe-opt %s --moe-map-loops-to-gpu="block-size=128 max-blocks=4 shared-memory-bytes=0" --split-input-file | FileCheck %s
 
 // A parallel loop with nothing parallel inside: one thread per iteration,
 // the last dimension fastest, a guard for the partial last block.
@@ -34,7 +34,8 @@ func.func @flat(%a: memref<?x8xf32>, %b: memref<?x8xf32>) {
 
 // Parallel loops in a parallel loop: blocks take the outer iterations in
 // turn, inner loops are spread over the threads with a barrier after each,
-// and the tile's temporary is a per-block slice of one device buffer.
+// and (with no shared memory to spare) the tile's temporary is a per-block
+// slice of one device buffer.
 
 // CHECK-LABEL: func.func @tiles
 // CHECK:         %[[NB:.+]] = arith.minui %{{.+}}, %c4

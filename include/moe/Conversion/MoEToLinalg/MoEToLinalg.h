@@ -23,18 +23,27 @@ namespace mlir::moe {
 #define GEN_PASS_DECL_CONVERTMOETOFUSEDLINALG
 #include "moe/Conversion/Passes.h.inc"
 
+/// Variants of the reference lowering (the defaults are the CPU oracle).
+struct MoELoweringOptions {
+  /// > 0: expert bodies written for a dynamic row count run on padded static
+  /// tiles of this many rows (an scf.forall over experts x tiles).
+  int64_t expertTileRows = 0;
+  /// Combine by slots through a per-token inverse index (gatherAddRows, the
+  /// same sums bit for bit, parallel over tokens x columns) instead of a
+  /// loop over slots.
+  bool combineByToken = false;
+};
+
 /// Adds the patterns that lower moe.route, moe.dispatch, moe.expert and
-/// moe.combine to linalg, tensor, scf, arith and math on tensors;
-/// `expertTileRows` > 0 lowers expert bodies written for a dynamic row count
-/// on padded static tiles of that many rows (an scf.forall over experts x
-/// tiles).
-void populateMoEToLinalgConversionPatterns(RewritePatternSet &patterns,
-                                           int64_t expertTileRows = 0);
+/// moe.combine to linalg, tensor, scf, arith and math on tensors.
+void populateMoEToLinalgConversionPatterns(
+    RewritePatternSet &patterns, const MoELoweringOptions &options = {});
 
 /// Lowers every moe op nested in `root` op by op (the reference lowering,
 /// as a partial dialect conversion); fails with a diagnostic on an op that
 /// cannot be lowered.
-LogicalResult lowerMoEToLinalg(Operation *root, int64_t expertTileRows = 0);
+LogicalResult lowerMoEToLinalg(Operation *root,
+                               const MoELoweringOptions &options = {});
 
 /// Rewrites the sparse layer ending in `combine` (dispatch by ids -> expert
 /// -> combine by the same ids) into one loop nest over experts and row

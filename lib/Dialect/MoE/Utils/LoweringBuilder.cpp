@@ -353,3 +353,113 @@ Value LoweringBuilder::scatterAddRows(Value acc, Value ids, Value gates,
       });
   return loop.getResult(0);
 }
+
+Value LoweringBuilder::gatherAddRows(Value acc, Value ids, Value gates,
+                                     Value rows) {
+  Type f32 = getF32Type();
+  Value numTokens = sizeValue(acc, 0);
+  Value numSlots = sizeValue(ids, 0);
+  Value one = indexConst(1);
+  OpFoldResult tokensPlusOne =
+      arith::AddIOp::create(*this, numTokens, one).getResult();
+  auto read = [](OpBuilder &b, Location loc, Value tensor, Value index) {
+    return tensor::ExtractOp::create(b, loc, tensor, ValueRange{index})
+        .getResult();
+  };
+  auto write = [](OpBuilder &b, Location loc, Value tensor, Value index,
+                  Value value) {
+    return tensor::InsertOp::create(b, loc, value, tensor, ValueRange{index})
+        .getResult();
+  };
+  // For each slot in order, if it names a token, runs `body` with the token.
+  auto forEachValidSlot =
+      [&](ValueRange inits,
+          function_ref<SmallVector<Value>(OpBuilder &, Location, Value, Value,
+                                          ValueRange)>
+              body) {
+        return scf::ForOp::create(
+                   *this, indexConst(0), numSlots, one, inits,
+                   [&](OpBuilder &ob, Location loc, Value slot,
+                       ValueRange args) {
+                     LoweringBuilder lb(loc, ob);
+                     auto checked =
+                         checkToken(lb, read(lb, loc, ids, slot), numTokens);
+                     Value valid = checked.first, token = checked.second;
+                     auto ifOp = scf::IfOp::create(
+                         lb, valid,
+                         [&](OpBuilder &tb, Location tloc) {
+                           scf::YieldOp::create(
+                               tb, tloc, body(tb, tloc, slot, token, args));
+                         },
+                         [&](OpBuilder &eb, Location eloc) {
+                           scf::YieldOp::create(eb, eloc, args);
+                         });
+                     scf::YieldOp::create(lb, loc, ifOp.getResults());
+                   })
+            .getResults();
+      };
+
+  // offsets[t + 1] = slots of token t, then a prefix sum: token t's slots
+  // are slotsByToken[offsets[t] .. offsets[t + 1]), in slot order.
+  Value counts = forEachValidSlot(
+      filled({tokensPlusOne}, indexConst(0)),
+      [&](OpBuilder &b, Location loc, Value, Value token, ValueRange args) {
+        Value next = arith::AddIOp::create(
+            b, loc, token, arith::ConstantIndexOp::create(b, loc, 1));
+        Value count = read(b, loc, args[0], next);
+        Value inc = arith::AddIOp::create(
+            b, loc, count, arith::ConstantIndexOp::create(b, loc, 1));
+        return SmallVector<Value>{write(b, loc, args[0], next, inc)};
+      })[0];
+  Value offsets =
+      scf::ForOp::create(
+          *this, indexConst(0), numTokens, one, ValueRange{counts},
+          [&](OpBuilder &b, Location loc, Value token, ValueRange args) {
+            Value next = arith::AddIOp::create(b, loc, token, one);
+            Value sum =
+                arith::AddIOp::create(b, loc, read(b, loc, args[0], token),
+                                      read(b, loc, args[0], next));
+            scf::YieldOp::create(b, loc, write(b, loc, args[0], next, sum));
+          })
+          .getResult(0);
+  Value slotsByToken = forEachValidSlot(
+      {offsets, filled({numSlots}, indexConst(0))},
+      [&](OpBuilder &b, Location loc, Value slot, Value token,
+          ValueRange args) {
+        Value position = read(b, loc, args[0], token);
+        Value next = arith::AddIOp::create(
+            b, loc, position, arith::ConstantIndexOp::create(b, loc, 1));
+        return SmallVector<Value>{write(b, loc, args[0], token, next),
+                                  write(b, loc, args[1], position, slot)};
+      })[1];
+
+  // acc[t, d] += gates[n] * rows[n, d] over token t's slots n, in slot order:
+  // the sums scatterAddRows makes, one independent element at a time.
+  return generic(
+      {}, {}, acc, {{0, 1}}, 2, {},
+      [&](OpBuilder &b, Location loc, ValueRange args) {
+        LoweringBuilder lb(loc, b);
+        Value token = linalg::IndexOp::create(b, loc, 0);
+        Value column = linalg::IndexOp::create(b, loc, 1);
+        Value begin = read(b, loc, offsets, token);
+        Value end =
+            read(b, loc, offsets,
+                 arith::AddIOp::create(b, loc, token, lb.indexConst(1)));
+        auto loop = scf::ForOp::create(
+            b, loc, begin, end, lb.indexConst(1), ValueRange{args[0]},
+            [&](OpBuilder &fb, Location floc, Value j, ValueRange sum) {
+              LoweringBuilder fl(floc, fb);
+              Value slot = read(fb, floc, slotsByToken, j);
+              Value gate = fl.convertFloat(read(fb, floc, gates, slot), f32);
+              Value row =
+                  fl.convertFloat(tensor::ExtractOp::create(
+                                      fb, floc, rows, ValueRange{slot, column}),
+                                  f32);
+              Value term = arith::MulFOp::create(fb, floc, gate, row);
+              scf::YieldOp::create(
+                  fb, floc,
+                  arith::AddFOp::create(fb, floc, sum[0], term).getResult());
+            });
+        linalg::YieldOp::create(b, loc, loop.getResult(0));
+      })[0];
+}

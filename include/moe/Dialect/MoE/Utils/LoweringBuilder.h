@@ -76,6 +76,11 @@ public:
   /// and `gates` are 1-D, `rows` is [N, D] of any float type. Returns the
   /// new accumulator.
   Value scatterAddRows(Value acc, Value ids, Value gates, Value rows);
+  /// The same sums as scatterAddRows, bit for bit, computed per (token,
+  /// column): an inverse index (each token's slots, in slot order) is built
+  /// by three short sequential loops, then every output element is an
+  /// independent sum -- the form a GPU runs in parallel, deterministically.
+  Value gatherAddRows(Value acc, Value ids, Value gates, Value rows);
 
   /// Numerically stable softmax of an f32 matrix along `dim` (0 or 1), with
   /// the exp of buildRoutingExp:
