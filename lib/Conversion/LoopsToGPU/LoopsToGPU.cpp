@@ -386,35 +386,64 @@ LogicalResult Mapper::distributeOp(OpBuilder &b, Operation *op,
         holdsWork = true;
     });
     if (holdsWork) {
+      // Every thread computes the same results (buffers, loaded values).
+      auto yieldMapped = [&](Block &from, IRMapping &inner) {
+        SmallVector<Value> values;
+        for (Value value : from.getTerminator()->getOperands())
+          values.push_back(inner.lookupOrDefault(value));
+        scf::YieldOp::create(b, loc, values);
+      };
       if (auto forOp = dyn_cast<scf::ForOp>(op)) {
-        if (forOp.getNumResults() != 0)
-          return op->emitOpError("cannot be mapped to the GPU: a loop with "
-                                 "results around parallel loops");
+        SmallVector<Value> inits;
+        for (Value init : forOp.getInitArgs())
+          inits.push_back(mapping.lookupOrDefault(init));
         auto newFor = scf::ForOp::create(
             b, loc, mapping.lookupOrDefault(forOp.getLowerBound()),
             mapping.lookupOrDefault(forOp.getUpperBound()),
-            mapping.lookupOrDefault(forOp.getStep()), ValueRange());
+            mapping.lookupOrDefault(forOp.getStep()), inits);
         IRMapping inner = mapping;
         inner.map(forOp.getInductionVar(), newFor.getInductionVar());
-        OpBuilder::InsertionGuard guard(b);
-        b.setInsertionPoint(newFor.getBody()->getTerminator());
-        return distribute(b, *forOp.getBody(), inner);
+        for (auto [from, to] :
+             llvm::zip(forOp.getRegionIterArgs(), newFor.getRegionIterArgs()))
+          inner.map(from, to);
+        {
+          OpBuilder::InsertionGuard guard(b);
+          Block *body = newFor.getBody();
+          if (!body->empty() && body->back().hasTrait<OpTrait::IsTerminator>())
+            body->back().erase();
+          b.setInsertionPointToEnd(body);
+          if (failed(distribute(b, *forOp.getBody(), inner)))
+            return failure();
+          yieldMapped(*forOp.getBody(), inner);
+        }
+        for (auto [from, to] :
+             llvm::zip(forOp.getResults(), newFor.getResults()))
+          mapping.map(from, to);
+        return success();
       }
       if (auto ifOp = dyn_cast<scf::IfOp>(op)) {
-        if (ifOp.getNumResults() != 0)
-          return op->emitOpError("cannot be mapped to the GPU: a conditional "
-                                 "with results around parallel loops");
-        auto newIf = scf::IfOp::create(
-            b, loc, mapping.lookupOrDefault(ifOp.getCondition()),
-            /*withElse=*/!ifOp.getElseRegion().empty());
-        OpBuilder::InsertionGuard guard(b);
-        b.setInsertionPoint(newIf.thenBlock()->getTerminator());
-        if (failed(distribute(b, *ifOp.thenBlock(), mapping)))
+        auto newIf =
+            scf::IfOp::create(b, loc, ifOp.getResultTypes(),
+                              mapping.lookupOrDefault(ifOp.getCondition()),
+                              /*withElseRegion=*/!ifOp.getElseRegion().empty());
+        auto fill = [&](Block *to, Block &from) -> LogicalResult {
+          OpBuilder::InsertionGuard guard(b);
+          if (!to->empty() && to->back().hasTrait<OpTrait::IsTerminator>())
+            to->back().erase();
+          b.setInsertionPointToEnd(to);
+          IRMapping inner = mapping;
+          if (failed(distribute(b, from, inner)))
+            return failure();
+          yieldMapped(from, inner);
+          return success();
+        };
+        if (failed(fill(newIf.thenBlock(), *ifOp.thenBlock())))
           return failure();
-        if (ifOp.elseBlock()) {
-          b.setInsertionPoint(newIf.elseBlock()->getTerminator());
-          return distribute(b, *ifOp.elseBlock(), mapping);
-        }
+        if (ifOp.elseBlock() &&
+            failed(fill(newIf.elseBlock(), *ifOp.elseBlock())))
+          return failure();
+        for (auto [from, to] : llvm::zip(ifOp.getResults(), newIf.getResults()))
+          mapping.map(from, to);
         return success();
       }
       return op->emitOpError("cannot be mapped to the GPU: parallel loops or "

@@ -156,49 +156,52 @@ struct ExpertOpLowering : OpConversionPattern<ExpertOp> {
         arith::SubIOp::create(lb, arith::MaxUIOp::create(lb, count, r0), r0);
     Value valid = arith::MinUIOp::create(lb, left, tile);
 
-    // The tile's rows, zero past `valid`.
-    auto inType = cast<RankedTensorType>(inputs.getType());
-    Type inElement = inType.getElementType();
-    OpFoldResult inDim = lb.size(inputs, inType.getRank() - 1);
-    Value rowsInit = lb.empty({lb.getIndexAttr(tileRows), inDim}, inElement);
-    Value rows = lb.generic(
-        {}, {}, rowsInit, {{0, 1}}, 2, {},
-        [&](OpBuilder &gb, Location loc, ValueRange) {
-          LoweringBuilder gl(loc, gb);
-          Value i = linalg::IndexOp::create(gl, 0);
-          Value d = linalg::IndexOp::create(gl, 1);
-          Value inside =
-              arith::CmpIOp::create(gl, arith::CmpIPredicate::ult, i, valid);
-          // Padding rows read the last row of the input (there is one
-          // whenever the forall runs) and select zero.
-          Value row = arith::AddIOp::create(gl, r0, i);
-          if (grouped)
-            row = arith::AddIOp::create(gl, start, row);
-          row = arith::MinUIOp::create(
-              gl, row,
-              arith::SubIOp::create(gl, grouped ? maxRows : count,
-                                    gl.indexConst(1)));
-          Value at =
-              grouped
-                  ? tensor::ExtractOp::create(gl, inputs, ValueRange{row, d})
-                        .getResult()
-                  : tensor::ExtractOp::create(gl, inputs,
-                                              ValueRange{expert, row, d})
-                        .getResult();
-          Value zero = gl.floatConst(inElement, 0.0);
-          linalg::YieldOp::create(
-              gl, arith::SelectOp::create(gl, inside, at, zero).getResult());
-        })[0];
-    RankedTensorType rowsType = op.getExpertRowsType();
-    Value bodyRows = tensor::CastOp::create(lb, rowsType, rows);
-
-    // Tiles past the expert's rows skip the body.
+    // Tiles past the expert's rows skip the gather and the body.
     auto tileOutType =
         RankedTensorType::get({tileRows, outDim}, resultType.getElementType());
     Value any = arith::CmpIOp::create(lb, arith::CmpIPredicate::ne, valid,
                                       lb.indexConst(0));
     auto ifOp = scf::IfOp::create(lb, tileOutType, any, /*withElse=*/true);
     rewriter.setInsertionPointToStart(ifOp.thenBlock());
+    Value bodyRows;
+    {
+      LoweringBuilder lb(op.getLoc(), rewriter);
+      // The tile's rows, zero past `valid`.
+      auto inType = cast<RankedTensorType>(inputs.getType());
+      Type inElement = inType.getElementType();
+      OpFoldResult inDim = lb.size(inputs, inType.getRank() - 1);
+      Value rowsInit = lb.empty({lb.getIndexAttr(tileRows), inDim}, inElement);
+      Value rows = lb.generic(
+          {}, {}, rowsInit, {{0, 1}}, 2, {},
+          [&](OpBuilder &gb, Location loc, ValueRange) {
+            LoweringBuilder gl(loc, gb);
+            Value i = linalg::IndexOp::create(gl, 0);
+            Value d = linalg::IndexOp::create(gl, 1);
+            Value inside =
+                arith::CmpIOp::create(gl, arith::CmpIPredicate::ult, i, valid);
+            // Padding rows read the last row of the input (there is one
+            // whenever the forall runs) and select zero.
+            Value row = arith::AddIOp::create(gl, r0, i);
+            if (grouped)
+              row = arith::AddIOp::create(gl, start, row);
+            row = arith::MinUIOp::create(
+                gl, row,
+                arith::SubIOp::create(gl, grouped ? maxRows : count,
+                                      gl.indexConst(1)));
+            Value at =
+                grouped
+                    ? tensor::ExtractOp::create(gl, inputs, ValueRange{row, d})
+                          .getResult()
+                    : tensor::ExtractOp::create(gl, inputs,
+                                                ValueRange{expert, row, d})
+                          .getResult();
+            Value zero = gl.floatConst(inElement, 0.0);
+            linalg::YieldOp::create(
+                gl, arith::SelectOp::create(gl, inside, at, zero).getResult());
+          })[0];
+      bodyRows = tensor::CastOp::create(lb, op.getExpertRowsType(), rows);
+    }
+    rewriter.setInsertionPointAfter(bodyRows.getDefiningOp());
     Value yielded = moe::detail::cloneExpertBody(rewriter, op, bodyRows, expert,
                                                  adaptor.getWeights());
     scf::YieldOp::create(
