@@ -54,11 +54,12 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg"> {
     is the form `moe-gpu-pipeline` maps to GPU blocks.
 
     With `combine-by-token`, a sparse `moe.combine` first builds each
-    token's list of slots (three short sequential loops: counts, prefix
-    sum, fill), then computes every output element `[t, d]` independently
-    as `init + sum of gate * row` over the token's slots in slot order --
-    the same sums as the loop over slots, bit for bit, but parallel over
-    tokens and columns (the deterministic GPU combine).
+    token's list of slots in slot order (a `[T, slots per token]` table,
+    every entry an independent search over the slots), then computes every
+    output element `[t, d]` independently as `init + sum of gate * row`
+    over the token's slots in slot order -- the same sums as the loop over
+    slots, bit for bit, with no loop-carried state across tokens or columns
+    (the deterministic GPU combine).
   }];
   let options = [
     Option<"expertTileRows", "expert-tile-rows", "int64_t", /*default=*/"0",

@@ -80,7 +80,7 @@ static bool touchesMemory(Operation *op) {
     return false;
   if (op->getNumRegions() > 0)
     return true;
-  return !isPure(op);
+  return !isMemoryEffectFree(op);
 }
 
 static bool containsParallelLoop(Operation *op) {

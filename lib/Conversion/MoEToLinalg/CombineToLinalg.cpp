@@ -56,8 +56,21 @@ struct CombineOpLowering : OpConversionPattern<CombineOp> {
       Value ids = collapseSlots(b, indices, slotRank);
       Value gates = collapseSlots(b, weights, slotRank);
       Value rows = collapseSlots(b, outputs, slotRank);
-      Value sum = byToken ? b.gatherAddRows(acc, ids, gates, rows)
-                          : b.scatterAddRows(acc, ids, gates, rows);
+      Value sum;
+      if (byToken) {
+        // A token fills at most one slot per expert ([E, C]), or exactly
+        // top_k = N / T of the grouped layout.
+        Value most = slotRank == 2
+                         ? b.sizeValue(indices, 0)
+                         : arith::CeilDivUIOp::create(
+                               b, b.sizeValue(ids, 0),
+                               arith::MaxUIOp::create(b, b.sizeValue(acc, 0),
+                                                      b.indexConst(1)))
+                               .getResult();
+        sum = b.gatherAddRows(acc, ids, gates, rows, most);
+      } else {
+        sum = b.scatterAddRows(acc, ids, gates, rows);
+      }
       rewriter.replaceOp(op, b.convertElements(sum, resultElementType));
       return success();
     }

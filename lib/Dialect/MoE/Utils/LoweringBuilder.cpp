@@ -355,83 +355,49 @@ Value LoweringBuilder::scatterAddRows(Value acc, Value ids, Value gates,
 }
 
 Value LoweringBuilder::gatherAddRows(Value acc, Value ids, Value gates,
-                                     Value rows) {
+                                     Value rows, Value maxSlotsPerToken) {
   Type f32 = getF32Type();
+  Type indexType = getIndexType();
   Value numTokens = sizeValue(acc, 0);
   Value numSlots = sizeValue(ids, 0);
-  Value one = indexConst(1);
-  OpFoldResult tokensPlusOne =
-      arith::AddIOp::create(*this, numTokens, one).getResult();
-  auto read = [](OpBuilder &b, Location loc, Value tensor, Value index) {
-    return tensor::ExtractOp::create(b, loc, tensor, ValueRange{index})
-        .getResult();
+  auto read = [](OpBuilder &b, Location loc, Value tensor, ValueRange index) {
+    return tensor::ExtractOp::create(b, loc, tensor, index).getResult();
   };
-  auto write = [](OpBuilder &b, Location loc, Value tensor, Value index,
-                  Value value) {
-    return tensor::InsertOp::create(b, loc, value, tensor, ValueRange{index})
-        .getResult();
-  };
-  // For each slot in order, if it names a token, runs `body` with the token.
-  auto forEachValidSlot =
-      [&](ValueRange inits,
-          function_ref<SmallVector<Value>(OpBuilder &, Location, Value, Value,
-                                          ValueRange)>
-              body) {
-        return scf::ForOp::create(
-                   *this, indexConst(0), numSlots, one, inits,
-                   [&](OpBuilder &ob, Location loc, Value slot,
-                       ValueRange args) {
-                     LoweringBuilder lb(loc, ob);
-                     auto checked =
-                         checkToken(lb, read(lb, loc, ids, slot), numTokens);
-                     Value valid = checked.first, token = checked.second;
-                     auto ifOp = scf::IfOp::create(
-                         lb, valid,
-                         [&](OpBuilder &tb, Location tloc) {
-                           scf::YieldOp::create(
-                               tb, tloc, body(tb, tloc, slot, token, args));
-                         },
-                         [&](OpBuilder &eb, Location eloc) {
-                           scf::YieldOp::create(eb, eloc, args);
-                         });
-                     scf::YieldOp::create(lb, loc, ifOp.getResults());
-                   })
-            .getResults();
-      };
 
-  // offsets[t + 1] = slots of token t, then a prefix sum: token t's slots
-  // are slotsByToken[offsets[t] .. offsets[t + 1]), in slot order.
-  Value counts = forEachValidSlot(
-      filled({tokensPlusOne}, indexConst(0)),
-      [&](OpBuilder &b, Location loc, Value, Value token, ValueRange args) {
-        Value next = arith::AddIOp::create(
-            b, loc, token, arith::ConstantIndexOp::create(b, loc, 1));
-        Value count = read(b, loc, args[0], next);
-        Value inc = arith::AddIOp::create(
-            b, loc, count, arith::ConstantIndexOp::create(b, loc, 1));
-        return SmallVector<Value>{write(b, loc, args[0], next, inc)};
+  // slotsByToken[t, j] = the j-th slot (in slot order) that names token t,
+  // or -1: a search per entry over all slots, every entry independent.
+  Value table = generic(
+      {}, {}, empty({size(acc, 0), OpFoldResult(maxSlotsPerToken)}, indexType),
+      {{0, 1}}, 2, {}, [&](OpBuilder &b, Location loc, ValueRange) {
+        LoweringBuilder lb(loc, b);
+        Value token = linalg::IndexOp::create(b, loc, 0);
+        Value wanted = linalg::IndexOp::create(b, loc, 1);
+        Value none = lb.indexConst(-1);
+        auto search = scf::ForOp::create(
+            b, loc, lb.indexConst(0), numSlots, lb.indexConst(1),
+            ValueRange{lb.indexConst(0), none},
+            [&](OpBuilder &fb, Location floc, Value slot, ValueRange state) {
+              LoweringBuilder fl(floc, fb);
+              auto checked =
+                  checkToken(fl, read(fb, floc, ids, slot), numTokens);
+              Value match = arith::AndIOp::create(
+                  fb, floc, checked.first,
+                  arith::CmpIOp::create(fb, floc, arith::CmpIPredicate::eq,
+                                        checked.second, token));
+              Value isWanted = arith::AndIOp::create(
+                  fb, floc, match,
+                  arith::CmpIOp::create(fb, floc, arith::CmpIPredicate::eq,
+                                        state[0], wanted));
+              Value count = arith::AddIOp::create(
+                  fb, floc, state[0],
+                  arith::SelectOp::create(fb, floc, match, fl.indexConst(1),
+                                          fl.indexConst(0)));
+              Value found =
+                  arith::SelectOp::create(fb, floc, isWanted, slot, state[1]);
+              scf::YieldOp::create(fb, floc, ValueRange{count, found});
+            });
+        linalg::YieldOp::create(b, loc, search.getResult(1));
       })[0];
-  Value offsets =
-      scf::ForOp::create(
-          *this, indexConst(0), numTokens, one, ValueRange{counts},
-          [&](OpBuilder &b, Location loc, Value token, ValueRange args) {
-            Value next = arith::AddIOp::create(b, loc, token, one);
-            Value sum =
-                arith::AddIOp::create(b, loc, read(b, loc, args[0], token),
-                                      read(b, loc, args[0], next));
-            scf::YieldOp::create(b, loc, write(b, loc, args[0], next, sum));
-          })
-          .getResult(0);
-  Value slotsByToken = forEachValidSlot(
-      {offsets, filled({numSlots}, indexConst(0))},
-      [&](OpBuilder &b, Location loc, Value slot, Value token,
-          ValueRange args) {
-        Value position = read(b, loc, args[0], token);
-        Value next = arith::AddIOp::create(
-            b, loc, position, arith::ConstantIndexOp::create(b, loc, 1));
-        return SmallVector<Value>{write(b, loc, args[0], token, next),
-                                  write(b, loc, args[1], position, slot)};
-      })[1];
 
   // acc[t, d] += gates[n] * rows[n, d] over token t's slots n, in slot order:
   // the sums scatterAddRows makes, one independent element at a time.
@@ -441,24 +407,32 @@ Value LoweringBuilder::gatherAddRows(Value acc, Value ids, Value gates,
         LoweringBuilder lb(loc, b);
         Value token = linalg::IndexOp::create(b, loc, 0);
         Value column = linalg::IndexOp::create(b, loc, 1);
-        Value begin = read(b, loc, offsets, token);
-        Value end =
-            read(b, loc, offsets,
-                 arith::AddIOp::create(b, loc, token, lb.indexConst(1)));
         auto loop = scf::ForOp::create(
-            b, loc, begin, end, lb.indexConst(1), ValueRange{args[0]},
+            b, loc, lb.indexConst(0), maxSlotsPerToken, lb.indexConst(1),
+            ValueRange{args[0]},
             [&](OpBuilder &fb, Location floc, Value j, ValueRange sum) {
               LoweringBuilder fl(floc, fb);
-              Value slot = read(fb, floc, slotsByToken, j);
-              Value gate = fl.convertFloat(read(fb, floc, gates, slot), f32);
-              Value row =
-                  fl.convertFloat(tensor::ExtractOp::create(
-                                      fb, floc, rows, ValueRange{slot, column}),
-                                  f32);
-              Value term = arith::MulFOp::create(fb, floc, gate, row);
-              scf::YieldOp::create(
-                  fb, floc,
-                  arith::AddFOp::create(fb, floc, sum[0], term).getResult());
+              Value slot = read(fb, floc, table, {token, j});
+              Value present = arith::CmpIOp::create(
+                  fb, floc, arith::CmpIPredicate::sge, slot, fl.indexConst(0));
+              auto ifOp = scf::IfOp::create(
+                  fb, floc, present,
+                  [&](OpBuilder &tb, Location tloc) {
+                    LoweringBuilder tl(tloc, tb);
+                    Value gate =
+                        tl.convertFloat(read(tb, tloc, gates, slot), f32);
+                    Value row = tl.convertFloat(
+                        read(tb, tloc, rows, {slot, column}), f32);
+                    Value term = arith::MulFOp::create(tb, tloc, gate, row);
+                    scf::YieldOp::create(
+                        tb, tloc,
+                        arith::AddFOp::create(tb, tloc, sum[0], term)
+                            .getResult());
+                  },
+                  [&](OpBuilder &eb, Location eloc) {
+                    scf::YieldOp::create(eb, eloc, sum[0]);
+                  });
+              scf::YieldOp::create(fb, floc, ifOp.getResults());
             });
         linalg::YieldOp::create(b, loc, loop.getResult(0));
       })[0];

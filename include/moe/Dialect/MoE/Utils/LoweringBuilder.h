@@ -77,10 +77,13 @@ public:
   /// new accumulator.
   Value scatterAddRows(Value acc, Value ids, Value gates, Value rows);
   /// The same sums as scatterAddRows, bit for bit, computed per (token,
-  /// column): an inverse index (each token's slots, in slot order) is built
-  /// by three short sequential loops, then every output element is an
-  /// independent sum -- the form a GPU runs in parallel, deterministically.
-  Value gatherAddRows(Value acc, Value ids, Value gates, Value rows);
+  /// column): an inverse index [T, maxSlotsPerToken] (each token's slots in
+  /// slot order, -1 past the last) where every entry is an independent
+  /// search over the slots, then one independent sum per output element --
+  /// all parallel, deterministic, the form a GPU runs well.
+  /// `maxSlotsPerToken` bounds how many slots name one token.
+  Value gatherAddRows(Value acc, Value ids, Value gates, Value rows,
+                      Value maxSlotsPerToken);
 
   /// Numerically stable softmax of an f32 matrix along `dim` (0 or 1), with
   /// the exp of buildRoutingExp:
