@@ -138,7 +138,7 @@ mlir::moe::verifyGPUPipelineOptions(const GPUPipelineOptions &options,
 }
 
 void mlir::moe::detail::buildGPUMappingPipeline(
-    OpPassManager &pm, const GPUPipelineOptions &options) {
+    OpPassManager &pm, const GPUPipelineOptions &options, bool tensorCores) {
   // moe -> linalg on tensors, expert bodies on static tiles.
   ConvertMoEToLinalgOptions toLinalg;
   toLinalg.expertTileRows = options.tileRows;
@@ -156,6 +156,11 @@ void mlir::moe::detail::buildGPUMappingPipeline(
   pm.addPass(createCanonicalizerPass());
 
   // Buffers -> parallel loops -> launches.
+  // f16 block GEMMs become warp-level mma tiles before the rest become
+  // loops.
+  GPUTensorCoreMatmulsOptions mma;
+  mma.mmaSync = tensorCores;
+  pm.addNestedPass<func::FuncOp>(createGPUTensorCoreMatmuls(mma));
   pm.addNestedPass<func::FuncOp>(createConvertLinalgToParallelLoopsPass());
   pm.addNestedPass<func::FuncOp>(createForallToParallelLoopPass());
   pm.addPass(createCanonicalizerPass());
@@ -171,7 +176,7 @@ void mlir::moe::detail::buildGPUMappingPipeline(
 
 void mlir::moe::buildGPUPipeline(OpPassManager &pm,
                                  const GPUPipelineOptions &options) {
-  detail::buildGPUMappingPipeline(pm, options);
+  detail::buildGPUMappingPipeline(pm, options, /*tensorCores=*/true);
   if (options.emitCInterface)
     pm.addNestedPass<func::FuncOp>(LLVM::createLLVMRequestCWrappersPass());
 
@@ -221,7 +226,8 @@ void mlir::moe::buildGPUEmulationPipeline(OpPassManager &pm,
   GPUPipelineOptions mapping;
   mapping.copyOptionValuesFrom(options);
   mapping.blockSize = 1;
-  detail::buildGPUMappingPipeline(pm, mapping);
+  // The warp-level contractions stay vector ops, which the host runs.
+  detail::buildGPUMappingPipeline(pm, mapping, /*tensorCores=*/false);
   pm.addNestedPass<func::FuncOp>(createEmulateGPULaunches());
   pm.addPass(createCanonicalizerPass());
   detail::buildLoopsToLLVMPipeline(pm, /*openmp=*/false,

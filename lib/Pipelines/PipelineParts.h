@@ -23,9 +23,12 @@ void buildLoopsToLLVMPipeline(OpPassManager &pm, bool openmp,
                               bool emitCInterface);
 
 /// moe on tensors -> buffers -> gpu.launch ops with host code around them:
-/// the part of moe-gpu-pipeline before kernels are outlined.
+/// the part of moe-gpu-pipeline before kernels are outlined. With
+/// `tensorCores`, warp-level f16 contractions become nvgpu.mma.sync;
+/// without, they stay vector.contract (which the emulation runs).
 void buildGPUMappingPipeline(OpPassManager &pm,
-                             const GPUPipelineOptions &options);
+                             const GPUPipelineOptions &options,
+                             bool tensorCores);
 
 } // namespace mlir::moe::detail
 

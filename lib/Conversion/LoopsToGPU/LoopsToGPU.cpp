@@ -29,7 +29,9 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/Interfaces/DataLayoutInterfaces.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
@@ -365,8 +367,23 @@ LogicalResult Mapper::distributeOp(OpBuilder &b, Operation *op,
     SmallVector<Value> counts;
     Value total;
     std::tie(counts, total) = tripCounts(b, loop, mapping);
+    // Loops of warp-level vector contractions (moe-gpu-tensor-core-matmuls)
+    // go to warps: all lanes of a warp run the same iteration.
+    Value first = threadId, stride = blockSizeValue;
+    bool warpLevel = false;
+    loop.walk([&](Operation *nested) {
+      if (isa<vector::ContractionOp, nvgpu::MmaSyncOp>(nested))
+        warpLevel = true;
+    });
+    if (warpLevel) {
+      Value lanes = arith::ConstantIndexOp::create(b, loc, 32);
+      first = arith::DivUIOp::create(b, loc, threadId, lanes);
+      stride = arith::MaxUIOp::create(
+          b, loc, arith::DivUIOp::create(b, loc, blockSizeValue, lanes),
+          arith::ConstantIndexOp::create(b, loc, 1));
+    }
     scf::ForOp::create(
-        b, loc, threadId, total, blockSizeValue, ValueRange(),
+        b, loc, first, total, stride, ValueRange(),
         [&](OpBuilder &fb, Location floc, Value linear, ValueRange) {
           IRMapping inner = mapping;
           delinearize(fb, floc, linear, loop, counts, inner);

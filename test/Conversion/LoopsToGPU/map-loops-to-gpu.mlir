@@ -149,3 +149,37 @@ func.func @driver() -> memref<1xf32> attributes {moe.host} {
   memref.store %f, %m[%c0] : memref<1xf32>
   return %m : memref<1xf32>
 }
+
+// -----
+
+// A loop of warp-level contractions (moe-gpu-tensor-core-matmuls) is spread
+// over warps: warp tid / 32 takes iterations warp, warp + warps, ...
+
+#mk = affine_map<(m, n, k) -> (m, k)>
+#kn = affine_map<(m, n, k) -> (k, n)>
+#mn = affine_map<(m, n, k) -> (m, n)>
+// CHECK-LABEL: func.func @warp_tiles
+// CHECK:         gpu.launch blocks({{.+}}) threads(%[[TX:[^,]+]], {{.+}}) in ({{.+}})
+// CHECK:           %[[WARP:.+]] = arith.divui %[[TX]], %c32
+// CHECK:           %[[WARPS:.+]] = arith.maxui %{{.+}}, %c1
+// CHECK:           scf.for %{{.+}} = %[[WARP]] to %{{.+}} step %[[WARPS]]
+// CHECK:             vector.contract
+// CHECK:           gpu.barrier
+func.func @warp_tiles(%a: memref<?x16x16xf32>, %b: memref<16x32xf32>, %c: memref<?x16x32xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c8 = arith.constant 8 : index
+  %c32 = arith.constant 32 : index
+  %f0 = arith.constant 0.0 : f32
+  %e = memref.dim %a, %c0 : memref<?x16x16xf32>
+  scf.parallel (%i) = (%c0) to (%e) step (%c1) {
+    scf.parallel (%n0) = (%c0) to (%c32) step (%c8) {
+      %va = vector.transfer_read %a[%i, %c0, %c0], %f0 {in_bounds = [true, true]} : memref<?x16x16xf32>, vector<16x16xf32>
+      %vb = vector.transfer_read %b[%c0, %n0], %f0 {in_bounds = [true, true]} : memref<16x32xf32>, vector<16x8xf32>
+      %vc = vector.transfer_read %c[%i, %c0, %n0], %f0 {in_bounds = [true, true]} : memref<?x16x32xf32>, vector<16x8xf32>
+      %r = vector.contract {indexing_maps = [#mk, #kn, #mn], iterator_types = ["parallel", "parallel", "reduction"], kind = #vector.kind<add>} %va, %vb, %vc : vector<16x16xf32>, vector<16x8xf32> into vector<16x8xf32>
+      vector.transfer_write %r, %c[%i, %c0, %n0] {in_bounds = [true, true]} : vector<16x8xf32>, memref<?x16x32xf32>
+    }
+  }
+  return
+}

@@ -15,6 +15,7 @@ namespace mlir::moe {
 #define GEN_PASS_DECL_MAPLOOPSTOGPU
 #define GEN_PASS_DECL_DUMPGPUOBJECTS
 #define GEN_PASS_DECL_EMULATEGPULAUNCHES
+#define GEN_PASS_DECL_GPUTENSORCOREMATMULS
 #include "moe/Conversion/Passes.h.inc"
 
 } // namespace mlir::moe

@@ -1,0 +1,70 @@
+// REQUIRES: nvptx-registered-target, ptxas
+// An f16 Mixtral-like layer (D = 64, H = 128, top-2 dropless, SwiGLU): the
+// expert tile's three GEMMs run on tensor cores (mma.sync m16n8k16 with f32
+// accumulators, one warp per 16 x 8 output tile), for sm_80 and sm_90a;
+// every kernel assembles without spills or stack frames.
+
+// RUN: rm -rf %t && moe-opt %s --moe-gpu-pipeline="chip=sm_80 format=isa" \
+// RUN:   --moe-dump-gpu-objects=dir=%t/sm_80 -o /dev/null
+// RUN: moe-opt %s --moe-gpu-pipeline="chip=sm_90a format=isa" \
+// RUN:   --moe-dump-gpu-objects=dir=%t/sm_90a -o /dev/null
+// RUN: cat %t/sm_80/*.ptx | FileCheck %s --check-prefix=SM80
+// RUN: cat %t/sm_90a/*.ptx | FileCheck %s --check-prefix=SM90
+// RUN: %python %S/ptxas-report.py %ptxas sm_80 %t/sm_80 | FileCheck %s --check-prefix=PTXAS
+// RUN: %python %S/ptxas-report.py %ptxas sm_90a %t/sm_90a | FileCheck %s --check-prefix=PTXAS
+
+// SM80: .target sm_80
+// SM80-COUNT-3: mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32
+// SM90: .target sm_90a
+// SM90-COUNT-3: mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32
+// PTXAS: failed: 0
+// PTXAS: spill bytes: 0, stack bytes: 0
+
+func.func @f16_layer(%x: tensor<?x64xf16>, %router: tensor<64x4xf16>, %w_gate: tensor<4x64x128xf16>, %w_up: tensor<4x64x128xf16>, %w_down: tensor<4x128x64xf16>) -> tensor<?x64xf16> {
+  %c0 = arith.constant 0 : index
+  %zero = arith.constant 0.0 : f32
+  %t = tensor.dim %x, %c0 : tensor<?x64xf16>
+  %le = tensor.empty(%t) : tensor<?x4xf32>
+  %l0 = linalg.fill ins(%zero : f32) outs(%le : tensor<?x4xf32>) -> tensor<?x4xf32>
+  %logits = linalg.matmul ins(%x, %router : tensor<?x64xf16>, tensor<64x4xf16>) outs(%l0 : tensor<?x4xf32>) -> tensor<?x4xf32>
+  %ids, %gates, %offsets = moe.route #moe.token_choice<top_k = 2, normalize = true> %logits : tensor<?x4xf32> -> tensor<?xi32>, tensor<?xf32>, tensor<5xi32>
+  %xe = moe.dispatch %x indices(%ids : tensor<?xi32>) : tensor<?x64xf16> -> tensor<?x64xf16>
+  %ye = moe.expert %xe offsets(%offsets : tensor<5xi32>) weights(%w_gate, %w_up, %w_down : tensor<4x64x128xf16>, tensor<4x64x128xf16>, tensor<4x128x64xf16>) : tensor<?x64xf16> -> tensor<?x64xf16> {
+  ^bb0(%rows: tensor<?x64xf16>, %eg: tensor<64x128xf16>, %eu: tensor<64x128xf16>, %ed: tensor<128x64xf16>):
+    %i0 = arith.constant 0 : index
+    %f0 = arith.constant 0.0 : f32
+    %n = tensor.dim %rows, %i0 : tensor<?x64xf16>
+    %he = tensor.empty(%n) : tensor<?x128xf32>
+    %h0 = linalg.fill ins(%f0 : f32) outs(%he : tensor<?x128xf32>) -> tensor<?x128xf32>
+    %hd = tensor.empty(%n) : tensor<?x128xf16>
+    %g = linalg.matmul ins(%rows, %eg : tensor<?x64xf16>, tensor<64x128xf16>) outs(%h0 : tensor<?x128xf32>) -> tensor<?x128xf32>
+    %u = linalg.matmul ins(%rows, %eu : tensor<?x64xf16>, tensor<64x128xf16>) outs(%h0 : tensor<?x128xf32>) -> tensor<?x128xf32>
+    %h = linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>], iterator_types = ["parallel", "parallel"]} ins(%g, %u : tensor<?x128xf32>, tensor<?x128xf32>) outs(%hd : tensor<?x128xf16>) {
+      ^bb0(%a: f32, %b: f32, %unused: f16):
+        %one = arith.constant 1.0 : f32
+        %neg = arith.negf %a : f32
+        %exp = math.exp %neg : f32
+        %den = arith.addf %one, %exp : f32
+        %act = arith.divf %a, %den : f32
+        %prod = arith.mulf %act, %b : f32
+        %narrow = arith.truncf %prod : f32 to f16
+        linalg.yield %narrow : f16
+    } -> tensor<?x128xf16>
+    %oe = tensor.empty(%n) : tensor<?x64xf32>
+    %o0 = linalg.fill ins(%f0 : f32) outs(%oe : tensor<?x64xf32>) -> tensor<?x64xf32>
+    %o = linalg.matmul ins(%h, %ed : tensor<?x128xf16>, tensor<128x64xf16>) outs(%o0 : tensor<?x64xf32>) -> tensor<?x64xf32>
+    %od = tensor.empty(%n) : tensor<?x64xf16>
+    %out = linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>], iterator_types = ["parallel", "parallel"]} ins(%o : tensor<?x64xf32>) outs(%od : tensor<?x64xf16>) {
+      ^bb0(%a: f32, %unused: f16):
+        %narrow = arith.truncf %a : f32 to f16
+        linalg.yield %narrow : f16
+    } -> tensor<?x64xf16>
+    moe.yield %out : tensor<?x64xf16>
+  }
+  %init = tensor.empty(%t) : tensor<?x64xf16>
+  %zero_dt = arith.constant 0.0 : f16
+  %acc = linalg.fill ins(%zero_dt : f16) outs(%init : tensor<?x64xf16>) -> tensor<?x64xf16>
+  %y = moe.combine %ye indices(%ids : tensor<?xi32>) weights(%gates : tensor<?xf32>) into %acc : tensor<?x64xf16> -> tensor<?x64xf16>
+  return %y : tensor<?x64xf16>
+}
+
