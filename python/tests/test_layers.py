@@ -18,7 +18,7 @@ PIPELINES = {
     "fused-threads-2": "moe-cpu-pipeline{threads=2 results-to-out-params=false}",
     # The launches of moe-gpu-pipeline, run as loops on the host.
     "gpu-emulated": "moe-gpu-emulation-pipeline{tile-rows=4 max-blocks=7}",
-    # 16-row tiles: f16 GEMMs of sizes 16 x 8 x 16 divides become warp tiles.
+    # 16-row tiles: f16/bf16 GEMMs that 16 x 8 x 16 divides become warp tiles.
     "gpu-emulated-16": "moe-gpu-emulation-pipeline{tile-rows=16}",
 }
 

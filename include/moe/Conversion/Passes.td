@@ -183,10 +183,10 @@ def MapLoopsToGPU : Pass<"moe-map-loops-to-gpu", "::mlir::func::FuncOp"> {
 
 def GPUTensorCoreMatmuls
     : Pass<"moe-gpu-tensor-core-matmuls", "::mlir::func::FuncOp"> {
-  let summary = "Rewrite f16 block contractions as warp-level mma tiles";
+  let summary = "Rewrite f16/bf16 block contractions as warp-level mma tiles";
   let description = [{
-    Rewrites each static `linalg.matmul` on buffers with f16 operands and an
-    f32 accumulator, inside a loop (a GPU block's work, such as an expert
+    Rewrites each static `linalg.matmul` on buffers with f16 or bf16
+    operands and an f32 accumulator, inside a loop (a GPU block's work, such as an expert
     tile's GEMMs), whose sizes are multiples of 16 x 8 x 16, as an
     `scf.parallel` over its 16 x 8 output tiles, which
     `moe-map-loops-to-gpu` gives to warps. By default each tile reads its
@@ -195,9 +195,9 @@ def GPUTensorCoreMatmuls
     emulation does). With `mma-sync`, each lane loads its fragments in the
     PTX layout of `mma.m16n8k16` (A rows `lane/4` and `lane/4 + 8`, columns
     `2*(lane%4) + {0, 1}` and 8 more; B rows `2*(lane%4) + {0, 1, 8, 9}`,
-    column `lane/4`) and accumulates with `nvgpu.mma.sync` (tensor cores,
-    sm_80 and later). Other contractions (f32, bf16, odd sizes) are left as
-    they are.
+    column `lane/4`) and accumulates with `nvgpu.mma.sync` for f16, or
+    NVVM's `mma.sync` directly for bf16 (tensor cores, sm_80 and later).
+    Other contractions (f32, odd sizes) are left as they are.
   }];
   let options = [
     Option<"mmaSync", "mma-sync", "bool", /*default=*/"false",
@@ -207,7 +207,9 @@ def GPUTensorCoreMatmuls
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
     "::mlir::gpu::GPUDialect",
+    "::mlir::LLVM::LLVMDialect",
     "::mlir::memref::MemRefDialect",
+    "::mlir::NVVM::NVVMDialect",
     "::mlir::nvgpu::NVGPUDialect",
     "::mlir::scf::SCFDialect",
     "::mlir::vector::VectorDialect"

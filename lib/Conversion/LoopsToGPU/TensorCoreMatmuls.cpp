@@ -1,8 +1,8 @@
 //===- TensorCoreMatmuls.cpp - moe-gpu-tensor-core-matmuls ------*- C++ -*-===//
 //
-// This file rewrites the f16 contractions of GPU blocks (an expert tile's
-// GEMMs) as warp-level 16x8x16 tiles: vector.contract (which the host can run,
-// for the emulation), or per-lane fragments and nvgpu.mma.sync (tensor
+// This file rewrites the f16 and bf16 contractions of GPU blocks (an expert
+// tile's GEMMs) as warp-level 16x8x16 tiles: vector.contract (which the host
+// can run, for the emulation), or per-lane fragments and nvgpu.mma.sync (tensor
 // cores). Upstream's convert-vector-to-gpu{use-nvgpu} would do the second
 // step, but it takes every op in the slices of the contractions (here, the
 // index arithmetic of the mapping and the expert body) and fails on them.
@@ -14,6 +14,8 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
@@ -29,10 +31,10 @@ using namespace mlir;
 
 namespace {
 
-// The shape of one mma.sync for f16 inputs and f32 accumulators.
+// The shape of one mma.sync for f16 or bf16 inputs and f32 accumulators.
 constexpr int64_t kTileM = 16, kTileN = 8, kTileK = 16;
 
-/// Whether `matmul` is a static f16 x f16 -> f32 contraction on buffers in
+/// Whether `matmul` is a static f16 or bf16 -> f32 contraction on buffers in
 /// a loop (a block's work) whose sizes the mma shape divides.
 static bool isTensorCoreMatmul(linalg::MatmulOp matmul) {
   if (!matmul.hasPureBufferSemantics())
@@ -51,7 +53,8 @@ static bool isTensorCoreMatmul(linalg::MatmulOp matmul) {
   if (!a || !b || !c || !a.hasStaticShape() || !b.hasStaticShape() ||
       !c.hasStaticShape())
     return false;
-  if (!a.getElementType().isF16() || !b.getElementType().isF16() ||
+  Type input = a.getElementType();
+  if (!(input.isF16() || input.isBF16()) || b.getElementType() != input ||
       !c.getElementType().isF32())
     return false;
   for (MemRefType type : {a, b, c}) {
@@ -65,18 +68,66 @@ static bool isTensorCoreMatmul(linalg::MatmulOp matmul) {
   return m % kTileM == 0 && n % kTileN == 0 && k % kTileK == 0;
 }
 
+/// One mma.m16n8k16 on a lane's fragments (A vector<4x2>, B vector<2x2> of
+/// f16 or bf16, C vector<2x2xf32>). nvgpu.mma.sync for f16; NVVM's mma
+/// directly for bf16, which the NVGPU lowering does not type yet.
+static Value emitMma(OpBuilder &b, Location loc, Value fragA, Value fragB,
+                     Value acc) {
+  Type input = cast<VectorType>(fragA.getType()).getElementType();
+  if (input.isF16())
+    return nvgpu::MmaSyncOp::create(b, loc, fragA, fragB, acc,
+                                    ArrayRef<int64_t>{kTileM, kTileN, kTileK});
+  // Registers: pairs of bf16 as i32 for A and B, four f32 for C.
+  Type i32 = b.getI32Type(), f32 = b.getF32Type();
+  auto packed = VectorType::get({1}, i32);
+  auto registers = [&](Value fragment, int64_t count) {
+    SmallVector<Value> values;
+    for (int64_t r = 0; r < count; ++r) {
+      Value pair =
+          vector::ExtractOp::create(b, loc, fragment, ArrayRef<int64_t>{r});
+      Value bits = vector::BitCastOp::create(b, loc, packed, pair);
+      values.push_back(
+          vector::ExtractOp::create(b, loc, bits, ArrayRef<int64_t>{0}));
+    }
+    return values;
+  };
+  SmallVector<Value> accumulators;
+  for (int64_t i = 0; i < 2; ++i)
+    for (int64_t j = 0; j < 2; ++j)
+      accumulators.push_back(
+          vector::ExtractOp::create(b, loc, acc, ArrayRef<int64_t>{i, j}));
+  auto resultType =
+      LLVM::LLVMStructType::getLiteral(b.getContext(), {f32, f32, f32, f32});
+  Value result = NVVM::MmaOp::create(
+      b, loc, resultType, registers(fragA, 4), registers(fragB, 2),
+      accumulators, ArrayRef<int64_t>{kTileM, kTileN, kTileK},
+      /*b1Op=*/std::nullopt, /*intOverflow=*/std::nullopt,
+      std::array<NVVM::MMATypes, 2>{NVVM::MMATypes::bf16, NVVM::MMATypes::bf16},
+      std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
+                                     NVVM::MMALayout::col});
+  Value out = acc;
+  for (int64_t index = 0; index < 4; ++index) {
+    Value value =
+        LLVM::ExtractValueOp::create(b, loc, result, ArrayRef<int64_t>{index});
+    out = vector::InsertOp::create(b, loc, value, out,
+                                   ArrayRef<int64_t>{index / 2, index % 2});
+  }
+  return out;
+}
+
 /// The m16n8k16 tile at (m0, n0) as each lane of a warp computes it:
-/// fragments loaded in the PTX ISA's layout for mma.m16n8k16 with f16
+/// fragments loaded in the PTX ISA's layout for mma.m16n8k16 with 16-bit
 /// inputs (lane = 4 * group + thread-in-group), nvgpu.mma.sync over K.
 static void emitMmaSyncTile(OpBuilder &b, Location loc, Value a, Value bm,
                             Value c, Value m0, Value n0, int64_t k) {
+  Type input = cast<MemRefType>(a.getType()).getElementType();
   auto index = [&](int64_t value) -> Value {
     return arith::ConstantIndexOp::create(b, loc, value);
   };
   auto add = [&](Value x, Value y) -> Value {
     return arith::AddIOp::create(b, loc, x, y);
   };
-  Type f16 = b.getF16Type(), f32 = b.getF32Type();
+  Type f32 = b.getF32Type();
   Value lane = gpu::LaneIdOp::create(b, loc, /*upper_bound=*/nullptr);
   Value group = arith::DivUIOp::create(b, loc, lane, index(4));
   Value pair = arith::MulIOp::create(
@@ -94,9 +145,9 @@ static void emitMmaSyncTile(OpBuilder &b, Location loc, Value a, Value bm,
         vector::LoadOp::create(b, loc, rowType, c, ValueRange{rows[i], col});
     acc = vector::InsertOp::create(b, loc, part, acc, ArrayRef<int64_t>{i});
   }
-  auto aType = VectorType::get({4, 2}, f16);
-  auto bType = VectorType::get({2, 2}, f16);
-  auto halfType = VectorType::get({2}, f16);
+  auto aType = VectorType::get({4, 2}, input);
+  auto bType = VectorType::get({2, 2}, input);
+  auto halfType = VectorType::get({2}, input);
   auto loop = scf::ForOp::create(
       b, loc, index(0), index(k), index(kTileK), ValueRange{acc},
       [&](OpBuilder &fb, Location floc, Value k0, ValueRange sum) {
@@ -109,7 +160,7 @@ static void emitMmaSyncTile(OpBuilder &b, Location loc, Value a, Value bm,
         // same rows 8 columns on; columns 2 * tig + (0, 1).
         Value fragA = arith::ConstantOp::create(
             fb, floc, aType,
-            DenseElementsAttr::get(aType, fb.getF16FloatAttr(0.0f)));
+            DenseElementsAttr::get(aType, fb.getFloatAttr(input, 0.0)));
         for (int64_t r = 0; r < 4; ++r) {
           Value aCol = r < 2 ? kPair : fadd(kPair, 8);
           Value part = vector::LoadOp::create(fb, floc, halfType, a,
@@ -124,10 +175,7 @@ static void emitMmaSyncTile(OpBuilder &b, Location loc, Value a, Value bm,
           elements.push_back(memref::LoadOp::create(
               fb, floc, bm, ValueRange{fadd(kPair, offset), bCol}));
         Value fragB = vector::FromElementsOp::create(fb, floc, bType, elements);
-        Value next =
-            nvgpu::MmaSyncOp::create(fb, floc, fragA, fragB, sum[0],
-                                     ArrayRef<int64_t>{kTileM, kTileN, kTileK});
-        scf::YieldOp::create(fb, floc, next);
+        scf::YieldOp::create(fb, floc, emitMma(fb, floc, fragA, fragB, sum[0]));
       });
   for (int64_t i = 0; i < 2; ++i) {
     Value part = vector::ExtractOp::create(b, loc, loop.getResult(0),
@@ -150,9 +198,10 @@ static void rewrite(linalg::MatmulOp matmul, bool mmaSync) {
   auto index = [&](int64_t value) -> Value {
     return arith::ConstantIndexOp::create(b, loc, value);
   };
-  Type f16 = b.getF16Type(), f32 = b.getF32Type();
-  auto aType = VectorType::get({kTileM, kTileK}, f16);
-  auto bType = VectorType::get({kTileK, kTileN}, f16);
+  Type input = cast<MemRefType>(a.getType()).getElementType();
+  Type f32 = b.getF32Type();
+  auto aType = VectorType::get({kTileM, kTileK}, input);
+  auto bType = VectorType::get({kTileK, kTileN}, input);
   auto cVecType = VectorType::get({kTileM, kTileN}, f32);
   MLIRContext *ctx = b.getContext();
   AffineExpr dm, dn, dk;
@@ -180,8 +229,8 @@ static void rewrite(linalg::MatmulOp matmul, bool mmaSync) {
         }
         Value zero32 =
             arith::ConstantOp::create(pb, ploc, f32, pb.getF32FloatAttr(0.0f));
-        Value zero16 =
-            arith::ConstantOp::create(pb, ploc, f16, pb.getF16FloatAttr(0.0f));
+        Value zero16 = arith::ConstantOp::create(pb, ploc, input,
+                                                 pb.getFloatAttr(input, 0.0));
         Value acc = vector::TransferReadOp::create(
             pb, ploc, cVecType, c, ValueRange{m0, n0}, zero32, inBounds);
         auto loop = scf::ForOp::create(

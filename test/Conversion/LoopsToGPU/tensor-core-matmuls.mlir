@@ -64,3 +64,20 @@ func.func @not_tensor_core(%a32: memref<16x16xf32>, %b32: memref<16x8xf32>, %c: 
   linalg.matmul ins(%a16, %b16 : memref<16x16xf16>, memref<16x8xf16>) outs(%c : memref<16x8xf32>)
   return
 }
+
+// -----
+
+// bf16: the same tiles; per lane, the fragments travel as i32 pairs into
+// NVVM's mma (the NVGPU lowering has no bf16 types yet).
+// CHECK-LABEL: func.func @tile_gemm_bf16
+// CHECK:         arith.extf {{.+}} : vector<16x16xbf16> to vector<16x16xf32>
+// CHECK:         vector.contract
+// MMA-LABEL: func.func @tile_gemm_bf16
+// MMA:         vector.bitcast %{{.+}} : vector<2xbf16> to vector<1xi32>
+// MMA:         nvvm.mma.sync A[{{.+}}] B[{{.+}}] C[{{.+}}] {layoutA = #nvvm.mma_layout<row>, layoutB = #nvvm.mma_layout<col>, multiplicandAPtxType = #nvvm.mma_type<bf16>, multiplicandBPtxType = #nvvm.mma_type<bf16>, shape = #nvvm.shape<m = 16, n = 8, k = 16>} : (i32, i32, f32) -> !llvm.struct<(f32, f32, f32, f32)>
+func.func @tile_gemm_bf16(%a: memref<16x32xbf16>, %b: memref<32x8xbf16>, %c: memref<16x8xf32>) {
+  scf.forall (%e) in (2) {
+    linalg.matmul ins(%a, %b : memref<16x32xbf16>, memref<32x8xbf16>) outs(%c : memref<16x8xf32>)
+  }
+  return
+}
