@@ -143,6 +143,7 @@ void mlir::moe::detail::buildGPUMappingPipeline(
   ConvertMoEToLinalgOptions toLinalg;
   toLinalg.expertTileRows = options.tileRows;
   toLinalg.combineByToken = true;
+  toLinalg.parallelRouting = true;
   pm.addNestedPass<func::FuncOp>(createConvertMoEToLinalg(toLinalg));
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());

@@ -60,6 +60,13 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg"> {
     over the token's slots in slot order -- the same sums as the loop over
     slots, bit for bit, with no loop-carried state across tokens or columns
     (the deterministic GPU combine).
+
+    With `parallel-routing`, the routing's scans become independent
+    searches with the same results bit for bit: an assignment's capacity
+    slot is the number of earlier assignments (choice by choice, then by
+    position or priority rank) to its expert, a dropless row is its
+    expert's offset plus the earlier tokens that chose the expert, and
+    `[E, C]`/CSR outputs pick the one assignment that lands on each slot.
   }];
   let options = [
     Option<"expertTileRows", "expert-tile-rows", "int64_t", /*default=*/"0",
@@ -67,7 +74,10 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg"> {
            "count (0: whole experts)">,
     Option<"combineByToken", "combine-by-token", "bool", /*default=*/"false",
            "Combine sparse layers per (token, column) through an inverse "
-           "index instead of a loop over slots">
+           "index instead of a loop over slots">,
+    Option<"parallelRouting", "parallel-routing", "bool", /*default=*/"false",
+           "Build the routing's sequential scans as independent searches "
+           "(quadratic work, no loop-carried state; for GPUs)">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",

@@ -28,7 +28,7 @@ using namespace mlir::moe;
 
 void mlir::moe::populateMoEToLinalgConversionPatterns(
     RewritePatternSet &patterns, const MoELoweringOptions &options) {
-  detail::populateRouteToLinalgPatterns(patterns);
+  detail::populateRouteToLinalgPatterns(patterns, options.parallelRouting);
   detail::populateDispatchToLinalgPatterns(patterns);
   detail::populateExpertToLinalgPatterns(patterns, options.expertTileRows);
   detail::populateCombineToLinalgPatterns(patterns, options.combineByToken);
@@ -62,6 +62,7 @@ struct ConvertMoEToLinalgPass
     MoELoweringOptions options;
     options.expertTileRows = expertTileRows;
     options.combineByToken = combineByToken;
+    options.parallelRouting = parallelRouting;
     if (failed(lowerMoEToLinalg(getOperation(), options)))
       signalPassFailure();
   }

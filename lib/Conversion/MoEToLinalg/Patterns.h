@@ -16,7 +16,9 @@ class RewritePatternSet;
 
 namespace mlir::moe::detail {
 
-void populateRouteToLinalgPatterns(RewritePatternSet &patterns);
+/// `parallel` builds the routing scans as independent searches.
+void populateRouteToLinalgPatterns(RewritePatternSet &patterns,
+                                   bool parallel = false);
 void populateDispatchToLinalgPatterns(RewritePatternSet &patterns);
 /// `tileRows` > 0 runs bodies written for a dynamic row count on padded
 /// tiles of that many rows.

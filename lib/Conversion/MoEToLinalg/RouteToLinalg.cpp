@@ -4,7 +4,10 @@
 // top-k selections are data-parallel linalg.generic ops (a top-k is a rank
 // computation: an element is chosen when fewer than k elements beat it, ties
 // going to the lower index); only the capacity assignment, which is
-// sequential by definition, is an scf loop nest over tensors.
+// sequential by definition, is an scf loop nest over tensors -- or, with
+// `parallel`, independent searches (each slot counts the earlier
+// assignments to its expert), quadratic work but no loop-carried state,
+// which suits a GPU.
 //
 //===----------------------------------------------------------------------===//
 
@@ -44,6 +47,9 @@ struct RouteLowering {
   Type f32;
   OpFoldResult numTokens;
   int64_t numExperts;
+  // Build the scans (capacity assignment, CSR fill, per-token sums) as
+  // independent searches instead of sequential loops.
+  bool parallel = false;
 
   Value extract(Value tensor, ValueRange indices) {
     return tensor::ExtractOp::create(b, tensor, indices);
@@ -258,6 +264,139 @@ struct RouteLowering {
     return loop.getResult(0);
   }
 
+  /// An integer of `type` from loop dimension `dim` of a linalg body.
+  static Value indexAs(OpBuilder &ob, Location loc, unsigned dim, Type type) {
+    return arith::IndexCastOp::create(ob, loc, type,
+                                      linalg::IndexOp::create(ob, loc, dim));
+  }
+
+  /// The order in which tokens claim slots as a rank per token [T]: the
+  /// token's index (`position`), or its rank by descending first-choice
+  /// gate, ties by index (`priority`).
+  Value claimRank(TokenChoices choices, TokenChoiceAttr policy, Type idType) {
+    OpFoldResult zero = b.getIndexAttr(0), one = b.getIndexAttr(1);
+    if (policy.getOrder() == CapacityOrder::Priority) {
+      auto keyType = RankedTensorType::get(
+          {getConstantIntValue(numTokens).value_or(ShapedType::kDynamic), 1},
+          f32);
+      Value key = tensor::ExtractSliceOp::create(
+          b, keyType, choices.gates, ArrayRef<OpFoldResult>{zero, zero},
+          ArrayRef<OpFoldResult>{numTokens, one},
+          ArrayRef<OpFoldResult>{one, one});
+      return b.generic(b.rankAlong(key, 0, idType), {{0, 1}},
+                       b.empty({numTokens}, idType), {{0}}, 2, {},
+                       [](OpBuilder &ob, Location loc, ValueRange args) {
+                         linalg::YieldOp::create(ob, loc, args[0]);
+                       })[0];
+    }
+    return b.generic({}, {}, b.empty({numTokens}, idType), {{0}}, 1, {},
+                     [&](OpBuilder &ob, Location loc, ValueRange) {
+                       linalg::YieldOp::create(ob, loc,
+                                               indexAs(ob, loc, 0, idType));
+                     })[0];
+  }
+
+  /// Places assignment (t, j) at `slot[t, j]` of its expert's slots: over
+  /// loops (e, c, t, j), ids[e, c] = the token whose assignment to e has
+  /// slot c (-1 if none), gates[e, c] its gate (0 if none). With `offsets`,
+  /// the output is the CSR rows [N] instead and the row is offsets[e] +
+  /// slot. Each output element is an independent search.
+  std::pair<Value, Value> placeBySlot(TokenChoices choices, Value slot,
+                                      ArrayRef<OpFoldResult> outSizes,
+                                      Value offsets, Type idType,
+                                      Type gateType) {
+    bool rows = static_cast<bool>(offsets);
+    unsigned outRank = rows ? 1 : 2;
+    SmallVector<unsigned> outDims =
+        rows ? SmallVector<unsigned>{0} : SmallVector<unsigned>{0, 1};
+    SmallVector<unsigned> inDims = {outRank, outRank + 1};
+    ResultRange placed = b.generic(
+        {choices.experts, slot, choices.gates}, {inDims, inDims, inDims},
+        {b.filled(outSizes, b.intConst(idType, 0)),
+         b.filled(outSizes, b.floatConst(f32, 0.0))},
+        {outDims, outDims}, outRank + 2, {outRank, outRank + 1},
+        [&](OpBuilder &ob, Location loc, ValueRange args) {
+          LoweringBuilder lb(loc, ob);
+          Value expert = args[0], at = args[1];
+          Value match;
+          if (rows) {
+            Value row = arith::AddIOp::create(
+                lb,
+                tensor::ExtractOp::create(lb, offsets,
+                                          ValueRange{arith::IndexCastOp::create(
+                                              lb, lb.getIndexType(), expert)}),
+                at);
+            match = arith::CmpIOp::create(lb, arith::CmpIPredicate::eq, row,
+                                          indexAs(lb, loc, 0, idType));
+          } else {
+            Value sameExpert =
+                arith::CmpIOp::create(lb, arith::CmpIPredicate::eq, expert,
+                                      indexAs(lb, loc, 0, idType));
+            Value sameSlot = arith::CmpIOp::create(
+                lb, arith::CmpIPredicate::eq, at, indexAs(lb, loc, 1, idType));
+            match = arith::AndIOp::create(lb, sameExpert, sameSlot);
+          }
+          Value tokenPlusOne = arith::AddIOp::create(
+              lb, indexAs(lb, loc, outRank, idType), lb.intConst(idType, 1));
+          Value id = arith::SelectOp::create(lb, match, tokenPlusOne,
+                                             lb.intConst(idType, 0));
+          Value gate = arith::SelectOp::create(lb, match, args[2],
+                                               lb.floatConst(f32, 0.0));
+          linalg::YieldOp::create(
+              lb, ValueRange{arith::AddIOp::create(lb, args[3], id),
+                             arith::AddFOp::create(lb, args[4], gate)});
+        });
+    Value ids = b.generic(
+        placed[0], {outDims}, b.empty(outSizes, idType), {outDims}, outRank, {},
+        [&](OpBuilder &ob, Location loc, ValueRange args) {
+          LoweringBuilder lb(loc, ob);
+          linalg::YieldOp::create(
+              lb, arith::SubIOp::create(lb, args[0], lb.intConst(idType, 1))
+                      .getResult());
+        })[0];
+    return {ids, b.convertElements(placed[1], gateType)};
+  }
+
+  /// Capacity assignment as independent searches: assignment (t, j)'s slot
+  /// is the number of earlier assignments (choice by choice, then by claim
+  /// rank) to the same expert; slots from C on are dropped.
+  SmallVector<Value> lowerCapacityParallel(TokenChoiceAttr policy,
+                                           TokenChoices choices,
+                                           OpFoldResult slots, Type idType,
+                                           Type gateType) {
+    Value rank = claimRank(choices, policy, idType);
+    OpFoldResult k = b.getIndexAttr(policy.getTopK());
+    Value slot = b.generic(
+        {choices.experts, choices.experts, rank, rank},
+        {{0, 1}, {2, 3}, {0}, {2}},
+        b.filled({numTokens, k}, b.intConst(idType, 0)), {{0, 1}}, 4, {2, 3},
+        [&](OpBuilder &ob, Location loc, ValueRange args) {
+          LoweringBuilder lb(loc, ob);
+          Value j = linalg::IndexOp::create(lb, 1);
+          Value j2 = linalg::IndexOp::create(lb, 3);
+          Value same = arith::CmpIOp::create(lb, arith::CmpIPredicate::eq,
+                                             args[0], args[1]);
+          Value earlierChoice =
+              arith::CmpIOp::create(lb, arith::CmpIPredicate::ult, j2, j);
+          Value sameChoice =
+              arith::CmpIOp::create(lb, arith::CmpIPredicate::eq, j2, j);
+          Value earlierToken = arith::CmpIOp::create(
+              lb, arith::CmpIPredicate::slt, args[3], args[2]);
+          Value before = arith::OrIOp::create(
+              lb, earlierChoice,
+              arith::AndIOp::create(lb, sameChoice, earlierToken));
+          Value counts = arith::AndIOp::create(lb, same, before);
+          Value inc = arith::SelectOp::create(
+              lb, counts, lb.intConst(idType, 1), lb.intConst(idType, 0));
+          linalg::YieldOp::create(
+              lb, arith::AddIOp::create(lb, args[4], inc).getResult());
+        })[0];
+    auto placed =
+        placeBySlot(choices, slot, {b.getIndexAttr(numExperts), slots}, Value(),
+                    idType, gateType);
+    return {placed.first, placed.second};
+  }
+
   /// Token choice with a capacity: the choices fill each expert's C slots
   /// choice by choice, in token order; later assignments are dropped.
   SmallVector<Value> lowerCapacity(TokenChoiceAttr policy) {
@@ -268,6 +407,8 @@ struct RouteLowering {
     TokenChoices choices = chooseExperts(policy, idType);
     OpFoldResult slots =
         capacity(idsType, *policy.getCapacityFactorValue(), policy.getTopK());
+    if (parallel)
+      return lowerCapacityParallel(policy, choices, slots, idType, gateType);
     Value slotsValue = getValueOrCreateConstantIndexOp(b, b.getLoc(), slots);
     OpFoldResult experts = b.getIndexAttr(numExperts);
     Value ids = b.filled({experts, slots}, b.intConst(idType, -1));
@@ -353,27 +494,67 @@ struct RouteLowering {
         })[0];
 
     // offsets[e + 1] = offsets[e] + counts[e].
-    Value offsets0 =
-        b.filled({b.getIndexAttr(numExperts + 1)}, b.intConst(idType, 0));
-    auto prefix = scf::ForOp::create(
-        b, b.indexConst(0), b.indexConst(numExperts), b.indexConst(1),
-        ValueRange{offsets0},
-        [&](OpBuilder &ob, Location loc, Value e, ValueRange args) {
-          LoweringBuilder lb(loc, ob);
-          Value sum = arith::AddIOp::create(
-              lb, tensor::ExtractOp::create(lb, args[0], ValueRange{e}),
-              tensor::ExtractOp::create(lb, counts, ValueRange{e}));
-          Value next = arith::AddIOp::create(lb, e, lb.indexConst(1));
-          scf::YieldOp::create(
-              lb, tensor::InsertOp::create(lb, sum, args[0], ValueRange{next})
-                      .getResult());
-        });
-    Value offsets = prefix.getResult(0);
+    Value offsets;
+    if (parallel) {
+      offsets = b.generic(
+          counts, {{1}},
+          b.filled({b.getIndexAttr(numExperts + 1)}, b.intConst(idType, 0)),
+          {{0}}, 2, {1}, [&](OpBuilder &ob, Location loc, ValueRange args) {
+            LoweringBuilder lb(loc, ob);
+            Value below = arith::CmpIOp::create(lb, arith::CmpIPredicate::ult,
+                                                linalg::IndexOp::create(lb, 1),
+                                                linalg::IndexOp::create(lb, 0));
+            Value term = arith::SelectOp::create(lb, below, args[0],
+                                                 lb.intConst(idType, 0));
+            linalg::YieldOp::create(
+                lb, arith::AddIOp::create(lb, args[1], term).getResult());
+          })[0];
+    } else {
+      Value offsets0 =
+          b.filled({b.getIndexAttr(numExperts + 1)}, b.intConst(idType, 0));
+      auto prefix = scf::ForOp::create(
+          b, b.indexConst(0), b.indexConst(numExperts), b.indexConst(1),
+          ValueRange{offsets0},
+          [&](OpBuilder &ob, Location loc, Value e, ValueRange args) {
+            LoweringBuilder lb(loc, ob);
+            Value sum = arith::AddIOp::create(
+                lb, tensor::ExtractOp::create(lb, args[0], ValueRange{e}),
+                tensor::ExtractOp::create(lb, counts, ValueRange{e}));
+            Value next = arith::AddIOp::create(lb, e, lb.indexConst(1));
+            scf::YieldOp::create(
+                lb, tensor::InsertOp::create(lb, sum, args[0], ValueRange{next})
+                        .getResult());
+          });
+      offsets = prefix.getResult(0);
+    }
 
     Value tokens = getValueOrCreateConstantIndexOp(b, b.getLoc(), numTokens);
     OpFoldResult rows = b.getIndexAttr(idsType.getDimSize(0));
     if (idsType.isDynamicDim(0))
       rows = arith::MulIOp::create(b, tokens, b.indexConst(topK)).getResult();
+    if (parallel) {
+      // Row of (t, j): offsets[e] + the earlier tokens that chose e.
+      OpFoldResult k = b.getIndexAttr(topK);
+      Value slot = b.generic(
+          {choices.experts, choices.experts}, {{0, 1}, {2, 3}},
+          b.filled({numTokens, k}, b.intConst(idType, 0)), {{0, 1}}, 4, {2, 3},
+          [&](OpBuilder &ob, Location loc, ValueRange args) {
+            LoweringBuilder lb(loc, ob);
+            Value same = arith::CmpIOp::create(lb, arith::CmpIPredicate::eq,
+                                               args[0], args[1]);
+            Value earlier = arith::CmpIOp::create(
+                lb, arith::CmpIPredicate::ult, linalg::IndexOp::create(lb, 2),
+                linalg::IndexOp::create(lb, 0));
+            Value inc = arith::SelectOp::create(
+                lb, arith::AndIOp::create(lb, same, earlier),
+                lb.intConst(idType, 1), lb.intConst(idType, 0));
+            linalg::YieldOp::create(
+                lb, arith::AddIOp::create(lb, args[2], inc).getResult());
+          })[0];
+      auto placed =
+          placeBySlot(choices, slot, {rows}, offsets, idType, gateType);
+      return {placed.first, placed.second, offsets};
+    }
     Value ids = b.filled({rows}, b.intConst(idType, -1));
     Value gates = b.filled({rows}, b.floatConst(gateType, 0.0));
     auto cursorType = RankedTensorType::get({numExperts}, idType);
@@ -455,38 +636,56 @@ struct RouteLowering {
       return std::make_pair(
           arith::AndIOp::create(lb, nonNegative, inRange).getResult(), index);
     };
-    auto outer = scf::ForOp::create(
-        b, b.indexConst(0), b.indexConst(numExperts), b.indexConst(1),
-        ValueRange{b.filled({numTokens}, zero)},
-        [&](OpBuilder &ob, Location loc, Value e, ValueRange outerArgs) {
-          LoweringBuilder lb(loc, ob);
-          auto inner = scf::ForOp::create(
-              lb, lb.indexConst(0), slots, lb.indexConst(1), outerArgs,
-              [&](OpBuilder &ib, Location iloc, Value c, ValueRange args) {
-                LoweringBuilder il(iloc, ib);
-                auto checked = validToken(
-                    il, tensor::ExtractOp::create(il, ids, ValueRange{e, c}));
-                Value valid = checked.first, t = checked.second;
-                auto ifOp = scf::IfOp::create(
-                    il, valid,
-                    [&](OpBuilder &tb, Location tloc) {
-                      LoweringBuilder tl(tloc, tb);
-                      Value sum = arith::AddFOp::create(
-                          tl, tensor::ExtractOp::create(tl, args[0], t),
-                          tensor::ExtractOp::create(tl, gates,
-                                                    ValueRange{e, c}));
-                      scf::YieldOp::create(
-                          tl, tensor::InsertOp::create(tl, sum, args[0], t)
-                                  .getResult());
-                    },
-                    [&](OpBuilder &eb, Location eloc) {
-                      scf::YieldOp::create(eb, eloc, args[0]);
-                    });
-                scf::YieldOp::create(il, ifOp.getResult(0));
-              });
-          scf::YieldOp::create(lb, inner.getResults());
-        });
-    Value sums = outer.getResult(0);
+    Value sums;
+    if (parallel) {
+      // sums[t] over loops (t, e, c), in slot order like the loop below.
+      sums = b.generic(
+          {ids, gates}, {{1, 2}, {1, 2}}, b.filled({numTokens}, zero), {{0}}, 3,
+          {1, 2}, [&](OpBuilder &ob, Location loc, ValueRange args) {
+            LoweringBuilder lb(loc, ob);
+            Value mine = arith::CmpIOp::create(
+                lb, arith::CmpIPredicate::eq,
+                arith::IndexCastOp::create(lb, lb.getIndexType(), args[0]),
+                linalg::IndexOp::create(lb, 0));
+            Value term = arith::SelectOp::create(lb, mine, args[1],
+                                                 lb.floatConst(f32, 0.0));
+            linalg::YieldOp::create(
+                lb, arith::AddFOp::create(lb, args[2], term).getResult());
+          })[0];
+    } else {
+      auto outer = scf::ForOp::create(
+          b, b.indexConst(0), b.indexConst(numExperts), b.indexConst(1),
+          ValueRange{b.filled({numTokens}, zero)},
+          [&](OpBuilder &ob, Location loc, Value e, ValueRange outerArgs) {
+            LoweringBuilder lb(loc, ob);
+            auto inner = scf::ForOp::create(
+                lb, lb.indexConst(0), slots, lb.indexConst(1), outerArgs,
+                [&](OpBuilder &ib, Location iloc, Value c, ValueRange args) {
+                  LoweringBuilder il(iloc, ib);
+                  auto checked = validToken(
+                      il, tensor::ExtractOp::create(il, ids, ValueRange{e, c}));
+                  Value valid = checked.first, t = checked.second;
+                  auto ifOp = scf::IfOp::create(
+                      il, valid,
+                      [&](OpBuilder &tb, Location tloc) {
+                        LoweringBuilder tl(tloc, tb);
+                        Value sum = arith::AddFOp::create(
+                            tl, tensor::ExtractOp::create(tl, args[0], t),
+                            tensor::ExtractOp::create(tl, gates,
+                                                      ValueRange{e, c}));
+                        scf::YieldOp::create(
+                            tl, tensor::InsertOp::create(tl, sum, args[0], t)
+                                    .getResult());
+                      },
+                      [&](OpBuilder &eb, Location eloc) {
+                        scf::YieldOp::create(eb, eloc, args[0]);
+                      });
+                  scf::YieldOp::create(il, ifOp.getResult(0));
+                });
+            scf::YieldOp::create(lb, inner.getResults());
+          });
+      sums = outer.getResult(0);
+    }
     return b.generic(
         {ids, gates}, {{0, 1}, {0, 1}},
         b.empty({b.getIndexAttr(numExperts), b.size(ids, 1)}, f32), {{0, 1}}, 2,
@@ -514,15 +713,21 @@ struct RouteLowering {
 };
 
 struct RouteOpLowering : OpConversionPattern<RouteOp> {
-  using OpConversionPattern::OpConversionPattern;
+  RouteOpLowering(MLIRContext *ctx, bool parallel)
+      : OpConversionPattern(ctx), parallel(parallel) {}
 
   LogicalResult
   matchAndRewrite(RouteOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
     LoweringBuilder b(op.getLoc(), rewriter);
     Value scores = adaptor.getScores();
-    RouteLowering lowering{
-        b, op, scores, b.getF32Type(), b.size(scores, 0), op.getNumExperts()};
+    RouteLowering lowering{b,
+                           op,
+                           scores,
+                           b.getF32Type(),
+                           b.size(scores, 0),
+                           op.getNumExperts(),
+                           parallel};
     SmallVector<Value> results;
     Attribute policy = op.getPolicy();
     if (auto tokenChoice = dyn_cast<TokenChoiceAttr>(policy)) {
@@ -539,11 +744,13 @@ struct RouteOpLowering : OpConversionPattern<RouteOp> {
     rewriter.replaceOp(op, results);
     return success();
   }
+
+  bool parallel;
 };
 
 } // namespace
 
 void mlir::moe::detail::populateRouteToLinalgPatterns(
-    RewritePatternSet &patterns) {
-  patterns.add<RouteOpLowering>(patterns.getContext());
+    RewritePatternSet &patterns, bool parallel) {
+  patterns.add<RouteOpLowering>(patterns.getContext(), parallel);
 }

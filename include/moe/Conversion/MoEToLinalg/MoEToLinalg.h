@@ -32,6 +32,10 @@ struct MoELoweringOptions {
   /// same sums bit for bit, parallel over tokens x columns) instead of a
   /// loop over slots.
   bool combineByToken = false;
+  /// Build the routing's sequential scans (capacity assignment, the CSR
+  /// fill, per-token sums) as independent searches: the same results, bit
+  /// for bit, with quadratic work and no loop-carried state.
+  bool parallelRouting = false;
 };
 
 /// Adds the patterns that lower moe.route, moe.dispatch, moe.expert and
