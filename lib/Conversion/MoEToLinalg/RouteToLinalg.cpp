@@ -232,20 +232,24 @@ struct RouteLowering {
     return arith::IndexCastOp::create(b, b.getIndexType(), slots).getResult();
   }
 
-  /// The order in which tokens claim slots: by index (`position`), or by
-  /// descending first-choice gate, ties by index (`priority`).
-  Value priorityOrder(TokenChoices choices, Type idType) {
-    Type i32 = b.getI32Type();
+  /// Each token's rank [T, 1] by descending first-choice gate, ties by
+  /// index: the first-choice gates as a column, ranked within the column.
+  Value priorityRank(TokenChoices choices, Type rankType) {
     OpFoldResult zero = b.getIndexAttr(0), one = b.getIndexAttr(1);
     auto keyType = RankedTensorType::get(
         {getConstantIntValue(numTokens).value_or(ShapedType::kDynamic), 1},
         f32);
-    // The first-choice gates as a [T, 1] column, ranked within the column.
     Value key = tensor::ExtractSliceOp::create(
         b, keyType, choices.gates, ArrayRef<OpFoldResult>{zero, zero},
         ArrayRef<OpFoldResult>{numTokens, one},
         ArrayRef<OpFoldResult>{one, one});
-    Value rank = b.rankAlong(key, 0, i32);
+    return b.rankAlong(key, 0, rankType);
+  }
+
+  /// The order in which tokens claim slots: by index (`position`), or by
+  /// descending first-choice gate, ties by index (`priority`).
+  Value priorityOrder(TokenChoices choices, Type idType) {
+    Value rank = priorityRank(choices, b.getI32Type());
     Value tokens = getValueOrCreateConstantIndexOp(b, b.getLoc(), numTokens);
     Value order0 = b.filled({numTokens}, b.intConst(idType, 0));
     auto loop = scf::ForOp::create(
@@ -274,16 +278,8 @@ struct RouteLowering {
   /// token's index (`position`), or its rank by descending first-choice
   /// gate, ties by index (`priority`).
   Value claimRank(TokenChoices choices, TokenChoiceAttr policy, Type idType) {
-    OpFoldResult zero = b.getIndexAttr(0), one = b.getIndexAttr(1);
     if (policy.getOrder() == CapacityOrder::Priority) {
-      auto keyType = RankedTensorType::get(
-          {getConstantIntValue(numTokens).value_or(ShapedType::kDynamic), 1},
-          f32);
-      Value key = tensor::ExtractSliceOp::create(
-          b, keyType, choices.gates, ArrayRef<OpFoldResult>{zero, zero},
-          ArrayRef<OpFoldResult>{numTokens, one},
-          ArrayRef<OpFoldResult>{one, one});
-      return b.generic(b.rankAlong(key, 0, idType), {{0, 1}},
+      return b.generic(priorityRank(choices, idType), {{0, 1}},
                        b.empty({numTokens}, idType), {{0}}, 2, {},
                        [](OpBuilder &ob, Location loc, ValueRange args) {
                          linalg::YieldOp::create(ob, loc, args[0]);
