@@ -145,6 +145,9 @@ void mlir::moe::detail::buildGPUMappingPipeline(
   toLinalg.combineByToken = true;
   toLinalg.parallelRouting = true;
   pm.addNestedPass<func::FuncOp>(createConvertMoEToLinalg(toLinalg));
+  // Elementwise producers fold into their consumers: fewer launches and
+  // buffers, the same arithmetic per element.
+  pm.addPass(createLinalgElementwiseOpFusionPass());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
 
