@@ -53,6 +53,11 @@ def test_artifact_needs_only_the_runtime(artifacts, name):
     assert foreign == [], f"{lib.name} needs {foreign} from elsewhere"
     assert (lib.parent / gpu.RUNTIME_NAME).exists()
     assert lib.with_suffix(".json").exists()
+    # Every mgpu* function the host code calls is one the runtime exports.
+    exported = subprocess.run(["nm", "-D", "--defined-only", str(RUNTIME)], capture_output=True,
+                              text=True, check=True).stdout.split()
+    wanted = [sym for sym in gpu.undefined_symbols(lib) if sym.startswith("mgpu")]
+    assert wanted and set(wanted) <= set(exported), set(wanted) - set(exported)
 
 
 @needs_toolkit
