@@ -144,6 +144,9 @@ void mlir::moe::detail::buildGPUMappingPipeline(
   toLinalg.expertTileRows = options.tileRows;
   toLinalg.combineByToken = true;
   toLinalg.parallelRouting = true;
+  // A warp per routing maximum and rank; one lane in the emulation, whose
+  // blocks have one thread.
+  toLinalg.warpLanes = tensorCores ? 32 : 1;
   pm.addNestedPass<func::FuncOp>(createConvertMoEToLinalg(toLinalg));
   // Elementwise producers fold into their consumers: fewer launches and
   // buffers, the same arithmetic per element.

@@ -12,7 +12,10 @@
 // RUN:   --implicit-check-not=fma. --implicit-check-not=.ftz --implicit-check-not=.approx
 // RUN: %python %S/ptxas-report.py %ptxas sm_90 %t | FileCheck %s --check-prefix=PTXAS
 
-// CHECK: div.rn.f32
+// CHECK-DAG: div.rn.f32
+// Maxima and ranks: a warp per result, lanes combined by butterfly shuffles
+// (exact in any order).
+// CHECK-DAG: shfl.sync.bfly.b32
 // PTXAS: failed: 0
 // PTXAS: spill bytes: 0, stack bytes: 0
 

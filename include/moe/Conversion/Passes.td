@@ -67,6 +67,12 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg"> {
     position or priority rank) to its expert, a dropless row is its
     expert's offset plus the earlier tokens that chose the expert, and
     `[E, C]`/CSR outputs pick the one assignment that lands on each slot.
+
+    With `warp-lanes=L`, the softmax maxima and the top-k and expert-choice
+    ranks (counts) are computed by L lanes per result, each scanning every
+    L-th element, and combined by a butterfly of `gpu.shuffle xor` -- a warp
+    per reduction on a GPU. Maxima and integer counts are exact in any
+    order, so the results are unchanged; float sums stay sequential.
   }];
   let options = [
     Option<"expertTileRows", "expert-tile-rows", "int64_t", /*default=*/"0",
@@ -77,10 +83,14 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg"> {
            "index instead of a loop over slots">,
     Option<"parallelRouting", "parallel-routing", "bool", /*default=*/"false",
            "Build the routing's sequential scans as independent searches "
-           "(quadratic work, no loop-carried state; for GPUs)">
+           "(quadratic work, no loop-carried state; for GPUs)">,
+    Option<"warpLanes", "warp-lanes", "int64_t", /*default=*/"0",
+           "Split routing maxima and ranks over this many lanes (a power of "
+           "two up to 32) combined by xor shuffles (0: off)">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
+    "::mlir::gpu::GPUDialect",
     "::mlir::linalg::LinalgDialect",
     "::mlir::math::MathDialect",
     "::mlir::scf::SCFDialect",

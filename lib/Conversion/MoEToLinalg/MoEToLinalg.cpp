@@ -12,6 +12,7 @@
 #include "moe/Dialect/MoE/IR/MoE.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -28,7 +29,8 @@ using namespace mlir::moe;
 
 void mlir::moe::populateMoEToLinalgConversionPatterns(
     RewritePatternSet &patterns, const MoELoweringOptions &options) {
-  detail::populateRouteToLinalgPatterns(patterns, options.parallelRouting);
+  detail::populateRouteToLinalgPatterns(patterns, options.parallelRouting,
+                                        options.warpLanes);
   detail::populateDispatchToLinalgPatterns(patterns);
   detail::populateExpertToLinalgPatterns(patterns, options.expertTileRows);
   detail::populateCombineToLinalgPatterns(patterns, options.combineByToken);
@@ -59,10 +61,17 @@ struct ConvertMoEToLinalgPass
           << static_cast<int64_t>(expertTileRows);
       return signalPassFailure();
     }
+    if (warpLanes < 0 || warpLanes > 32 || (warpLanes & (warpLanes - 1))) {
+      getOperation()->emitError("convert-moe-to-linalg: warp-lanes must be 0 "
+                                "or a power of two up to 32, got ")
+          << static_cast<int64_t>(warpLanes);
+      return signalPassFailure();
+    }
     MoELoweringOptions options;
     options.expertTileRows = expertTileRows;
     options.combineByToken = combineByToken;
     options.parallelRouting = parallelRouting;
+    options.warpLanes = warpLanes;
     if (failed(lowerMoEToLinalg(getOperation(), options)))
       signalPassFailure();
   }

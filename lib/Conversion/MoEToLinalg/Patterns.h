@@ -16,9 +16,11 @@ class RewritePatternSet;
 
 namespace mlir::moe::detail {
 
-/// `parallel` builds the routing scans as independent searches.
+/// `parallel` builds the routing scans as independent searches; `warpLanes`
+/// > 0 splits maxima and ranks over lanes combined by shuffles.
 void populateRouteToLinalgPatterns(RewritePatternSet &patterns,
-                                   bool parallel = false);
+                                   bool parallel = false,
+                                   int64_t warpLanes = 0);
 void populateDispatchToLinalgPatterns(RewritePatternSet &patterns);
 /// `tileRows` > 0 runs bodies written for a dynamic row count on padded
 /// tiles of that many rows.

@@ -709,13 +709,14 @@ struct RouteLowering {
 };
 
 struct RouteOpLowering : OpConversionPattern<RouteOp> {
-  RouteOpLowering(MLIRContext *ctx, bool parallel)
-      : OpConversionPattern(ctx), parallel(parallel) {}
+  RouteOpLowering(MLIRContext *ctx, bool parallel, int64_t warpLanes)
+      : OpConversionPattern(ctx), parallel(parallel), warpLanes(warpLanes) {}
 
   LogicalResult
   matchAndRewrite(RouteOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
     LoweringBuilder b(op.getLoc(), rewriter);
+    b.setWarpLanes(warpLanes);
     Value scores = adaptor.getScores();
     RouteLowering lowering{b,
                            op,
@@ -742,11 +743,12 @@ struct RouteOpLowering : OpConversionPattern<RouteOp> {
   }
 
   bool parallel;
+  int64_t warpLanes;
 };
 
 } // namespace
 
 void mlir::moe::detail::populateRouteToLinalgPatterns(
-    RewritePatternSet &patterns, bool parallel) {
-  patterns.add<RouteOpLowering>(patterns.getContext(), parallel);
+    RewritePatternSet &patterns, bool parallel, int64_t warpLanes) {
+  patterns.add<RouteOpLowering>(patterns.getContext(), parallel, warpLanes);
 }

@@ -53,3 +53,29 @@ func.func @expert_choice_normalize(%s: tensor<8x4xf32>) -> (tensor<4x4xi32>, ten
       : tensor<8x4xf32> -> tensor<4x4xi32>, tensor<4x4xf32>
   return %ids, %gates : tensor<4x4xi32>, tensor<4x4xf32>
 }
+
+// -----
+
+// RUN: moe-opt %s -split-input-file -convert-moe-to-linalg="parallel-routing warp-lanes=32" -canonicalize | FileCheck %s --check-prefix=LANES
+// RUN: not moe-opt %s -convert-moe-to-linalg=warp-lanes=24 2>&1 | FileCheck %s --check-prefix=BADLANES
+
+// With warp lanes, the softmax maximum and the top-k ranks run over
+// [..., 32] lanes, each scanning every 32nd element, combined by xor
+// shuffles; lane 0's result is kept.
+// LANES-LABEL: func.func @lanes
+// LANES:         %[[MAX:.+]] = linalg.generic {{.*}}iterator_types = ["parallel", "parallel"]{{.*}} outs(%{{.+}} : tensor<8x32xf32>)
+// LANES:           %[[LANE:.+]] = linalg.index 1
+// LANES:           scf.for %{{.+}} = %[[LANE]] to %c4 step %c32
+// LANES:             arith.maximumf
+// LANES:           gpu.shuffle xor %{{.+}}, %c16_i32, %c32_i32 : f32
+// LANES:           gpu.shuffle xor %{{.+}}, %c8_i32, %c32_i32 : f32
+// LANES:           gpu.shuffle xor %{{.+}}, %c1_i32, %c32_i32 : f32
+// LANES:         tensor.extract_slice %[[MAX]][0, 0] [8, 1] [1, 1] : tensor<8x32xf32> to tensor<8xf32>
+// LANES:         linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "parallel"]{{.*}} outs(%{{.+}} : tensor<8x4x32xi32>)
+// LANES:           gpu.shuffle xor %{{.+}}, %c16_i32, %c32_i32 : i32
+// BADLANES: error: convert-moe-to-linalg: warp-lanes must be 0 or a power of two up to 32, got 24
+func.func @lanes(%s: tensor<8x4xf32>) -> (tensor<4x4xi32>, tensor<4x4xf32>) {
+  %ids, %gates = moe.route #moe.token_choice<top_k = 2, capacity_factor = 1.0> %s
+      : tensor<8x4xf32> -> tensor<4x4xi32>, tensor<4x4xf32>
+  return %ids, %gates : tensor<4x4xi32>, tensor<4x4xf32>
+}

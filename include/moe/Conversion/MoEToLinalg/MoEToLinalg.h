@@ -36,6 +36,10 @@ struct MoELoweringOptions {
   /// fill, per-token sums) as independent searches: the same results, bit
   /// for bit, with quadratic work and no loop-carried state.
   bool parallelRouting = false;
+  /// > 0 (a power of two up to 32): routing maxima and ranks are split over
+  /// this many lanes and combined with xor shuffles (a warp per reduction);
+  /// results are unchanged.
+  int64_t warpLanes = 0;
 };
 
 /// Adds the patterns that lower moe.route, moe.dispatch, moe.expert and

@@ -8,6 +8,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Arith/Utils/Utils.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -127,13 +128,39 @@ Value LoweringBuilder::softmax(Value matrix, unsigned dim) {
   SmallVector<unsigned> keptDims = {other};
 
   Value lowest = floatConst(f32, -std::numeric_limits<double>::infinity());
-  Value max = generic(
-      matrix, {both}, filled({kept}, lowest), {keptDims}, 2, {dim},
-      [](OpBuilder &b, Location loc, ValueRange args) {
-        linalg::YieldOp::create(
-            b, loc,
-            arith::MaximumFOp::create(b, loc, args[0], args[1]).getResult());
-      })[0];
+  auto maximum = [](OpBuilder &b, Location loc, Value x, Value y) -> Value {
+    return arith::MaximumFOp::create(b, loc, x, y);
+  };
+  Value max;
+  if (lanes > 0) {
+    // Loops (kept, lane): every lanes-th element, then across the lanes.
+    Value n = sizeValue(matrix, dim);
+    Value partial = generic(
+        {}, {}, empty({kept, getIndexAttr(lanes)}, f32), {{0, 1}}, 2, {},
+        [&](OpBuilder &b, Location loc, ValueRange) {
+          LoweringBuilder lb(loc, b);
+          lb.setWarpLanes(lanes);
+          Value k = linalg::IndexOp::create(b, loc, 0);
+          Value lane = linalg::IndexOp::create(b, loc, 1);
+          auto scan = scf::ForOp::create(
+              b, loc, lane, n, lb.indexConst(lanes), ValueRange{lowest},
+              [&](OpBuilder &fb, Location floc, Value i, ValueRange acc) {
+                Value x = tensor::ExtractOp::create(
+                    fb, floc, matrix,
+                    dim == 0 ? ValueRange{i, k} : ValueRange{k, i});
+                scf::YieldOp::create(fb, floc, maximum(fb, floc, acc[0], x));
+              });
+          linalg::YieldOp::create(b, loc,
+                                  lb.butterfly(scan.getResult(0), maximum));
+        })[0];
+    max = laneZero(partial);
+  } else {
+    max = generic(matrix, {both}, filled({kept}, lowest), {keptDims}, 2, {dim},
+                  [&](OpBuilder &b, Location loc, ValueRange args) {
+                    linalg::YieldOp::create(b, loc,
+                                            maximum(b, loc, args[0], args[1]));
+                  })[0];
+  }
   Value init = empty({size(matrix, 0), size(matrix, 1)}, f32);
   Value exps = generic({matrix, max}, {both, keptDims}, init, {both}, 2, {},
                        [](OpBuilder &b, Location loc, ValueRange args) {
@@ -231,7 +258,57 @@ Value LoweringBuilder::sigmoid(Value tensor) {
       })[0];
 }
 
+/// Whether x[other] beats x[self] for the ranks: larger, or equal with a
+/// lower index.
+static Value beats(OpBuilder &b, Location loc, Value self, Value selfIndex,
+                   Value other, Value otherIndex) {
+  Value larger =
+      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, other, self);
+  Value equal =
+      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, other, self);
+  Value lower = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                      otherIndex, selfIndex);
+  Value tieWin = arith::AndIOp::create(b, loc, equal, lower);
+  return arith::OrIOp::create(b, loc, larger, tieWin);
+}
+
 Value LoweringBuilder::rankAlong(Value matrix, unsigned dim, Type type) {
+  if (lanes > 0) {
+    // Loops (i0, i1, lane): each lane counts every lanes-th competitor, then
+    // the lanes' counts are added across the lanes.
+    Value n = sizeValue(matrix, dim);
+    Value partial = generic(
+        {}, {},
+        empty({size(matrix, 0), size(matrix, 1), getIndexAttr(lanes)}, type),
+        {{0, 1, 2}}, 3, {}, [&](OpBuilder &b, Location loc, ValueRange) {
+          LoweringBuilder lb(loc, b);
+          lb.setWarpLanes(lanes);
+          Value i0 = linalg::IndexOp::create(b, loc, 0);
+          Value i1 = linalg::IndexOp::create(b, loc, 1);
+          Value lane = linalg::IndexOp::create(b, loc, 2);
+          Value self =
+              tensor::ExtractOp::create(b, loc, matrix, ValueRange{i0, i1});
+          Value selfIndex = dim == 0 ? i0 : i1;
+          auto scan = scf::ForOp::create(
+              b, loc, lane, n, lb.indexConst(lanes),
+              ValueRange{lb.intConst(type, 0)},
+              [&](OpBuilder &fb, Location floc, Value o, ValueRange acc) {
+                Value other = tensor::ExtractOp::create(
+                    fb, floc, matrix,
+                    dim == 0 ? ValueRange{o, i1} : ValueRange{i0, o});
+                Value inc = arith::ExtUIOp::create(
+                    fb, floc, type, beats(fb, floc, self, selfIndex, other, o));
+                scf::YieldOp::create(
+                    fb, floc,
+                    arith::AddIOp::create(fb, floc, acc[0], inc).getResult());
+              });
+          auto add = [](OpBuilder &ob, Location oloc, Value x, Value y) {
+            return arith::AddIOp::create(ob, oloc, x, y).getResult();
+          };
+          linalg::YieldOp::create(b, loc, lb.butterfly(scan.getResult(0), add));
+        })[0];
+    return laneZero(partial);
+  }
   // Loops (i0, i1, other): rank[i0, i1] += x[.., other, ..] beats x[i0, i1],
   // where `other` replaces loop `dim` in the second read.
   SmallVector<unsigned> otherDims = {0, 1};
@@ -244,19 +321,37 @@ Value LoweringBuilder::rankAlong(Value matrix, unsigned dim, Type type) {
         Value self = args[0], other = args[1], acc = args[2];
         Value selfIndex = linalg::IndexOp::create(b, loc, dim);
         Value otherIndex = linalg::IndexOp::create(b, loc, 2);
-        Value larger = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT,
-                                             other, self);
-        Value equal = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ,
-                                            other, self);
-        Value lower = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                            otherIndex, selfIndex);
-        Value tieWin = arith::AndIOp::create(b, loc, equal, lower);
-        Value beats = arith::OrIOp::create(b, loc, larger, tieWin);
-        Value inc = arith::SelectOp::create(b, loc, beats, lb.intConst(type, 1),
-                                            lb.intConst(type, 0));
+        Value inc = arith::SelectOp::create(
+            b, loc, beats(b, loc, self, selfIndex, other, otherIndex),
+            lb.intConst(type, 1), lb.intConst(type, 0));
         linalg::YieldOp::create(
             b, loc, arith::AddIOp::create(b, loc, acc, inc).getResult());
       })[0];
+}
+
+Value LoweringBuilder::butterfly(
+    Value value,
+    function_ref<Value(OpBuilder &, Location, Value, Value)> combine) {
+  for (int64_t offset = lanes / 2; offset >= 1; offset /= 2) {
+    auto shuffle = gpu::ShuffleOp::create(*this, value, offset, lanes,
+                                          gpu::ShuffleMode::XOR);
+    value = combine(*this, getLoc(), value, shuffle.getShuffleResult());
+  }
+  return value;
+}
+
+Value LoweringBuilder::laneZero(Value partial) {
+  auto type = cast<RankedTensorType>(partial.getType());
+  int64_t rank = type.getRank();
+  SmallVector<OpFoldResult> offsets(rank, getIndexAttr(0)),
+      strides(rank, getIndexAttr(1)), sizes;
+  for (int64_t dim = 0; dim + 1 < rank; ++dim)
+    sizes.push_back(size(partial, dim));
+  sizes.push_back(getIndexAttr(1));
+  auto reduced =
+      RankedTensorType::get(type.getShape().drop_back(), type.getElementType());
+  return tensor::ExtractSliceOp::create(*this, reduced, partial, offsets, sizes,
+                                        strides);
 }
 
 /// Returns whether `id` names a token of [0, numTokens), and the id as an

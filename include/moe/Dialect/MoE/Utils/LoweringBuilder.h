@@ -85,6 +85,14 @@ public:
   Value gatherAddRows(Value acc, Value ids, Value gates, Value rows,
                       Value maxSlotsPerToken);
 
+  /// With `lanes` > 0 (a power of two), the reductions of softmax (the max)
+  /// and rankAlong (integer counts) are split over that many lanes, each
+  /// scanning every lanes-th element, and combined by a butterfly of xor
+  /// shuffles (gpu.shuffle): the lanes of a GPU warp share one reduction.
+  /// Max and integer sums are exact in any order, so results do not change;
+  /// float sums stay sequential (their order decides the rounding).
+  void setWarpLanes(int64_t count) { lanes = count; }
+
   /// Numerically stable softmax of an f32 matrix along `dim` (0 or 1), with
   /// the exp of buildRoutingExp:
   /// exp(x - max) / sum(exp(x - max)).
@@ -99,6 +107,16 @@ public:
   /// lower index. The ranks of a row (column) are a permutation of 0..N-1, so
   /// rank < k selects the top k with ties going to the lower index.
   Value rankAlong(Value matrix, unsigned dim, Type type);
+
+private:
+  /// Lane 0 of a [..., lanes] tensor of per-lane results.
+  Value laneZero(Value partial);
+  /// Combines `value` across `lanes` lanes by xor shuffles.
+  Value
+  butterfly(Value value,
+            function_ref<Value(OpBuilder &, Location, Value, Value)> combine);
+
+  int64_t lanes = 0;
 };
 
 } // namespace mlir::moe::detail
