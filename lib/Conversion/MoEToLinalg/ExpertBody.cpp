@@ -14,15 +14,14 @@
 using namespace mlir;
 using namespace mlir::moe;
 
-Value mlir::moe::detail::cloneExpertBody(RewriterBase &rewriter,
-                                         ExpertOp expert, Value rows,
-                                         Value expertIndex, ValueRange weights,
-                                         bool markTile) {
+SmallVector<Value> mlir::moe::detail::sliceExpertWeights(RewriterBase &rewriter,
+                                                         ExpertOp expert,
+                                                         Value expertIndex,
+                                                         ValueRange weights) {
   Location loc = expert.getLoc();
   Block &region = expert.getBody().front();
   OpFoldResult zero = rewriter.getIndexAttr(0), one = rewriter.getIndexAttr(1);
-  IRMapping mapping;
-  mapping.map(region.getArgument(0), rows);
+  SmallVector<Value> slices;
   for (auto [index, weight] : llvm::enumerate(weights)) {
     auto weightType = cast<RankedTensorType>(weight.getType());
     auto sliceType =
@@ -33,10 +32,21 @@ Value mlir::moe::detail::cloneExpertBody(RewriterBase &rewriter,
     offsets[0] = expertIndex;
     for (unsigned dim = 1; dim < weightType.getRank(); ++dim)
       sizes.push_back(tensor::getMixedSize(rewriter, loc, weight, dim));
-    mapping.map(region.getArgument(index + 1),
-                tensor::ExtractSliceOp::create(rewriter, loc, sliceType, weight,
-                                               offsets, sizes, strides));
+    slices.push_back(tensor::ExtractSliceOp::create(
+        rewriter, loc, sliceType, weight, offsets, sizes, strides));
   }
+  return slices;
+}
+
+Value mlir::moe::detail::cloneExpertBodyOn(RewriterBase &rewriter,
+                                           ExpertOp expert, Value rows,
+                                           ValueRange weightSlices,
+                                           bool markTile) {
+  Block &region = expert.getBody().front();
+  IRMapping mapping;
+  mapping.map(region.getArgument(0), rows);
+  for (auto [index, slice] : llvm::enumerate(weightSlices))
+    mapping.map(region.getArgument(index + 1), slice);
   for (Operation &op : region.without_terminator()) {
     Operation *clone = rewriter.clone(op, mapping);
     if (markTile)
@@ -46,4 +56,13 @@ Value mlir::moe::detail::cloneExpertBody(RewriterBase &rewriter,
       });
   }
   return mapping.lookup(expert.getYieldedValue());
+}
+
+Value mlir::moe::detail::cloneExpertBody(RewriterBase &rewriter,
+                                         ExpertOp expert, Value rows,
+                                         Value expertIndex, ValueRange weights,
+                                         bool markTile) {
+  SmallVector<Value> slices =
+      sliceExpertWeights(rewriter, expert, expertIndex, weights);
+  return cloneExpertBodyOn(rewriter, expert, rows, slices, markTile);
 }

@@ -26,6 +26,14 @@ Value cloneExpertBody(RewriterBase &rewriter, ExpertOp expert, Value rows,
                       Value expertIndex, ValueRange weights,
                       bool markTile = false);
 
+/// Expert `expertIndex`'s slice of each weight (the body's weight types).
+SmallVector<Value> sliceExpertWeights(RewriterBase &rewriter, ExpertOp expert,
+                                      Value expertIndex, ValueRange weights);
+
+/// Like cloneExpertBody, with the weight slices given.
+Value cloneExpertBodyOn(RewriterBase &rewriter, ExpertOp expert, Value rows,
+                        ValueRange weightSlices, bool markTile = false);
+
 } // namespace mlir::moe::detail
 
 #endif // LIB_CONVERSION_MOETOLINALG_EXPERTBODY_H

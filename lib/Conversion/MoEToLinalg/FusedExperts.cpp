@@ -114,7 +114,8 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
         // `count` read as empty (id -1, gate 0) and are skipped by the
         // scatter.
         auto emitTile = [&](OpBuilder &tb, Location tloc, Value r0,
-                            int64_t size, Value acc) -> Value {
+                            int64_t size, Value acc,
+                            ValueRange slices) -> Value {
           LoweringBuilder lb(tloc, tb);
           Type idType = getElementTypeOrSelf(idsE.getType());
           Type gateType = getElementTypeOrSelf(gatesE.getType());
@@ -146,9 +147,8 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
           // The body is cloned where this loop body is being built.
           rewriter.setInsertionPoint(tb.getInsertionBlock(),
                                      tb.getInsertionPoint());
-          Value out =
-              cloneExpertBody(rewriter, expert, rows, e, expert.getWeights(),
-                              /*markTile=*/true);
+          Value out = cloneExpertBodyOn(rewriter, expert, rows, slices,
+                                        /*markTile=*/true);
           return lb.scatterAddRows(acc, slots[0], slots[1], out);
         };
 
@@ -160,19 +160,89 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
           fullEnd = arith::MulIOp::create(
               eb, arith::DivUIOp::create(eb, count, eb.indexConst(tile)),
               eb.indexConst(tile));
-        auto full = scf::ForOp::create(
-            eb, eb.indexConst(0), fullEnd, eb.indexConst(tile), expertArgs,
-            [&](OpBuilder &tb, Location tloc, Value r0, ValueRange args) {
-              scf::YieldOp::create(tb, tloc,
-                                   emitTile(tb, tloc, r0, tile, args[0]));
-            });
-        Value acc = full.getResult(0);
+        rewriter.setInsertionPoint(eb.getInsertionBlock(),
+                                   eb.getInsertionPoint());
+        SmallVector<Value> slices =
+            sliceExpertWeights(rewriter, expert, e, expert.getWeights());
+        auto fullTiles = [&](OpBuilder &fb, Location floc, ValueRange weights,
+                             Value acc) -> Value {
+          return scf::ForOp::create(
+                     fb, floc, arith::ConstantIndexOp::create(fb, floc, 0),
+                     fullEnd, arith::ConstantIndexOp::create(fb, floc, tile),
+                     ValueRange{acc},
+                     [&](OpBuilder &tb, Location tloc, Value r0,
+                         ValueRange args) {
+                       scf::YieldOp::create(
+                           tb, tloc,
+                           emitTile(tb, tloc, r0, tile, args[0], weights));
+                     })
+              .getResult(0);
+        };
+        // Weight rows a multiple of 4 KiB apart all fall into the same few
+        // cache sets, so a column panel of them does not stay in L1 (or L2)
+        // while the row blocks sweep it. When an expert has at least two
+        // full tiles, its full tiles read copies whose rows are 64 bytes
+        // longer (the same values, a padded row stride).
+        SmallVector<bool> aliased;
+        bool anyAliased = false;
+        for (Value slice : slices) {
+          auto type = cast<RankedTensorType>(slice.getType());
+          unsigned bits = type.getElementTypeBitWidth();
+          bool bad = type.getRank() == 2 && type.hasStaticShape() &&
+                     (type.getDimSize(1) * bits / 8) % 4096 == 0;
+          aliased.push_back(bad);
+          anyAliased |= bad;
+        }
+        Value acc;
+        if (anyAliased) {
+          Value worth = arith::CmpIOp::create(eb, arith::CmpIPredicate::uge,
+                                              fullEnd, eb.indexConst(2 * tile));
+          auto ifOp = scf::IfOp::create(
+              eb, worth,
+              [&](OpBuilder &pb, Location ploc) {
+                SmallVector<Value> padded;
+                for (auto [slice, bad] : llvm::zip(slices, aliased)) {
+                  if (!bad) {
+                    padded.push_back(slice);
+                    continue;
+                  }
+                  auto type = cast<RankedTensorType>(slice.getType());
+                  int64_t extra = 512 / type.getElementTypeBitWidth();
+                  Value buffer = tensor::EmptyOp::create(
+                      pb, ploc,
+                      ArrayRef<int64_t>{type.getDimSize(0),
+                                        type.getDimSize(1) + extra},
+                      type.getElementType());
+                  Value view = tensor::ExtractSliceOp::create(
+                      pb, ploc, type, buffer,
+                      ArrayRef<OpFoldResult>{pb.getIndexAttr(0),
+                                             pb.getIndexAttr(0)},
+                      ArrayRef<OpFoldResult>{
+                          pb.getIndexAttr(type.getDimSize(0)),
+                          pb.getIndexAttr(type.getDimSize(1))},
+                      ArrayRef<OpFoldResult>{pb.getIndexAttr(1),
+                                             pb.getIndexAttr(1)});
+                  padded.push_back(linalg::CopyOp::create(pb, ploc, slice, view)
+                                       .getResult(0));
+                }
+                scf::YieldOp::create(
+                    pb, ploc, fullTiles(pb, ploc, padded, expertArgs[0]));
+              },
+              [&](OpBuilder &pb, Location ploc) {
+                scf::YieldOp::create(
+                    pb, ploc, fullTiles(pb, ploc, slices, expertArgs[0]));
+              });
+          acc = ifOp.getResult(0);
+        } else {
+          acc = fullTiles(eb, eb.getLoc(), slices, expertArgs[0]);
+        }
         if (!staticRows) {
           auto rest = scf::ForOp::create(
               eb, fullEnd, count, eb.indexConst(remainder), ValueRange{acc},
               [&](OpBuilder &tb, Location tloc, Value r0, ValueRange args) {
                 scf::YieldOp::create(
-                    tb, tloc, emitTile(tb, tloc, r0, remainder, args[0]));
+                    tb, tloc,
+                    emitTile(tb, tloc, r0, remainder, args[0], slices));
               });
           acc = rest.getResult(0);
         }

@@ -12,6 +12,7 @@
 // CHECK:           %[[IDSE:.+]] = tensor.extract_slice %[[IDS]][%[[E]], 0] [1, %{{.+}}] [1, 1] : tensor<4x?xi32> to tensor<?xi32>
 // CHECK:           %[[GE:.+]] = tensor.extract_slice %[[G]][%[[E]], 0] [1, %{{.+}}] [1, 1] : tensor<4x?xf32> to tensor<?xf32>
 // CHECK:           %[[FULL:.+]] = arith.muli %{{.+}}, %c16{{.*}} : index
+// CHECK:           %[[WE:.+]] = tensor.extract_slice %[[W]][%[[E]], 0, 0] [1, 16, 16] [1, 1, 1] : tensor<4x16x16xf32> to tensor<16x16xf32>
 // CHECK:           %[[TILED:.+]] = scf.for %[[R0:.+]] = %{{.+}} to %[[FULL]] step %c16{{.*}} iter_args(%[[TA:.+]] = %[[A]]) -> (tensor<?x16xf32>) {
 // CHECK:             %[[SLOTS:.+]]:2 = linalg.generic {{.*}} outs(%{{.+}}, %{{.+}} : tensor<16xi32>, tensor<16xf32>)
 // CHECK:               tensor.extract %[[IDSE]]
@@ -19,7 +20,6 @@
 // CHECK:             %[[ROWS:.+]] = linalg.generic {{.*}} ins(%[[SLOTS]]#0 : tensor<16xi32>) outs(%{{.+}} : tensor<16x16xf32>)
 // CHECK:               tensor.extract %[[X]]
 // CHECK:             %[[CAST:.+]] = tensor.cast %[[ROWS]] : tensor<16x16xf32> to tensor<?x16xf32>
-// CHECK:             %[[WE:.+]] = tensor.extract_slice %[[W]][%[[E]], 0, 0] [1, 16, 16] [1, 1, 1] : tensor<4x16x16xf32> to tensor<16x16xf32>
 // CHECK:             %[[OUT:.+]] = linalg.matmul {moe.expert_tile} ins(%[[CAST]], %[[WE]] : tensor<?x16xf32>, tensor<16x16xf32>)
 // CHECK:             scf.for %{{.+}} = %{{.+}} to %c16{{.*}} step %{{.+}} iter_args(%{{.+}} = %[[TA]]) -> (tensor<?x16xf32>) {
 // CHECK:               tensor.extract %[[SLOTS]]#0
@@ -111,4 +111,39 @@ func.func @not_fused(%x: tensor<8x4xf32>, %ids: tensor<2x5xi32>, %g: tensor<2x5x
   %y = moe.combine %ye indices(%ids : tensor<2x5xi32>) weights(%g : tensor<2x5xf32>) into %acc
       : tensor<2x5x4xf32> -> tensor<8x4xf32>
   return %y, %xe : tensor<8x4xf32>, tensor<2x5x4xf32>
+}
+
+// -----
+
+// Weight rows 4 KiB apart (1024 f32) share cache sets: when an expert has at
+// least two full tiles, its full tiles read a copy with 64-byte longer rows.
+// CHECK-LABEL: func.func @aliased_rows
+// CHECK:         scf.for %[[E:[a-z0-9_]+]] =
+// CHECK:           %[[WE:.+]] = tensor.extract_slice %{{.+}}[%[[E]], 0, 0] [1, 16, 1024] [1, 1, 1] : tensor<2x16x1024xf32> to tensor<16x1024xf32>
+// CHECK:           %[[WORTH:.+]] = arith.cmpi uge, %{{.+}}, %c32
+// CHECK:           scf.if %[[WORTH]]
+// CHECK:             %[[BUF:.+]] = tensor.empty() : tensor<16x1040xf32>
+// CHECK:             %[[VIEW:.+]] = tensor.extract_slice %[[BUF]][0, 0] [16, 1024] [1, 1] : tensor<16x1040xf32> to tensor<16x1024xf32>
+// CHECK:             %[[PADDED:.+]] = linalg.copy ins(%[[WE]] : tensor<16x1024xf32>) outs(%[[VIEW]] : tensor<16x1024xf32>)
+// CHECK:             scf.for
+// CHECK:               linalg.matmul {moe.expert_tile} ins(%{{.+}}, %[[PADDED]] :
+// CHECK:           } else {
+// CHECK:             scf.for
+// CHECK:               linalg.matmul {moe.expert_tile} ins(%{{.+}}, %[[WE]] :
+func.func @aliased_rows(%x: tensor<?x16xf32>, %ids: tensor<2x?xi32>, %g: tensor<2x?xf32>, %w: tensor<2x16x1024xf32>,
+                        %acc: tensor<?x1024xf32>) -> tensor<?x1024xf32> {
+  %xe = moe.dispatch %x indices(%ids : tensor<2x?xi32>) : tensor<?x16xf32> -> tensor<2x?x16xf32>
+  %ye = moe.expert %xe weights(%w : tensor<2x16x1024xf32>) : tensor<2x?x16xf32> -> tensor<2x?x1024xf32> {
+  ^bb0(%r: tensor<?x16xf32>, %a: tensor<16x1024xf32>):
+    %c0 = arith.constant 0 : index
+    %z = arith.constant 0.0 : f32
+    %n = tensor.dim %r, %c0 : tensor<?x16xf32>
+    %e = tensor.empty(%n) : tensor<?x1024xf32>
+    %f = linalg.fill ins(%z : f32) outs(%e : tensor<?x1024xf32>) -> tensor<?x1024xf32>
+    %o = linalg.matmul ins(%r, %a : tensor<?x16xf32>, tensor<16x1024xf32>) outs(%f : tensor<?x1024xf32>) -> tensor<?x1024xf32>
+    moe.yield %o : tensor<?x1024xf32>
+  }
+  %y = moe.combine %ye indices(%ids : tensor<2x?xi32>) weights(%g : tensor<2x?xf32>) into %acc
+      : tensor<2x?x1024xf32> -> tensor<?x1024xf32>
+  return %y : tensor<?x1024xf32>
 }
