@@ -65,8 +65,8 @@ def test_gpu_mapping_equals_reference_lowering_bit_for_bit(compiled, name, seed)
 @pytest.mark.parametrize("dtype", ["f32", "bf16"])
 def test_padded_weight_copies(compiled, dtype):
     """Rows of H = 1024 weights are 4 KiB apart (cache-set aliasing), so experts
-    with at least two full tiles run on padded copies of their weights; both
-    that path and the plain one (too few rows) match the reference."""
+    with at least 16 rows run on padded copies of their weights; both that
+    path and the plain one (fewer rows) match the reference."""
     layer = _layer(TokenChoice(2, normalize=True), 4, "swiglu", dtype, d=16, h=1024)
     fn = compiled(builder.build_layer(layer),
                   pipeline="moe-cpu-pipeline{tile-rows=16 results-to-out-params=false}")

@@ -32,6 +32,10 @@ using namespace mlir;
 using namespace mlir::moe;
 using namespace mlir::moe::detail;
 
+/// Experts with at least this many rows read padded copies of weights whose
+/// rows alias in the caches (see below).
+constexpr int64_t kPadMinRows = 16;
+
 LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
                                          CombineOp combine, int64_t tileRows) {
   Value ids = combine.getIndices();
@@ -152,8 +156,6 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
           return lb.scatterAddRows(acc, slots[0], slots[1], out);
         };
 
-        // Full tiles of `tile` rows, then the rest in tiles of `remainder`
-        // rows (padded), so that every tile has a static shape.
         int64_t remainder = staticRows ? tile : std::min<int64_t>(tile, 8);
         Value fullEnd = count;
         if (!staticRows)
@@ -164,25 +166,42 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
                                    eb.getInsertionPoint());
         SmallVector<Value> slices =
             sliceExpertWeights(rewriter, expert, e, expert.getWeights());
-        auto fullTiles = [&](OpBuilder &fb, Location floc, ValueRange weights,
-                             Value acc) -> Value {
+        // Full tiles of `tile` rows, then the rest in tiles of `remainder`
+        // rows (padded), so that every tile has a static shape.
+        auto allTiles = [&](OpBuilder &fb, Location floc, ValueRange weights,
+                            Value acc) -> Value {
+          Value sum =
+              scf::ForOp::create(
+                  fb, floc, arith::ConstantIndexOp::create(fb, floc, 0),
+                  fullEnd, arith::ConstantIndexOp::create(fb, floc, tile),
+                  ValueRange{acc},
+                  [&](OpBuilder &tb, Location tloc, Value r0, ValueRange args) {
+                    scf::YieldOp::create(
+                        tb, tloc,
+                        emitTile(tb, tloc, r0, tile, args[0], weights));
+                  })
+                  .getResult(0);
+          if (staticRows)
+            return sum;
           return scf::ForOp::create(
-                     fb, floc, arith::ConstantIndexOp::create(fb, floc, 0),
-                     fullEnd, arith::ConstantIndexOp::create(fb, floc, tile),
-                     ValueRange{acc},
+                     fb, floc, fullEnd, count,
+                     arith::ConstantIndexOp::create(fb, floc, remainder),
+                     ValueRange{sum},
                      [&](OpBuilder &tb, Location tloc, Value r0,
                          ValueRange args) {
                        scf::YieldOp::create(
                            tb, tloc,
-                           emitTile(tb, tloc, r0, tile, args[0], weights));
+                           emitTile(tb, tloc, r0, remainder, args[0], weights));
                      })
               .getResult(0);
         };
         // Weight rows a multiple of 4 KiB apart all fall into the same few
         // cache sets, so a column panel of them does not stay in L1 (or L2)
-        // while the row blocks sweep it. When an expert has at least two
-        // full tiles, its full tiles read copies whose rows are 64 bytes
-        // longer (the same values, a padded row stride).
+        // while the row blocks sweep it. When an expert has kPadMinRows rows
+        // or more (two tiles), its tiles read copies whose rows are 64 bytes
+        // longer (the same values, a padded row stride); decode-sized
+        // experts keep the originals, as the copy would cost them more than
+        // it saves.
         SmallVector<bool> aliased;
         bool anyAliased = false;
         for (Value slice : slices) {
@@ -195,8 +214,8 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
         }
         Value acc;
         if (anyAliased) {
-          Value worth = arith::CmpIOp::create(eb, arith::CmpIPredicate::uge,
-                                              fullEnd, eb.indexConst(2 * tile));
+          Value worth = arith::CmpIOp::create(
+              eb, arith::CmpIPredicate::uge, count, eb.indexConst(kPadMinRows));
           auto ifOp = scf::IfOp::create(
               eb, worth,
               [&](OpBuilder &pb, Location ploc) {
@@ -225,26 +244,16 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
                   padded.push_back(linalg::CopyOp::create(pb, ploc, slice, view)
                                        .getResult(0));
                 }
-                scf::YieldOp::create(
-                    pb, ploc, fullTiles(pb, ploc, padded, expertArgs[0]));
+                scf::YieldOp::create(pb, ploc,
+                                     allTiles(pb, ploc, padded, expertArgs[0]));
               },
               [&](OpBuilder &pb, Location ploc) {
-                scf::YieldOp::create(
-                    pb, ploc, fullTiles(pb, ploc, slices, expertArgs[0]));
+                scf::YieldOp::create(pb, ploc,
+                                     allTiles(pb, ploc, slices, expertArgs[0]));
               });
           acc = ifOp.getResult(0);
         } else {
-          acc = fullTiles(eb, eb.getLoc(), slices, expertArgs[0]);
-        }
-        if (!staticRows) {
-          auto rest = scf::ForOp::create(
-              eb, fullEnd, count, eb.indexConst(remainder), ValueRange{acc},
-              [&](OpBuilder &tb, Location tloc, Value r0, ValueRange args) {
-                scf::YieldOp::create(
-                    tb, tloc,
-                    emitTile(tb, tloc, r0, remainder, args[0], slices));
-              });
-          acc = rest.getResult(0);
+          acc = allTiles(eb, eb.getLoc(), slices, expertArgs[0]);
         }
         scf::YieldOp::create(eb, acc);
       });

@@ -116,18 +116,23 @@ func.func @not_fused(%x: tensor<8x4xf32>, %ids: tensor<2x5xi32>, %g: tensor<2x5x
 // -----
 
 // Weight rows 4 KiB apart (1024 f32) share cache sets: when an expert has at
-// least two full tiles, its full tiles read a copy with 64-byte longer rows.
+// least 16 rows (two tiles or more), its tiles read a copy with 64-byte
+// longer rows.
 // CHECK-LABEL: func.func @aliased_rows
 // CHECK:         scf.for %[[E:[a-z0-9_]+]] =
 // CHECK:           %[[WE:.+]] = tensor.extract_slice %{{.+}}[%[[E]], 0, 0] [1, 16, 1024] [1, 1, 1] : tensor<2x16x1024xf32> to tensor<16x1024xf32>
-// CHECK:           %[[WORTH:.+]] = arith.cmpi uge, %{{.+}}, %c32
+// CHECK:           %[[WORTH:.+]] = arith.cmpi uge, %{{.+}}, %c16
 // CHECK:           scf.if %[[WORTH]]
 // CHECK:             %[[BUF:.+]] = tensor.empty() : tensor<16x1040xf32>
 // CHECK:             %[[VIEW:.+]] = tensor.extract_slice %[[BUF]][0, 0] [16, 1024] [1, 1] : tensor<16x1040xf32> to tensor<16x1024xf32>
 // CHECK:             %[[PADDED:.+]] = linalg.copy ins(%[[WE]] : tensor<16x1024xf32>) outs(%[[VIEW]] : tensor<16x1024xf32>)
 // CHECK:             scf.for
 // CHECK:               linalg.matmul {moe.expert_tile} ins(%{{.+}}, %[[PADDED]] :
+// CHECK:             scf.for
+// CHECK:               linalg.matmul {moe.expert_tile} ins(%{{.+}}, %[[PADDED]] :
 // CHECK:           } else {
+// CHECK:             scf.for
+// CHECK:               linalg.matmul {moe.expert_tile} ins(%{{.+}}, %[[WE]] :
 // CHECK:             scf.for
 // CHECK:               linalg.matmul {moe.expert_tile} ins(%{{.+}}, %[[WE]] :
 func.func @aliased_rows(%x: tensor<?x16xf32>, %ids: tensor<2x?xi32>, %g: tensor<2x?xf32>, %w: tensor<2x16x1024xf32>,
