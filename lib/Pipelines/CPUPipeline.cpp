@@ -122,28 +122,9 @@ void mlir::moe::registerCPUPipeline() {
   // Registered by hand rather than with PassPipelineRegistration so that a
   // pipeline anchored on something other than a module is an error, not an
   // abort while nesting module passes.
-  registerPassPipeline(
+  detail::registerModulePipeline<CPUPipelineOptions>(
       "moe-cpu-pipeline",
       "Lower moe layers to the LLVM dialect for the CPU (entry points with "
       "llvm.emit_c_interface; run with mlir-runner or translate to LLVM IR)",
-      [](OpPassManager &pm, StringRef optionText,
-         function_ref<LogicalResult(const Twine &)> errorHandler) {
-        auto options = std::make_unique<CPUPipelineOptions>();
-        std::string optionErrors;
-        llvm::raw_string_ostream optionStream(optionErrors);
-        if (failed(options->parseFromString(optionText, optionStream)))
-          return errorHandler("invalid options for 'moe-cpu-pipeline': '" +
-                              optionText + "': " + optionErrors);
-        StringRef anchor = pm.getOpAnchorName();
-        if (anchor != OpPassManager::getAnyOpAnchorName() &&
-            anchor != ModuleOp::getOperationName())
-          return errorHandler("'moe-cpu-pipeline' runs on 'builtin.module', "
-                              "not on '" +
-                              anchor + "'");
-        buildCPUPipeline(pm, *options);
-        return success();
-      },
-      [](function_ref<void(const mlir::detail::PassOptions &)> optionHandler) {
-        optionHandler(CPUPipelineOptions());
-      });
+      buildCPUPipeline);
 }

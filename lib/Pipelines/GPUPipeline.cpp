@@ -241,51 +241,17 @@ void mlir::moe::buildGPUEmulationPipeline(OpPassManager &pm,
                                    options.emitCInterface);
 }
 
-/// Registers a pipeline built from GPUPipelineOptions.
-static void registerWithGPUOptions(
-    StringRef name, StringRef description,
-    void (*build)(OpPassManager &, const moe::GPUPipelineOptions &)) {
-  std::string pipeline = name.str();
-  registerPassPipeline(
-      name, description,
-      [pipeline,
-       build](OpPassManager &pm, StringRef optionText,
-              function_ref<LogicalResult(const Twine &)> errorHandler) {
-        auto options = std::make_unique<moe::GPUPipelineOptions>();
-        std::string optionErrors;
-        llvm::raw_string_ostream optionStream(optionErrors);
-        if (failed(options->parseFromString(optionText, optionStream)))
-          return errorHandler("invalid options for '" + pipeline + "': '" +
-                              optionText + "': " + optionErrors);
-        std::string message;
-        if (failed(moe::verifyGPUPipelineOptions(*options, message)))
-          return errorHandler("invalid options for '" + pipeline +
-                              "': " + message);
-        StringRef anchor = pm.getOpAnchorName();
-        if (anchor != OpPassManager::getAnyOpAnchorName() &&
-            anchor != ModuleOp::getOperationName())
-          return errorHandler("'" + pipeline +
-                              "' runs on 'builtin.module', not on '" + anchor +
-                              "'");
-        build(pm, *options);
-        return success();
-      },
-      [](function_ref<void(const mlir::detail::PassOptions &)> optionHandler) {
-        optionHandler(moe::GPUPipelineOptions());
-      });
-}
-
 void mlir::moe::registerGPUPipeline() {
-  registerWithGPUOptions(
+  detail::registerModulePipeline<GPUPipelineOptions>(
       "moe-gpu-pipeline",
       "Lower moe layers to NVIDIA GPU kernels (embedded in a gpu.binary) and "
       "host code in the LLVM dialect that launches them through the mgpu* "
       "functions of MoECUDARuntime",
-      buildGPUPipeline);
-  registerWithGPUOptions(
+      buildGPUPipeline, verifyGPUPipelineOptions);
+  detail::registerModulePipeline<GPUPipelineOptions>(
       "moe-gpu-emulation-pipeline",
       "Map moe layers to GPU launches as moe-gpu-pipeline does (one thread "
       "per block), then run the launches as loops on the host CPU: checks "
       "the GPU mapping without a GPU",
-      buildGPUEmulationPipeline);
+      buildGPUEmulationPipeline, verifyGPUPipelineOptions);
 }

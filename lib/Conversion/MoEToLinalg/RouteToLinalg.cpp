@@ -111,6 +111,22 @@ struct RouteLowering {
                                            reassociation);
   }
 
+  /// The body of a one-hot pick: where `hit` (true for at most one
+  /// iteration of the reduction), adds `item + 1` to the id sum and `gate`
+  /// to the gate sum (the id sum starts at -1, or the caller subtracts 1).
+  void yieldPick(LoweringBuilder &lb, Value hit, Value item, Value gate,
+                 Value idSum, Value gateSum) {
+    Type idType = item.getType();
+    Value itemPlusOne = arith::AddIOp::create(lb, item, lb.intConst(idType, 1));
+    Value id =
+        arith::SelectOp::create(lb, hit, itemPlusOne, lb.intConst(idType, 0));
+    Value picked =
+        arith::SelectOp::create(lb, hit, gate, lb.floatConst(f32, 0.0));
+    linalg::YieldOp::create(
+        lb, ValueRange{arith::AddIOp::create(lb, idSum, id),
+                       arith::AddFOp::create(lb, gateSum, picked)});
+  }
+
   /// Inverts a rank: over loops (a, s, b), reading `rank` and `values` at
   /// `dims`, returns ids[a, s] = the b whose rank is s (-1 if none) and
   /// gates[a, s] = its value (0 if none), as a reduction over b in which at
@@ -118,29 +134,21 @@ struct RouteLowering {
   std::pair<Value, Value> pickByRank(Value rank, SmallVector<unsigned> dims,
                                      Value values, OpFoldResult rows,
                                      OpFoldResult slots, Type idType) {
-    ResultRange picked = b.generic(
-        {rank, values}, {dims, dims},
-        {b.filled({rows, slots}, b.intConst(idType, -1)),
-         b.filled({rows, slots}, b.floatConst(f32, 0.0))},
-        {{0, 1}, {0, 1}}, 3, {2},
-        [&](OpBuilder &ob, Location loc, ValueRange args) {
-          LoweringBuilder lb(loc, ob);
-          Value slot = arith::IndexCastOp::create(
-              lb, idType, linalg::IndexOp::create(lb, 1));
-          Value item = arith::IndexCastOp::create(
-              lb, idType, linalg::IndexOp::create(lb, 2));
-          Value hit = arith::CmpIOp::create(lb, arith::CmpIPredicate::eq,
-                                            args[0], slot);
-          Value itemPlusOne =
-              arith::AddIOp::create(lb, item, lb.intConst(idType, 1));
-          Value id = arith::SelectOp::create(lb, hit, itemPlusOne,
-                                             lb.intConst(idType, 0));
-          Value gate = arith::SelectOp::create(lb, hit, args[1],
-                                               lb.floatConst(f32, 0.0));
-          linalg::YieldOp::create(
-              lb, ValueRange{arith::AddIOp::create(lb, args[2], id),
-                             arith::AddFOp::create(lb, args[3], gate)});
-        });
+    ResultRange picked =
+        b.generic({rank, values}, {dims, dims},
+                  {b.filled({rows, slots}, b.intConst(idType, -1)),
+                   b.filled({rows, slots}, b.floatConst(f32, 0.0))},
+                  {{0, 1}, {0, 1}}, 3, {2},
+                  [&](OpBuilder &ob, Location loc, ValueRange args) {
+                    LoweringBuilder lb(loc, ob);
+                    Value slot = arith::IndexCastOp::create(
+                        lb, idType, linalg::IndexOp::create(lb, 1));
+                    Value item = arith::IndexCastOp::create(
+                        lb, idType, linalg::IndexOp::create(lb, 2));
+                    Value hit = arith::CmpIOp::create(
+                        lb, arith::CmpIPredicate::eq, args[0], slot);
+                    yieldPick(lb, hit, item, args[1], args[2], args[3]);
+                  });
     return {picked[0], picked[1]};
   }
 
@@ -332,15 +340,8 @@ struct RouteLowering {
                 lb, arith::CmpIPredicate::eq, at, indexAs(lb, loc, 1, idType));
             match = arith::AndIOp::create(lb, sameExpert, sameSlot);
           }
-          Value tokenPlusOne = arith::AddIOp::create(
-              lb, indexAs(lb, loc, outRank, idType), lb.intConst(idType, 1));
-          Value id = arith::SelectOp::create(lb, match, tokenPlusOne,
-                                             lb.intConst(idType, 0));
-          Value gate = arith::SelectOp::create(lb, match, args[2],
-                                               lb.floatConst(f32, 0.0));
-          linalg::YieldOp::create(
-              lb, ValueRange{arith::AddIOp::create(lb, args[3], id),
-                             arith::AddFOp::create(lb, args[4], gate)});
+          yieldPick(lb, match, indexAs(lb, loc, outRank, idType), args[2],
+                    args[3], args[4]);
         });
     Value ids = b.generic(
         placed[0], {outDims}, b.empty(outSizes, idType), {outDims}, outRank, {},
