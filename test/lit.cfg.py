@@ -52,6 +52,11 @@ tools = [
 ]
 llvm_config.add_tool_substitutions(tools, tool_dirs)
 
+# The project's mgpu* runtime, for moe-gpu-pipeline output under mlir-runner.
+config.substitutions.append(
+    ("%moe_cuda_runtime",
+     os.path.join(config.moe_obj_root, "lib", "libMoECUDARuntime" + config.llvm_shlib_ext)))
+
 # Features: what this machine can check.
 if config.moe_has_nvptx_target:
     config.available_features.add("nvptx-registered-target")
@@ -71,5 +76,7 @@ def _gpu_answers():
     return out.returncode == 0 and b"GPU" in out.stdout
 
 
+if config.moe_enable_cuda_runtime:
+    config.available_features.add("cuda-runtime")
 if config.moe_enable_cuda_runtime and _gpu_answers():
     config.available_features.add("cuda-runner")

@@ -28,6 +28,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -52,6 +53,10 @@ static bool writesMemory(Operation *op) {
   op->walk([&](Operation *nested) {
     if (isa<memref::AllocOp, memref::AllocaOp>(nested))
       return WalkResult::skip();
+    // A warp's register-to-register matrix multiply (it does not declare
+    // its lack of effects).
+    if (isa<NVVM::MmaOp>(nested))
+      return WalkResult::advance();
     auto effects = dyn_cast<MemoryEffectOpInterface>(nested);
     if (!effects) {
       if (!nested->hasTrait<OpTrait::HasRecursiveMemoryEffects>() &&
@@ -71,6 +76,27 @@ static bool writesMemory(Operation *op) {
   return writes;
 }
 
+/// True if a value `op` uses comes from gpu.lane_id: a per-lane fragment of
+/// a warp-level tile whose loop folded away (a single 16x8 tile), which all
+/// 32 lanes of one warp must write, not thread 0 alone.
+static bool dependsOnLane(Operation *op) {
+  SmallVector<Operation *> worklist = {op};
+  llvm::SmallPtrSet<Operation *, 16> seen;
+  while (!worklist.empty()) {
+    Operation *current = worklist.pop_back_val();
+    if (!seen.insert(current).second)
+      continue;
+    if (isa<gpu::LaneIdOp>(current))
+      return true;
+    current->walk([&](Operation *nested) {
+      for (Value operand : nested->getOperands())
+        if (Operation *def = operand.getDefiningOp())
+          worklist.push_back(def);
+    });
+  }
+  return false;
+}
+
 /// True if `op` touches memory at all (so it must run on the device).
 static bool touchesMemory(Operation *op) {
   // Calls stay on the host; the callee is mapped on its own.
@@ -83,6 +109,11 @@ static bool touchesMemory(Operation *op) {
   if (op->getNumRegions() > 0)
     return true;
   return !isMemoryEffectFree(op);
+}
+
+/// Ops whose lanes cooperate: all 32 lanes of a warp must run them together.
+static bool isWarpLevel(Operation *op) {
+  return isa<gpu::LaneIdOp, nvgpu::MmaSyncOp, NVVM::MmaOp>(op);
 }
 
 static bool containsParallelLoop(Operation *op) {
@@ -372,7 +403,7 @@ LogicalResult Mapper::distributeOp(OpBuilder &b, Operation *op,
     Value first = threadId, stride = blockSizeValue;
     bool warpLevel = false;
     loop.walk([&](Operation *nested) {
-      if (isa<vector::ContractionOp, nvgpu::MmaSyncOp>(nested))
+      if (isa<vector::ContractionOp>(nested) || isWarpLevel(nested))
         warpLevel = true;
     });
     if (warpLevel) {
@@ -468,14 +499,18 @@ LogicalResult Mapper::distributeOp(OpBuilder &b, Operation *op,
     }
   }
 
-  // Other writes: thread 0, then a barrier.
+  // Other writes: thread 0 (the lanes of warp 0 for per-lane fragments),
+  // then a barrier.
   if (writesMemory(op)) {
     if (op->getNumResults() != 0)
       return op->emitOpError("cannot be mapped to the GPU: it writes memory "
                              "and has results that every thread would need");
     Value first =
-        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, threadId,
-                              arith::ConstantIndexOp::create(b, loc, 0));
+        dependsOnLane(op)
+            ? arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, threadId,
+                                    arith::ConstantIndexOp::create(b, loc, 32))
+            : arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, threadId,
+                                    arith::ConstantIndexOp::create(b, loc, 0));
     auto ifOp = scf::IfOp::create(b, loc, first, /*withElse=*/false);
     {
       OpBuilder::InsertionGuard guard(b);
@@ -547,6 +582,18 @@ LogicalResult Mapper::run() {
                             "single block (run this before lowering to "
                             "control flow, or mark the function `moe.host`)");
   Block &body = func.getBody().front();
+  if (blockSize % 32 != 0) {
+    WalkResult warp = func.walk([](Operation *op) {
+      return isWarpLevel(op) || isa<gpu::ShuffleOp>(op)
+                 ? WalkResult::interrupt()
+                 : WalkResult::advance();
+    });
+    if (warp.wasInterrupted())
+      return func.emitOpError("cannot be mapped to the GPU with block-size=")
+             << blockSize
+             << ": it has warp-level ops (tensor-core tiles, lane ids, "
+                "shuffles), which need whole warps; use a multiple of 32";
+  }
   sinkLoads(body);
   SmallVector<Operation *> ops;
   for (Operation &op : body.without_terminator())
@@ -565,8 +612,10 @@ LogicalResult Mapper::run() {
                              "with reductions are not supported");
     bool nested = false;
     op->walk([&](Operation *inner) {
+      // Warp-level ops need whole warps: a block launch, not a flat one.
       if (inner != op &&
-          isa<scf::ParallelOp, memref::AllocOp, memref::AllocaOp>(inner))
+          (isa<scf::ParallelOp, memref::AllocOp, memref::AllocaOp>(inner) ||
+           isWarpLevel(inner)))
         nested = true;
     });
     if (loop && !nested) {

@@ -5,7 +5,9 @@
 // memory), plus a few helpers for programs and Python, over the CUDA driver
 // API. The driver is loaded with dlopen at the first call, so the library
 // builds with cuda.h alone and loads on machines without a GPU; errors are
-// reported on stderr and kept for moeCudaLastError() instead of aborting.
+// reported on stderr and kept for moeCudaLastError() instead of aborting,
+// unless MOE_CUDA_FATAL_ERRORS is set (programs run by mlir-runner have no
+// other way to notice a failed launch than their exit status).
 //
 //===----------------------------------------------------------------------===//
 
@@ -41,8 +43,20 @@ std::mutex errorMutex;
 std::string lastError;
 bool initialized = false;
 
+bool fatalErrors() {
+  static const bool fatal = [] {
+    const char *env = std::getenv("MOE_CUDA_FATAL_ERRORS");
+    return env && *env && std::strcmp(env, "0") != 0;
+  }();
+  return fatal;
+}
+
 void recordError(const std::string &message) {
   std::fprintf(stderr, "moe-cuda-runtime: %s\n", message.c_str());
+  if (fatalErrors()) {
+    std::fflush(stderr);
+    std::_Exit(1);
+  }
   std::lock_guard<std::mutex> lock(errorMutex);
   if (lastError.empty())
     lastError = message;

@@ -183,3 +183,78 @@ func.func @warp_tiles(%a: memref<?x16x16xf32>, %b: memref<16x32xf32>, %c: memref
   }
   return
 }
+
+// -----
+
+// The same for NVVM's mma (the bf16 tiles): its lanes hold one tile's
+// fragments, so the loop goes to warps, not to threads.
+
+// CHECK-LABEL: func.func @nvvm_warp_tiles
+// CHECK:         gpu.launch blocks({{.+}}) threads(%[[TX:[^,]+]], {{.+}}) in ({{.+}})
+// CHECK:           %[[WARP:.+]] = arith.divui %[[TX]], %c32
+// CHECK:           %[[WARPS:.+]] = arith.maxui %{{.+}}, %c1
+// CHECK:           scf.for %{{.+}} = %[[WARP]] to %{{.+}} step %[[WARPS]]
+// CHECK:             gpu.lane_id
+// CHECK:             nvvm.mma.sync
+// CHECK:           gpu.barrier
+func.func @nvvm_warp_tiles(%a: memref<?x4xi32>, %b: memref<2xi32>, %c: memref<?x64x2xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c8 = arith.constant 8 : index
+  %c32 = arith.constant 32 : index
+  %e = memref.dim %a, %c0 : memref<?x4xi32>
+  scf.parallel (%i) = (%c0) to (%e) step (%c1) {
+    scf.parallel (%n0) = (%c0) to (%c32) step (%c8) {
+      %lane = gpu.lane_id
+      %row = arith.addi %n0, %lane : index
+      %a0 = memref.load %a[%i, %c0] : memref<?x4xi32>
+      %a1 = memref.load %a[%i, %c1] : memref<?x4xi32>
+      %b0 = memref.load %b[%c0] : memref<2xi32>
+      %b1 = memref.load %b[%c1] : memref<2xi32>
+      %z = arith.constant 0.0 : f32
+      %d = nvvm.mma.sync A[%a0, %a1, %a0, %a1] B[%b0, %b1] C[%z, %z, %z, %z] {layoutA = #nvvm.mma_layout<row>, layoutB = #nvvm.mma_layout<col>, multiplicandAPtxType = #nvvm.mma_type<bf16>, multiplicandBPtxType = #nvvm.mma_type<bf16>, shape = #nvvm.shape<m = 16, n = 8, k = 16>} : (i32, i32, f32) -> !llvm.struct<(f32, f32, f32, f32)>
+      %d0 = llvm.extractvalue %d[0] : !llvm.struct<(f32, f32, f32, f32)>
+      memref.store %d0, %c[%i, %row, %c0] : memref<?x64x2xf32>
+    }
+  }
+  return
+}
+
+// -----
+
+// A single 16x8 tile: canonicalization folds its loop, and what is left in
+// the block's work are the lanes' fragments. Their writes go to the 32 lanes
+// of warp 0 (thread 0 alone would store one lane's part of the tile); writes
+// of values that do not depend on the lane stay on thread 0.
+
+// CHECK-LABEL: func.func @single_tile
+// CHECK:         gpu.launch blocks({{.+}}) threads(%[[TX:[^,]+]], {{.+}}) in ({{.+}})
+// CHECK:           %[[FIRST:.+]] = arith.cmpi eq, %[[TX]], %c0
+// CHECK:           scf.if %[[FIRST]] {
+// CHECK-NEXT:        memref.store %{{.+}}, %{{.+}}[%{{.+}}, %c0, %c1]
+// CHECK:           gpu.barrier
+// CHECK:           gpu.lane_id
+// CHECK:           nvvm.mma.sync
+// CHECK:           %[[WARP0:.+]] = arith.cmpi ult, %[[TX]], %c32
+// CHECK:           scf.if %[[WARP0]] {
+// CHECK-NEXT:        memref.store
+// CHECK:           gpu.barrier
+func.func @single_tile(%a: memref<?x4xi32>, %b: memref<2xi32>, %c: memref<?x64x2xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %one = arith.constant 1.0 : f32
+  %e = memref.dim %a, %c0 : memref<?x4xi32>
+  scf.parallel (%i) = (%c0) to (%e) step (%c1) {
+    memref.store %one, %c[%i, %c0, %c1] : memref<?x64x2xf32>
+    %lane = gpu.lane_id
+    %a0 = memref.load %a[%i, %c0] : memref<?x4xi32>
+    %a1 = memref.load %a[%i, %c1] : memref<?x4xi32>
+    %b0 = memref.load %b[%c0] : memref<2xi32>
+    %b1 = memref.load %b[%c1] : memref<2xi32>
+    %z = arith.constant 0.0 : f32
+    %d = nvvm.mma.sync A[%a0, %a1, %a0, %a1] B[%b0, %b1] C[%z, %z, %z, %z] {layoutA = #nvvm.mma_layout<row>, layoutB = #nvvm.mma_layout<col>, multiplicandAPtxType = #nvvm.mma_type<bf16>, multiplicandBPtxType = #nvvm.mma_type<bf16>, shape = #nvvm.shape<m = 16, n = 8, k = 16>} : (i32, i32, f32) -> !llvm.struct<(f32, f32, f32, f32)>
+    %d0 = llvm.extractvalue %d[0] : !llvm.struct<(f32, f32, f32, f32)>
+    memref.store %d0, %c[%i, %lane, %c0] : memref<?x64x2xf32>
+  }
+  return
+}
