@@ -69,6 +69,13 @@ void mlir::moe::buildCPUPipeline(OpPassManager &pm,
   // Buffers -> loops.
   bool parallel = options.threads > 1;
   if (parallel) {
+    // Threads take whole row tiles of an expert when it has enough of them,
+    // column panels of each contraction otherwise.
+    if (options.fused) {
+      ParallelExpertTilesOptions tiles;
+      tiles.minTiles = options.threads;
+      pm.addNestedPass<func::FuncOp>(createParallelExpertTiles(tiles));
+    }
     pm.addNestedPass<func::FuncOp>(createForallToParallelLoopPass());
     ConvertSCFToOpenMPPassOptions openmp;
     openmp.numThreads = options.threads;

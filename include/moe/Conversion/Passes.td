@@ -139,10 +139,46 @@ def ConvertMoEToFusedLinalg : Pass<"convert-moe-to-fused-linalg"> {
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
+    "::mlir::bufferization::BufferizationDialect",
     "::mlir::linalg::LinalgDialect",
     "::mlir::math::MathDialect",
     "::mlir::scf::SCFDialect",
     "::mlir::tensor::TensorDialect"
+  ];
+}
+
+def ParallelExpertTiles
+    : Pass<"moe-parallel-expert-tiles", "::mlir::func::FuncOp"> {
+  let summary = "Run the row tiles of each expert of a fused layer in "
+                "parallel";
+  let description = [{
+    On buffers, after `convert-moe-to-fused-linalg` and bufferization: every
+    `scf.for` marked `moe.independent_tiles` (a loop over the row tiles of
+    one expert, whose iterations add into disjoint output rows) becomes
+
+    ```mlir
+    scf.if %enough_tiles {
+      scf.parallel (%r0) = (%lb) to (%ub) step (%step) { tile }
+    } else {
+      scf.for %r0 = %lb to %ub step %step { tile }
+    }
+    ```
+
+    where `%enough_tiles` is a trip count of at least `min-tiles`. In the
+    parallel copy, `scf.forall` loops nested in a tile (the column panels of
+    its contractions) become sequential loops: the threads are busy with
+    whole tiles. With fewer tiles the loop stays sequential and the panels
+    keep their threads. Results are the same bits either way: each output
+    row still gets its terms in the same order. A marked loop that still
+    has results (not bufferized) is left sequential.
+  }];
+  let options = [
+    Option<"minTiles", "min-tiles", "int64_t", /*default=*/"2",
+           "Fewest tiles for which the loop runs in parallel">
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::scf::SCFDialect"
   ];
 }
 

@@ -16,6 +16,7 @@
 #include "moe/Dialect/MoE/Utils/LoweringBuilder.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -68,9 +69,38 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
   int64_t tile = staticRows ? rowsType.getDimSize(0) : tileRows;
   OpFoldResult zero = b.getIndexAttr(0), one = b.getIndexAttr(1);
 
+  // Weight rows a multiple of 4 KiB apart all fall into the same few cache
+  // sets, so a column panel of them does not stay in L1 (or L2) while the
+  // row blocks sweep it. When an expert has kPadMinRows rows or more (two
+  // tiles), its tiles read copies whose rows are 64 bytes longer (the same
+  // values, a padded row stride); decode-sized experts keep the originals,
+  // as the copy would cost them more than it saves. The padded buffers are
+  // allocated once, before the expert loop, and carried through it (so that
+  // they bufferize to one allocation each, not one per expert).
+  Block &region = expert.getBody().front();
+  SmallVector<bool> aliased;
+  SmallVector<Value> padInits = {b.convertElements(init, f32)};
+  for (BlockArgument weightSlice : region.getArguments().drop_front()) {
+    auto type = cast<RankedTensorType>(weightSlice.getType());
+    unsigned bits = type.getElementTypeBitWidth();
+    bool bad = type.getRank() == 2 && type.hasStaticShape() &&
+               (type.getDimSize(1) * bits / 8) % 4096 == 0;
+    aliased.push_back(bad);
+    if (bad)
+      // Not tensor.empty: CSE would merge equal ones into one value, and
+      // the loop's buffers for different weights into one allocation.
+      padInits.push_back(bufferization::AllocTensorOp::create(
+          b,
+          RankedTensorType::get(
+              {type.getDimSize(0), type.getDimSize(1) + 512 / int64_t(bits)},
+              type.getElementType()),
+          ValueRange()));
+  }
+  bool anyAliased = padInits.size() > 1;
+  SmallVector<OpFoldResult> zeros2(2, zero), ones2(2, one);
+
   auto experts = scf::ForOp::create(
-      b, b.indexConst(0), b.indexConst(numExperts), b.indexConst(1),
-      ValueRange{b.convertElements(init, f32)},
+      b, b.indexConst(0), b.indexConst(numExperts), b.indexConst(1), padInits,
       [&](OpBuilder &ob, Location eloc, Value e, ValueRange expertArgs) {
         LoweringBuilder eb(eloc, ob);
         // The expert's slots: row e of [E, C], or offsets[e]..offsets[e+1]
@@ -168,95 +198,93 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
             sliceExpertWeights(rewriter, expert, e, expert.getWeights());
         // Full tiles of `tile` rows, then the rest in tiles of `remainder`
         // rows (padded), so that every tile has a static shape.
+        // The tiles of one expert hold distinct tokens, so their scatter-adds
+        // touch disjoint output rows: the loops are marked as safe to run in
+        // parallel once bufferized (moe-parallel-expert-tiles).
+        auto tileLoop = [&](OpBuilder &fb, Location floc, Value from, Value to,
+                            int64_t rows, Value acc, ValueRange weights) {
+          auto loop = scf::ForOp::create(
+              fb, floc, from, to,
+              arith::ConstantIndexOp::create(fb, floc, rows), ValueRange{acc},
+              [&](OpBuilder &tb, Location tloc, Value r0, ValueRange args) {
+                scf::YieldOp::create(
+                    tb, tloc, emitTile(tb, tloc, r0, rows, args[0], weights));
+              });
+          loop->setAttr(kIndependentTilesAttrName, fb.getUnitAttr());
+          return loop.getResult(0);
+        };
         auto allTiles = [&](OpBuilder &fb, Location floc, ValueRange weights,
                             Value acc) -> Value {
           Value sum =
-              scf::ForOp::create(
-                  fb, floc, arith::ConstantIndexOp::create(fb, floc, 0),
-                  fullEnd, arith::ConstantIndexOp::create(fb, floc, tile),
-                  ValueRange{acc},
-                  [&](OpBuilder &tb, Location tloc, Value r0, ValueRange args) {
-                    scf::YieldOp::create(
-                        tb, tloc,
-                        emitTile(tb, tloc, r0, tile, args[0], weights));
-                  })
-                  .getResult(0);
+              tileLoop(fb, floc, arith::ConstantIndexOp::create(fb, floc, 0),
+                       fullEnd, tile, acc, weights);
           if (staticRows)
             return sum;
-          return scf::ForOp::create(
-                     fb, floc, fullEnd, count,
-                     arith::ConstantIndexOp::create(fb, floc, remainder),
-                     ValueRange{sum},
-                     [&](OpBuilder &tb, Location tloc, Value r0,
-                         ValueRange args) {
-                       scf::YieldOp::create(
-                           tb, tloc,
-                           emitTile(tb, tloc, r0, remainder, args[0], weights));
-                     })
-              .getResult(0);
+          return tileLoop(fb, floc, fullEnd, count, remainder, sum, weights);
         };
-        // Weight rows a multiple of 4 KiB apart all fall into the same few
-        // cache sets, so a column panel of them does not stay in L1 (or L2)
-        // while the row blocks sweep it. When an expert has kPadMinRows rows
-        // or more (two tiles), its tiles read copies whose rows are 64 bytes
-        // longer (the same values, a padded row stride); decode-sized
-        // experts keep the originals, as the copy would cost them more than
-        // it saves.
-        SmallVector<bool> aliased;
-        bool anyAliased = false;
-        for (Value slice : slices) {
-          auto type = cast<RankedTensorType>(slice.getType());
-          unsigned bits = type.getElementTypeBitWidth();
-          bool bad = type.getRank() == 2 && type.hasStaticShape() &&
-                     (type.getDimSize(1) * bits / 8) % 4096 == 0;
-          aliased.push_back(bad);
-          anyAliased |= bad;
-        }
-        Value acc;
+        SmallVector<Value> results;
         if (anyAliased) {
           Value worth = arith::CmpIOp::create(
               eb, arith::CmpIPredicate::uge, count, eb.indexConst(kPadMinRows));
           auto ifOp = scf::IfOp::create(
               eb, worth,
               [&](OpBuilder &pb, Location ploc) {
-                SmallVector<Value> padded;
+                SmallVector<Value> padded, views;
+                unsigned next = 1;
                 for (auto [slice, bad] : llvm::zip(slices, aliased)) {
                   if (!bad) {
                     padded.push_back(slice);
                     continue;
                   }
                   auto type = cast<RankedTensorType>(slice.getType());
-                  int64_t extra = 512 / type.getElementTypeBitWidth();
-                  Value buffer = tensor::EmptyOp::create(
-                      pb, ploc,
-                      ArrayRef<int64_t>{type.getDimSize(0),
-                                        type.getDimSize(1) + extra},
-                      type.getElementType());
                   Value view = tensor::ExtractSliceOp::create(
-                      pb, ploc, type, buffer,
-                      ArrayRef<OpFoldResult>{pb.getIndexAttr(0),
-                                             pb.getIndexAttr(0)},
-                      ArrayRef<OpFoldResult>{
-                          pb.getIndexAttr(type.getDimSize(0)),
-                          pb.getIndexAttr(type.getDimSize(1))},
-                      ArrayRef<OpFoldResult>{pb.getIndexAttr(1),
-                                             pb.getIndexAttr(1)});
+                      pb, ploc, type, expertArgs[next++], zeros2,
+                      getAsIndexOpFoldResult(pb.getContext(), type.getShape()),
+                      ones2);
                   padded.push_back(linalg::CopyOp::create(pb, ploc, slice, view)
                                        .getResult(0));
+                  views.push_back(padded.back());
                 }
-                scf::YieldOp::create(pb, ploc,
-                                     allTiles(pb, ploc, padded, expertArgs[0]));
+                SmallVector<Value> yielded = {
+                    allTiles(pb, ploc, padded, expertArgs[0])};
+                // The copies go back into their buffers (in place) so that
+                // the loop carries them.
+                for (auto [view, buffer] :
+                     llvm::zip(views, expertArgs.drop_front())) {
+                  auto type = cast<RankedTensorType>(view.getType());
+                  yielded.push_back(tensor::InsertSliceOp::create(
+                      pb, ploc, view, buffer, zeros2,
+                      getAsIndexOpFoldResult(pb.getContext(), type.getShape()),
+                      ones2));
+                }
+                scf::YieldOp::create(pb, ploc, yielded);
               },
               [&](OpBuilder &pb, Location ploc) {
-                scf::YieldOp::create(pb, ploc,
-                                     allTiles(pb, ploc, slices, expertArgs[0]));
+                SmallVector<Value> yielded = {
+                    allTiles(pb, ploc, slices, expertArgs[0])};
+                llvm::append_range(yielded, expertArgs.drop_front());
+                scf::YieldOp::create(pb, ploc, yielded);
               });
-          acc = ifOp.getResult(0);
+          llvm::append_range(results, ifOp.getResults());
         } else {
-          acc = allTiles(eb, eb.getLoc(), slices, expertArgs[0]);
+          results.push_back(allTiles(eb, eb.getLoc(), slices, expertArgs[0]));
         }
-        scf::YieldOp::create(eb, acc);
+        scf::YieldOp::create(eb, results);
       });
+  // A tile's temporaries must stay its own: CSE would merge a tensor.empty
+  // in the tile loop with an equal one outside it (one buffer for every
+  // tile, a race once the tiles run in parallel). alloc_tensor is not
+  // merged.
+  SmallVector<tensor::EmptyOp> empties;
+  experts.walk([&](scf::ForOp loop) {
+    if (loop->hasAttr(kIndependentTilesAttrName))
+      loop.walk([&](tensor::EmptyOp empty) { empties.push_back(empty); });
+  });
+  for (tensor::EmptyOp empty : empties) {
+    rewriter.setInsertionPoint(empty);
+    rewriter.replaceOpWithNewOp<bufferization::AllocTensorOp>(
+        empty, empty.getType(), empty.getDynamicSizes());
+  }
   Value result = b.convertElements(experts.getResult(0),
                                    getElementTypeOrSelf(init.getType()));
   rewriter.replaceOp(combine, result);

@@ -117,24 +117,29 @@ func.func @not_fused(%x: tensor<8x4xf32>, %ids: tensor<2x5xi32>, %g: tensor<2x5x
 
 // Weight rows 4 KiB apart (1024 f32) share cache sets: when an expert has at
 // least 16 rows (two tiles or more), its tiles read a copy with 64-byte
-// longer rows.
+// longer rows. The padded buffer is made once and carried by the expert
+// loop (one allocation per call, not one per expert; alloc_tensor, as CSE
+// would merge equal tensor.empty ops and so the buffers of two weights).
 // CHECK-LABEL: func.func @aliased_rows
-// CHECK:         scf.for %[[E:[a-z0-9_]+]] =
+// CHECK:         %[[BUF0:.+]] = bufferization.alloc_tensor() : tensor<16x1040xf32>
+// CHECK:         scf.for %[[E:[a-z0-9_]+]] = {{.+}} iter_args(%[[ACC:.+]] = %{{.+}}, %[[BUF:.+]] = %[[BUF0]]) -> (tensor<?x1024xf32>, tensor<16x1040xf32>)
 // CHECK:           %[[WE:.+]] = tensor.extract_slice %{{.+}}[%[[E]], 0, 0] [1, 16, 1024] [1, 1, 1] : tensor<2x16x1024xf32> to tensor<16x1024xf32>
 // CHECK:           %[[WORTH:.+]] = arith.cmpi uge, %{{.+}}, %c16
 // CHECK:           scf.if %[[WORTH]]
-// CHECK:             %[[BUF:.+]] = tensor.empty() : tensor<16x1040xf32>
 // CHECK:             %[[VIEW:.+]] = tensor.extract_slice %[[BUF]][0, 0] [16, 1024] [1, 1] : tensor<16x1040xf32> to tensor<16x1024xf32>
 // CHECK:             %[[PADDED:.+]] = linalg.copy ins(%[[WE]] : tensor<16x1024xf32>) outs(%[[VIEW]] : tensor<16x1024xf32>)
 // CHECK:             scf.for
 // CHECK:               linalg.matmul {moe.expert_tile} ins(%{{.+}}, %[[PADDED]] :
 // CHECK:             scf.for
 // CHECK:               linalg.matmul {moe.expert_tile} ins(%{{.+}}, %[[PADDED]] :
+// CHECK:             %[[BACK:.+]] = tensor.insert_slice %[[PADDED]] into %[[BUF]][0, 0] [16, 1024] [1, 1]
+// CHECK:             scf.yield %{{.+}}, %[[BACK]] :
 // CHECK:           } else {
 // CHECK:             scf.for
 // CHECK:               linalg.matmul {moe.expert_tile} ins(%{{.+}}, %[[WE]] :
 // CHECK:             scf.for
 // CHECK:               linalg.matmul {moe.expert_tile} ins(%{{.+}}, %[[WE]] :
+// CHECK:             scf.yield %{{.+}}, %[[BUF]] :
 func.func @aliased_rows(%x: tensor<?x16xf32>, %ids: tensor<2x?xi32>, %g: tensor<2x?xf32>, %w: tensor<2x16x1024xf32>,
                         %acc: tensor<?x1024xf32>) -> tensor<?x1024xf32> {
   %xe = moe.dispatch %x indices(%ids : tensor<2x?xi32>) : tensor<?x16xf32> -> tensor<2x?x16xf32>

@@ -21,6 +21,7 @@ namespace mlir::moe {
 
 #define GEN_PASS_DECL_CONVERTMOETOLINALG
 #define GEN_PASS_DECL_CONVERTMOETOFUSEDLINALG
+#define GEN_PASS_DECL_PARALLELEXPERTTILES
 #include "moe/Conversion/Passes.h.inc"
 
 /// Variants of the reference lowering (the defaults are the CPU oracle).
@@ -59,6 +60,12 @@ LogicalResult lowerMoEToLinalg(Operation *root,
 /// body. Fails (IR untouched) when the chain does not have that shape.
 LogicalResult fuseSparseLayer(RewriterBase &rewriter, CombineOp combine,
                               int64_t tileRows);
+
+/// Marks fuseSparseLayer's loops over the row tiles of one expert: their
+/// iterations write disjoint output rows (an expert holds a token once), so
+/// moe-parallel-expert-tiles may run them in parallel once bufferized.
+constexpr llvm::StringLiteral kIndependentTilesAttrName =
+    "moe.independent_tiles";
 
 /// Adds a pattern applying fuseSparseLayer to every combine.
 void populateFusedMoEPatterns(RewritePatternSet &patterns, int64_t tileRows);
