@@ -87,6 +87,20 @@ constexpr const char *kLowerScript = R"mlir(
 module attributes {transform.with_named_sequence} {
   transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
     %funcs = transform.structured.match ops{["func.func"]} in %root : (!transform.any_op) -> !transform.any_op
+    // Hoisting skips transfers on views (and tiling on tensors made the
+    // accumulator's subview inside the reduction loop): fold the subviews
+    // into the transfers' indices, so that the accumulator stays in
+    // registers across the reduction rather than being stored and reloaded
+    // at every step.
+    transform.apply_patterns to %funcs {
+      transform.apply_patterns.memref.fold_memref_alias_ops
+      transform.apply_patterns.canonicalization
+    } : !transform.any_op
+    // The folded read and write compute equal indices separately; they must
+    // be the same values to match.
+    transform.apply_cse to %funcs : !transform.any_op
+    %loops = transform.structured.match ops{["scf.for"]} in %root : (!transform.any_op) -> !transform.any_op
+    transform.apply_licm to %loops : !transform.any_op
     %hoisted = transform.structured.hoist_redundant_vector_transfers %funcs
         : (!transform.any_op) -> !transform.any_op
     transform.apply_patterns to %hoisted {

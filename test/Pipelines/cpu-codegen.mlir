@@ -7,6 +7,10 @@
 // tiled to 4 x 16 register blocks and becomes 16-wide FMAs (two AVX2
 // registers each) whose accumulators stay in registers across the
 // reduction; the reference path and vectorize=false keep scalar loops.
+// The reduction loop carries the accumulators as block arguments (they are
+// not stored and reloaded at every step, although the scatter reads the
+// output buffer afterwards).
+// CHECK:       ^bb{{[0-9]+}}({{.*}}: !llvm.array<4 x vector<16xf32>>
 // CHECK:       llvm.intr.fmuladd({{.*}}) : (vector<16xf32>, vector<16xf32>, vector<16xf32>) -> vector<16xf32>
 // SCALAR-NOT:  vector<16xf32>
 // With threads=2 the 32 columns are two 16-column panels, one per OpenMP

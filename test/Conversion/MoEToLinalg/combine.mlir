@@ -17,9 +17,10 @@
 // CHECK:           scf.if %[[VALID]] -> (tensor<?x16xf32>) {
 // CHECK:             %[[GATE:.+]] = tensor.extract %[[FG]][%[[S]]] : tensor<?xf32>
 // CHECK:             %[[AROW:.+]] = tensor.extract_slice %[[A]][%{{.+}}, 0] [1, 16] [1, 1] : tensor<?x16xf32> to tensor<16xf32>
-// CHECK:             %[[YROW:.+]] = tensor.extract_slice %[[FY]][%[[S]], 0] [1, 16] [1, 1] : tensor<?x16xf32> to tensor<16xf32>
-// CHECK:             %[[NEW:.+]] = linalg.generic {{.*}} ins(%[[YROW]] : tensor<16xf32>) outs(%[[AROW]] : tensor<16xf32>)
-// CHECK:               %[[TERM:.+]] = arith.mulf %[[GATE]], %{{.+}} : f32
+// CHECK:             %[[NEW:.+]] = linalg.generic {{.*}} outs(%[[AROW]] : tensor<16xf32>)
+// CHECK:               %[[D:.+]] = linalg.index 0 : index
+// CHECK:               %[[Y:.+]] = tensor.extract %[[FY]][%[[S]], %[[D]]] : tensor<?x16xf32>
+// CHECK:               %[[TERM:.+]] = arith.mulf %[[GATE]], %[[Y]] : f32
 // CHECK:               arith.addf %{{.+}}, %[[TERM]] : f32
 // CHECK:             tensor.insert_slice %[[NEW]] into %[[A]][%{{.+}}, 0] [1, 16] [1, 1] : tensor<16xf32> into tensor<?x16xf32>
 // CHECK:           } else {

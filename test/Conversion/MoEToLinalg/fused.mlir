@@ -24,7 +24,8 @@
 // CHECK:             scf.for %{{.+}} = %{{.+}} to %c16{{.*}} step %{{.+}} iter_args(%{{.+}} = %[[TA]]) -> (tensor<?x16xf32>) {
 // CHECK:               tensor.extract %[[SLOTS]]#0
 // CHECK:               tensor.extract %[[SLOTS]]#1
-// CHECK:               tensor.extract_slice %[[OUT]]
+// CHECK:               tensor.extract %[[OUT]]
+// CHECK:           } {moe.independent_tiles}
 // CHECK:           scf.for %{{.+}} = %[[FULL]] to %{{.+}} step %c8 iter_args(%{{.+}} = %[[TILED]]) -> (tensor<?x16xf32>) {
 // CHECK:             linalg.generic {{.*}} outs(%{{.+}}, %{{.+}} : tensor<8xi32>, tensor<8xf32>)
 // CHECK:             linalg.generic {{.*}} outs(%{{.+}} : tensor<8x16xf32>)

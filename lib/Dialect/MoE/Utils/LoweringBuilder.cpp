@@ -401,8 +401,6 @@ Value LoweringBuilder::scatterAddRows(Value acc, Value ids, Value gates,
   OpFoldResult modelDim = size(acc, 1);
   int64_t staticDim = cast<RankedTensorType>(acc.getType()).getDimSize(1);
   auto accRowType = RankedTensorType::get({staticDim}, f32);
-  auto rowType =
-      RankedTensorType::get({staticDim}, getElementTypeOrSelf(rows.getType()));
   OpFoldResult zero = getIndexAttr(0), one = getIndexAttr(1);
   SmallVector<OpFoldResult> strides = {one, one};
   auto loop = scf::ForOp::create(
@@ -422,17 +420,22 @@ Value LoweringBuilder::scatterAddRows(Value acc, Value ids, Value gates,
               Value accRow = tensor::ExtractSliceOp::create(
                   tl, accRowType, args[0], ArrayRef<OpFoldResult>{id, zero},
                   ArrayRef<OpFoldResult>{one, modelDim}, strides);
-              Value row = tensor::ExtractSliceOp::create(
-                  tl, rowType, rows, ArrayRef<OpFoldResult>{slot, zero},
-                  ArrayRef<OpFoldResult>{one, modelDim}, strides);
+              // The row is read element by element rather than through a
+              // slice: a view of the rows' buffer would keep upstream's
+              // hoisting from keeping the producing GEMM's accumulators in
+              // registers (it treats any view of a buffer as a possible
+              // alias).
               Value updated = tl.generic(
-                  row, {{0}}, accRow, {{0}}, 1, {},
+                  {}, {}, accRow, {{0}}, 1, {},
                   [&](OpBuilder &gb, Location gloc, ValueRange g) {
                     LoweringBuilder gl(gloc, gb);
+                    Value element = tensor::ExtractOp::create(
+                        gl, rows,
+                        ValueRange{slot, linalg::IndexOp::create(gl, 0)});
                     Value term = arith::MulFOp::create(
-                        gl, gate, gl.convertFloat(g[0], f32));
+                        gl, gate, gl.convertFloat(element, f32));
                     linalg::YieldOp::create(
-                        gl, arith::AddFOp::create(gl, g[1], term).getResult());
+                        gl, arith::AddFOp::create(gl, g[0], term).getResult());
                   })[0];
               scf::YieldOp::create(
                   tl,
