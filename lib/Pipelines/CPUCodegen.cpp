@@ -29,6 +29,14 @@ namespace {
 /// L1 (KC = 256: 16 KiB) while every 4-row block of the tile sweeps it.
 constexpr int64_t kReductionBlocks[] = {256, 128, 64, 32, 16, 8, 4};
 
+/// Tiles of at most kFewRows rows (decode, small experts) reuse a weight
+/// panel too little to keep it in L1; they stream the weights once, and a
+/// shallow reduction block reads each of its weight rows sequentially
+/// across the column strips instead of hopping over KC rows (KC pages)
+/// per strip. Measured on the decode shapes: 2.2-2.5x faster than KC = 256.
+constexpr int64_t kFewRows = 8;
+constexpr int64_t kFewRowsReductionBlock = 8;
+
 /// Builds the script that tiles and vectorizes the contractions the fused
 /// lowering marked, each marked with its column panel per thread
 /// (moe.expert_split = S) and its reduction block (moe.expert_tile = KC):
@@ -136,7 +144,8 @@ struct CPUCodegenPass
   void runOnOperation() override {
     // Only contractions that tile exactly into register blocks are
     // vectorized (the others keep their scalar loops); each gets the
-    // largest reduction block that divides its K, and its columns are split
+    // largest reduction block that divides its K (at most
+    // kFewRowsReductionBlock for few rows), and its columns are split
     // into one panel per thread when they divide evenly.
     std::set<std::pair<int64_t, int64_t>> blocks;
     if (stage == moe::CPUCodegenStage::Vectorize)
@@ -153,8 +162,10 @@ struct CPUCodegenPass
         if (threads > 1 && ranges[1] % (16 * threads) == 0)
           split = ranges[1] / threads;
         auto i64 = IntegerType::get(&getContext(), 64);
+        int64_t kcMax = ranges[0] <= kFewRows ? kFewRowsReductionBlock
+                                              : kReductionBlocks[0];
         for (int64_t kc : kReductionBlocks)
-          if (ranges[2] % kc == 0) {
+          if (ranges[2] % kc == 0 && kc <= kcMax) {
             matmul->setAttr("moe.expert_tile", IntegerAttr::get(i64, kc));
             matmul->setAttr("moe.expert_split", IntegerAttr::get(i64, split));
             blocks.insert({split, kc});

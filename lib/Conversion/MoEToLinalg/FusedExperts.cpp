@@ -37,6 +37,29 @@ using namespace mlir::moe::detail;
 /// rows alias in the caches (see below).
 constexpr int64_t kPadMinRows = 16;
 
+/// The largest offsets[e + 1] - offsets[e] over the experts.
+static Value maxGroupSize(LoweringBuilder &b, Value offsets,
+                          int64_t numExperts) {
+  auto read = [&](OpBuilder &ob, Location loc, Value index) -> Value {
+    return arith::IndexCastOp::create(
+        ob, loc, ob.getIndexType(),
+        tensor::ExtractOp::create(ob, loc, offsets, ValueRange{index}));
+  };
+  return scf::ForOp::create(
+             b, b.indexConst(0), b.indexConst(numExperts), b.indexConst(1),
+             ValueRange{b.indexConst(0)},
+             [&](OpBuilder &fb, Location loc, Value e, ValueRange most) {
+               Value next = arith::AddIOp::create(
+                   fb, loc, e, arith::ConstantIndexOp::create(fb, loc, 1));
+               Value size = arith::SubIOp::create(fb, loc, read(fb, loc, next),
+                                                  read(fb, loc, e));
+               scf::YieldOp::create(
+                   fb, loc,
+                   ValueRange{arith::MaxUIOp::create(fb, loc, most[0], size)});
+             })
+      .getResult(0);
+}
+
 LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
                                          CombineOp combine, int64_t tileRows) {
   Value ids = combine.getIndices();
@@ -76,10 +99,11 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
   // values, a padded row stride); decode-sized experts keep the originals,
   // as the copy would cost them more than it saves. The padded buffers are
   // allocated once, before the expert loop, and carried through it (so that
-  // they bufferize to one allocation each, not one per expert).
+  // they bufferize to one allocation each, not one per expert); with no
+  // row in them (no allocation to speak of) when no expert has enough rows.
   Block &region = expert.getBody().front();
   SmallVector<bool> aliased;
-  SmallVector<Value> padInits = {b.convertElements(init, f32)};
+  SmallVector<RankedTensorType> paddedTypes;
   for (BlockArgument weightSlice : region.getArguments().drop_front()) {
     auto type = cast<RankedTensorType>(weightSlice.getType());
     unsigned bits = type.getElementTypeBitWidth();
@@ -87,16 +111,29 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
                (type.getDimSize(1) * bits / 8) % 4096 == 0;
     aliased.push_back(bad);
     if (bad)
+      paddedTypes.push_back(RankedTensorType::get(
+          {type.getDimSize(0), type.getDimSize(1) + 512 / int64_t(bits)},
+          type.getElementType()));
+  }
+  bool anyAliased = !paddedTypes.empty();
+  SmallVector<Value> padInits = {b.convertElements(init, f32)};
+  if (anyAliased) {
+    Value mostRows =
+        grouped ? maxGroupSize(b, offsets, numExperts) : b.sizeValue(ids, 1);
+    Value needed = arith::CmpIOp::create(b, arith::CmpIPredicate::uge, mostRows,
+                                         b.indexConst(kPadMinRows));
+    for (RankedTensorType type : paddedTypes) {
+      Value rows = arith::SelectOp::create(
+          b, needed, b.indexConst(type.getDimSize(0)), b.indexConst(0));
       // Not tensor.empty: CSE would merge equal ones into one value, and
       // the loop's buffers for different weights into one allocation.
       padInits.push_back(bufferization::AllocTensorOp::create(
           b,
-          RankedTensorType::get(
-              {type.getDimSize(0), type.getDimSize(1) + 512 / int64_t(bits)},
-              type.getElementType()),
-          ValueRange()));
+          RankedTensorType::get({ShapedType::kDynamic, type.getDimSize(1)},
+                                type.getElementType()),
+          ValueRange{rows}));
+    }
   }
-  bool anyAliased = padInits.size() > 1;
   SmallVector<OpFoldResult> zeros2(2, zero), ones2(2, one);
 
   auto experts = scf::ForOp::create(
@@ -220,7 +257,31 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
                        fullEnd, tile, acc, weights);
           if (staticRows)
             return sum;
-          return tileLoop(fb, floc, fullEnd, count, remainder, sum, weights);
+          if (remainder != 8)
+            return tileLoop(fb, floc, fullEnd, count, remainder, sum, weights);
+          // The rest: 8-row tiles, then the last 1..7 rows in one padded
+          // tile of 4 rows when they fit (decode: an expert with a token or
+          // two computes half the padding) or of 8, so that the weights are
+          // still read once for them.
+          auto index = [&](int64_t v) -> Value {
+            return arith::ConstantIndexOp::create(fb, floc, v);
+          };
+          Value rest = arith::SubIOp::create(fb, floc, count, fullEnd);
+          Value end8 = arith::AddIOp::create(
+              fb, floc, fullEnd,
+              arith::MulIOp::create(
+                  fb, floc, arith::DivUIOp::create(fb, floc, rest, index(8)),
+                  index(8)));
+          Value tail = arith::SubIOp::create(fb, floc, count, end8);
+          Value large = arith::CmpIOp::create(
+              fb, floc, arith::CmpIPredicate::ugt, tail, index(4));
+          sum = tileLoop(fb, floc, fullEnd, end8, 8, sum, weights);
+          sum = tileLoop(fb, floc, end8,
+                         arith::SelectOp::create(fb, floc, large, count, end8),
+                         8, sum, weights);
+          return tileLoop(fb, floc, end8,
+                          arith::SelectOp::create(fb, floc, large, end8, count),
+                          4, sum, weights);
         };
         SmallVector<Value> results;
         if (anyAliased) {

@@ -1,8 +1,8 @@
 // RUN: moe-opt %s -split-input-file -convert-moe-to-fused-linalg=tile-rows=16 | FileCheck %s
 
 // Capacity layout, body for a dynamic row count: experts outer; full
-// tiles of 16 rows, then the rest in padded tiles of 8, every tile of a
-// static shape. Each tile reads its slots (past the end: id -1, gate 0),
+// tiles of 16 rows, then tiles of 8, then the last 1..7 rows in one padded
+// tile of 8 (5..7 rows) or of 4 (1..4 rows), every tile of a static shape. Each tile reads its slots (past the end: id -1, gate 0),
 // gathers its token rows straight into the body, and adds the gated rows
 // into an f32 accumulator. No [E, C, D] buffer is built.
 // CHECK-LABEL: func.func @capacity
@@ -26,9 +26,21 @@
 // CHECK:               tensor.extract %[[SLOTS]]#1
 // CHECK:               tensor.extract %[[OUT]]
 // CHECK:           } {moe.independent_tiles}
-// CHECK:           scf.for %{{.+}} = %[[FULL]] to %{{.+}} step %c8 iter_args(%{{.+}} = %[[TILED]]) -> (tensor<?x16xf32>) {
+// CHECK:           %[[REST:.+]] = arith.subi %{{.+}}, %[[FULL]]
+// CHECK:           arith.divui %[[REST]], %c8
+// CHECK:           %[[END8:.+]] = arith.addi %[[FULL]], %{{.+}}
+// CHECK:           %[[TAIL:.+]] = arith.subi %{{.+}}, %[[END8]]
+// CHECK:           %[[LARGE:.+]] = arith.cmpi ugt, %[[TAIL]], %c4{{.*}}
+// CHECK:           %[[T8:.+]] = scf.for %{{.+}} = %[[FULL]] to %[[END8]] step %c8{{.*}} iter_args(%{{.+}} = %[[TILED]]) -> (tensor<?x16xf32>) {
 // CHECK:             linalg.generic {{.*}} outs(%{{.+}}, %{{.+}} : tensor<8xi32>, tensor<8xf32>)
 // CHECK:             linalg.generic {{.*}} outs(%{{.+}} : tensor<8x16xf32>)
+// CHECK:           %[[LAST8:.+]] = arith.select %[[LARGE]], %{{.+}}, %[[END8]]
+// CHECK:           %[[T8B:.+]] = scf.for %{{.+}} = %[[END8]] to %[[LAST8]] step %c8{{.*}} iter_args(%{{.+}} = %[[T8]])
+// CHECK:             linalg.generic {{.*}} outs(%{{.+}} : tensor<8x16xf32>)
+// CHECK:           %[[LAST4:.+]] = arith.select %[[LARGE]], %[[END8]], %{{.+}}
+// CHECK:           scf.for %{{.+}} = %[[END8]] to %[[LAST4]] step %c4{{.*}} iter_args(%{{.+}} = %[[T8B]])
+// CHECK:             linalg.generic {{.*}} outs(%{{.+}}, %{{.+}} : tensor<4xi32>, tensor<4xf32>)
+// CHECK:             linalg.generic {{.*}} outs(%{{.+}} : tensor<4x16xf32>)
 // CHECK:         return %[[Y]]
 // CHECK-NOT:     moe.
 func.func @capacity(%x: tensor<?x16xf32>, %ids: tensor<4x?xi32>, %g: tensor<4x?xf32>, %w: tensor<4x16x16xf32>,
@@ -120,14 +132,18 @@ func.func @not_fused(%x: tensor<8x4xf32>, %ids: tensor<2x5xi32>, %g: tensor<2x5x
 // least 16 rows (two tiles or more), its tiles read a copy with 64-byte
 // longer rows. The padded buffer is made once and carried by the expert
 // loop (one allocation per call, not one per expert; alloc_tensor, as CSE
-// would merge equal tensor.empty ops and so the buffers of two weights).
+// would merge equal tensor.empty ops and so the buffers of two weights); it
+// has no rows when no expert has 16.
 // CHECK-LABEL: func.func @aliased_rows
-// CHECK:         %[[BUF0:.+]] = bufferization.alloc_tensor() : tensor<16x1040xf32>
-// CHECK:         scf.for %[[E:[a-z0-9_]+]] = {{.+}} iter_args(%[[ACC:.+]] = %{{.+}}, %[[BUF:.+]] = %[[BUF0]]) -> (tensor<?x1024xf32>, tensor<16x1040xf32>)
+// CHECK:         %[[MOST:.+]] = tensor.dim %{{.+}}, %c1 : tensor<2x?xi32>
+// CHECK:         %[[NEEDED:.+]] = arith.cmpi uge, %[[MOST]], %c16
+// CHECK:         %[[ROWS:.+]] = arith.select %[[NEEDED]], %c16{{.*}}, %c0
+// CHECK:         %[[BUF0:.+]] = bufferization.alloc_tensor(%[[ROWS]]) : tensor<?x1040xf32>
+// CHECK:         scf.for %[[E:[a-z0-9_]+]] = {{.+}} iter_args(%[[ACC:.+]] = %{{.+}}, %[[BUF:.+]] = %[[BUF0]]) -> (tensor<?x1024xf32>, tensor<?x1040xf32>)
 // CHECK:           %[[WE:.+]] = tensor.extract_slice %{{.+}}[%[[E]], 0, 0] [1, 16, 1024] [1, 1, 1] : tensor<2x16x1024xf32> to tensor<16x1024xf32>
 // CHECK:           %[[WORTH:.+]] = arith.cmpi uge, %{{.+}}, %c16
 // CHECK:           scf.if %[[WORTH]]
-// CHECK:             %[[VIEW:.+]] = tensor.extract_slice %[[BUF]][0, 0] [16, 1024] [1, 1] : tensor<16x1040xf32> to tensor<16x1024xf32>
+// CHECK:             %[[VIEW:.+]] = tensor.extract_slice %[[BUF]][0, 0] [16, 1024] [1, 1] : tensor<?x1040xf32> to tensor<16x1024xf32>
 // CHECK:             %[[PADDED:.+]] = linalg.copy ins(%[[WE]] : tensor<16x1024xf32>) outs(%[[VIEW]] : tensor<16x1024xf32>)
 // CHECK:             scf.for
 // CHECK:               linalg.matmul {moe.expert_tile} ins(%{{.+}}, %[[PADDED]] :
