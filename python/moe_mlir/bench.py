@@ -70,9 +70,16 @@ def expert_flops(layer, rows):
     return rows * per_row
 
 
-def streaming_bandwidth():
-    buf = np.ones(256 * 1024 * 1024 // 4, dtype=np.float32)  # 1 GiB... of reads per pass: 256 MiB
-    best = best_time(lambda: np.add.reduce(buf), 5)
+def streaming_bandwidth(threads=1):
+    """Read bandwidth over a 256 MiB buffer (far past the caches), summed
+    in `threads` equal parts at once (NumPy's reductions release the GIL),
+    so that it compares with layers run on as many threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    buf = np.ones(256 * 1024 * 1024 // 4, dtype=np.float32)
+    parts = np.array_split(buf, threads)
+    with ThreadPoolExecutor(threads) as pool:
+        best = best_time(lambda: list(pool.map(np.add.reduce, parts)), 5)
     return buf.nbytes / best / 1e9
 
 
@@ -135,7 +142,7 @@ def main(argv=None):
 
     shapes = QUICK if args.quick else SHAPES
     results = {"threads": args.threads, "shapes": []}
-    bandwidth = streaming_bandwidth() if not args.quick else float("nan")
+    bandwidth = streaming_bandwidth(args.threads) if not args.quick else float("nan")
     peak = sgemm_rate(2048, 1024, 2048) if not args.quick else sgemm_rate(256, 256, 256)
     results["stream_read_GBps"] = bandwidth
     results["blas_sgemm_GFLOPs"] = peak
