@@ -20,6 +20,11 @@
 
 #include <set>
 
+namespace mlir::moe {
+#define GEN_PASS_DEF_CPUCODEGEN
+#include "moe/Conversion/Passes.h.inc"
+} // namespace mlir::moe
+
 using namespace mlir;
 
 namespace {
@@ -100,6 +105,7 @@ module attributes {transform.with_named_sequence} {
     // into the transfers' indices, so that the accumulator stays in
     // registers across the reduction rather than being stored and reloaded
     // at every step.
+    transform.apply_cse to %funcs : !transform.any_op
     transform.apply_patterns to %funcs {
       transform.apply_patterns.memref.fold_memref_alias_ops
       transform.apply_patterns.canonicalization
@@ -126,22 +132,16 @@ module attributes {transform.with_named_sequence} {
 }
 )mlir";
 
-struct CPUCodegenPass
-    : public PassWrapper<CPUCodegenPass, OperationPass<ModuleOp>> {
-  MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(CPUCodegenPass)
-
-  CPUCodegenPass(moe::CPUCodegenStage stage, int64_t threads)
-      : stage(stage), threads(threads) {}
-
-  StringRef getArgument() const override { return "moe-cpu-codegen"; }
-  StringRef getDescription() const override {
-    return "Vectorize the contractions of the fused expert tiles";
-  }
-  void getDependentDialects(DialectRegistry &registry) const override {
-    registry.insert<transform::TransformDialect>();
-  }
+struct CPUCodegenPass : moe::impl::CPUCodegenBase<CPUCodegenPass> {
+  using Base::Base;
 
   void runOnOperation() override {
+    if (threads < 1) {
+      getOperation()->emitError("moe-cpu-codegen: threads must be at least "
+                                "1, got ")
+          << static_cast<int64_t>(threads);
+      return signalPassFailure();
+    }
     // Only contractions that tile exactly into register blocks are
     // vectorized (the others keep their scalar loops); each gets the
     // largest reduction block that divides its K (at most
@@ -188,14 +188,14 @@ struct CPUCodegenPass
             getOperation(), entry, *library, transform::TransformOptions())))
       signalPassFailure();
   }
-
-  moe::CPUCodegenStage stage;
-  int64_t threads;
 };
 
 } // namespace
 
 std::unique_ptr<Pass> mlir::moe::createCPUCodegenPass(CPUCodegenStage stage,
                                                       int64_t threads) {
-  return std::make_unique<CPUCodegenPass>(stage, threads);
+  CPUCodegenOptions options;
+  options.stage = stage;
+  options.threads = threads;
+  return createCPUCodegen(options);
 }

@@ -9,6 +9,7 @@
 
 #include "moe/Conversion/LoopsToGPU/LoopsToGPU.h"
 #include "moe/Conversion/MoEToLinalg/MoEToLinalg.h"
+#include "moe/Pipelines/CPUCodegen.h"
 
 namespace mlir::moe {
 

@@ -182,6 +182,42 @@ def ParallelExpertTiles
   ];
 }
 
+def CPUCodegen : Pass<"moe-cpu-codegen", "::mlir::ModuleOp"> {
+  let summary = "Turn the fused expert tiles' contractions into register-"
+                "blocked vector code (transform-dialect scripts)";
+  let description = [{
+    The CPU codegen of `moe-cpu-pipeline`, in two stages around
+    bufferization.
+
+    `stage=vectorize` (on tensors): every `linalg.matmul` marked
+    `moe.expert_tile` (by `convert-moe-to-fused-linalg`) whose sizes tile
+    exactly into 4 x 16 x 4 blocks has its left-hand tile transposed (a
+    reduction step then reads its 4 rows' values contiguously), its columns
+    split into `threads` panels (an `scf.forall`) when they divide evenly, its
+    reduction blocked by KC (the largest of 256, 128, ... 4 dividing K; at
+    most 8 for tiles of 8 rows or fewer, which stream each weight row once)
+    and is tiled to 16-column strips, 4-row blocks and 4-deep steps, each a
+    4 x 16 x 4 `vector.contract`. Other contractions keep their loops.
+
+    `stage=lower` (on buffers): folds the subviews into the vector transfers,
+    hoists the accumulator transfers out of the reduction loops (so that the
+    4 x 16 C block stays in registers) and lowers the contractions to
+    outer products, i.e. FMAs on 8-wide vectors.
+  }];
+  let options = [
+    Option<"stage", "stage", "::mlir::moe::CPUCodegenStage",
+           "::mlir::moe::CPUCodegenStage::Vectorize",
+           "Which script to run", [{::llvm::cl::values(
+             clEnumValN(::mlir::moe::CPUCodegenStage::Vectorize, "vectorize",
+                        "tile and vectorize the marked contractions (tensors)"),
+             clEnumValN(::mlir::moe::CPUCodegenStage::Lower, "lower",
+                        "hoist accumulators, lower to FMAs (buffers)"))}]>,
+    Option<"threads", "threads", "int64_t", /*default=*/"1",
+           "Column panels per contraction (an scf.forall over them)">
+  ];
+  let dependentDialects = ["::mlir::transform::TransformDialect"];
+}
+
 def MapLoopsToGPU : Pass<"moe-map-loops-to-gpu", "::mlir::func::FuncOp"> {
   let summary = "Run the parallel loops and memory accesses of a bufferized "
                 "function in gpu.launch ops";

@@ -25,7 +25,10 @@ enum class CPUCodegenStage {
   Lower,
 };
 
-/// Creates the pass running the transform script of `stage`; with
+#define GEN_PASS_DECL_CPUCODEGEN
+#include "moe/Conversion/Passes.h.inc"
+
+/// Creates moe-cpu-codegen running the transform script of `stage`; with
 /// `threads` > 1, each contraction's columns are split into that many
 /// panels computed by an scf.forall.
 std::unique_ptr<Pass> createCPUCodegenPass(CPUCodegenStage stage,
