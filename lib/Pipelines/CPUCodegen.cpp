@@ -15,8 +15,10 @@
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Transform/IR/TransformDialect.h"
 #include "mlir/Dialect/Transform/Transforms/TransformInterpreterUtils.h"
+#include "mlir/Dialect/Vector/Transforms/LoweringPatterns.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Parser/Parser.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
 #include <set>
 
@@ -120,6 +122,19 @@ module attributes {transform.with_named_sequence} {
     transform.apply_patterns to %hoisted {
       transform.apply_patterns.vector.lower_contraction lowering_strategy = "outerproduct"
       transform.apply_patterns.vector.lower_outerproduct
+      transform.apply_patterns.canonicalization
+    } : !transform.any_op
+    transform.yield
+  }
+}
+)mlir";
+
+/// Lowers what is left of the vector ops to 1-D loads, stores and FMAs.
+constexpr const char *kLowerTransfersScript = R"mlir(
+module attributes {transform.with_named_sequence} {
+  transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
+    %funcs = transform.structured.match ops{["func.func"]} in %root : (!transform.any_op) -> !transform.any_op
+    transform.apply_patterns to %funcs {
       transform.apply_patterns.vector.transfer_permutation_patterns
       transform.apply_patterns.vector.lower_transfer max_transfer_rank = 1
       transform.apply_patterns.vector.lower_transpose
@@ -131,6 +146,20 @@ module attributes {transform.with_named_sequence} {
   }
 }
 )mlir";
+
+/// Runs the transform script `text` on `root`.
+static LogicalResult runScript(ModuleOp root, StringRef text) {
+  OwningOpRef<ModuleOp> library = parseSourceString<ModuleOp>(
+      text, ParserConfig(root.getContext()), "moe-cpu-codegen");
+  if (!library)
+    return root.emitError("moe-cpu-codegen: cannot parse its script");
+  Operation *entry = transform::detail::findTransformEntryPoint(
+      root, *library, "__transform_main");
+  if (!entry)
+    return failure();
+  return transform::applyTransformNamedSequence(root, entry, *library,
+                                                transform::TransformOptions());
+}
 
 struct CPUCodegenPass : moe::impl::CPUCodegenBase<CPUCodegenPass> {
   using Base::Base;
@@ -172,20 +201,22 @@ struct CPUCodegenPass : moe::impl::CPUCodegenBase<CPUCodegenPass> {
             return;
           }
       });
-    std::string script = stage == moe::CPUCodegenStage::Vectorize
-                             ? buildVectorizeScript(blocks)
-                             : std::string(kLowerScript);
-    OwningOpRef<ModuleOp> library = parseSourceString<ModuleOp>(
-        script, ParserConfig(&getContext()), "moe-cpu-codegen");
-    if (!library) {
-      getOperation()->emitError("moe-cpu-codegen: cannot parse its script");
-      return signalPassFailure();
+    if (stage == moe::CPUCodegenStage::Vectorize) {
+      if (failed(runScript(getOperation(), buildVectorizeScript(blocks))))
+        signalPassFailure();
+      return;
     }
-    Operation *entry = transform::detail::findTransformEntryPoint(
-        getOperation(), *library, "__transform_main");
-    if (!entry ||
-        failed(transform::applyTransformNamedSequence(
-            getOperation(), entry, *library, transform::TransformOptions())))
+    if (failed(runScript(getOperation(), kLowerScript)))
+      return signalPassFailure();
+    // The outer products take the left-hand elements one by one: read each
+    // with a scalar load (a broadcast from memory) rather than loading the
+    // block's row as a vector and extracting from it, which needs shuffles
+    // and registers (a 6-element row is loaded in two parts).
+    RewritePatternSet scalarLoads(&getContext());
+    vector::populateScalarVectorTransferLoweringPatterns(
+        scalarLoads, /*benefit=*/1, /*allowMultipleUses=*/true);
+    if (failed(applyPatternsGreedily(getOperation(), std::move(scalarLoads))) ||
+        failed(runScript(getOperation(), kLowerTransfersScript)))
       signalPassFailure();
   }
 };

@@ -33,11 +33,15 @@
 // THREADS:           scf.for %{{.+}} = %c0 to %c512 step %c256
 
 // On buffers: the 4 x 16 accumulator block is read before the reduction
-// loop, carried through it, and written after it; the steps are FMAs.
+// loop, carried through it, and written after it; the steps are FMAs of
+// right-hand rows and left-hand elements read one by one (scalar loads,
+// broadcast).
 // LOWER-LABEL: func.func @tiles
 // LOWER:         %[[C:.+]] = vector.transfer_read {{.+}} : memref<64x64xf32>, vector<4x16xf32>
 // LOWER:         %[[SUM:.+]] = scf.for {{.+}} iter_args(%{{.+}} = %[[C]]) -> (vector<4x16xf32>)
-// LOWER:           vector.fma {{.+}} : vector<16xf32>
+// LOWER:           %[[AIK:.+]] = memref.load %{{.+}} : memref<512x64xf32>
+// LOWER:           %[[BC:.+]] = vector.broadcast %[[AIK]] : f32 to vector<16xf32>
+// LOWER:           vector.fma %[[BC]], {{.+}} : vector<16xf32>
 // LOWER:         vector.transfer_write %[[SUM]]
 func.func @tiles(%a: tensor<64x512xf32>, %b: tensor<512x64xf32>, %c: tensor<64x64xf32>,
                  %a8: tensor<8x512xf32>, %c8: tensor<8x64xf32>,

@@ -202,7 +202,8 @@ def CPUCodegen : Pass<"moe-cpu-codegen", "::mlir::ModuleOp"> {
     `stage=lower` (on buffers): folds the subviews into the vector transfers,
     hoists the accumulator transfers out of the reduction loops (so that the
     4 x 16 C block stays in registers) and lowers the contractions to
-    outer products, i.e. FMAs on 8-wide vectors.
+    outer products, i.e. FMAs on 8-wide vectors whose left-hand elements are
+    scalar loads (broadcasts from memory).
   }];
   let options = [
     Option<"stage", "stage", "::mlir::moe::CPUCodegenStage",
