@@ -233,9 +233,9 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
                                    eb.getInsertionPoint());
         SmallVector<Value> slices =
             sliceExpertWeights(rewriter, expert, e, expert.getWeights());
-        // Full tiles of `tile` rows, then the rest in tiles of `remainder`
-        // rows (padded), so that every tile has a static shape.
-        // The tiles of one expert hold distinct tokens, so their scatter-adds
+        // Full tiles of `tile` rows, then the rest in smaller padded tiles
+        // (below), so that every tile has a static shape. The tiles of one
+        // expert hold distinct tokens, so their scatter-adds
         // touch disjoint output rows: the loops are marked as safe to run in
         // parallel once bufferized (moe-parallel-expert-tiles).
         auto tileLoop = [&](OpBuilder &fb, Location floc, Value from, Value to,
