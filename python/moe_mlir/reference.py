@@ -4,6 +4,10 @@ This is the contract every backend is tested against (``shared/DESIGN.md``
 and the attribute docs in ``docs/Dialects/MoE.md``):
 
 * Scores are computed in f32. Ties always break toward the lower index.
+  Selection is total: NaN ranks below every number (-inf included) and
+  NaNs tie with each other (``argsort(-key, kind="stable")`` sorts them
+  last, by index), so any float input yields a valid layout; gates follow
+  IEEE arithmetic and may be NaN.
 * Token choice: ``P = softmax|sigmoid(logits)`` per token; the selection key
   is ``P + bias``; with ``n_group > 1`` only the ``topk_group`` groups with
   the largest sum of their two best keys stay eligible; each token takes the

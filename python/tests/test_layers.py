@@ -6,8 +6,8 @@ tolerances are in layer_cases.py."""
 import numpy as np
 import pytest
 
-from cases import case_kind, layer_inputs, run_layer, token_count
-from layer_cases import CASES_PER_LAYER, LAYERS, _layer, check_layer
+from cases import case_kind, layer_inputs, reference_layer, run_layer, token_count
+from layer_cases import CASES_PER_LAYER, LAYERS, TOLERANCE, _layer, check_layer
 from moe_mlir import builder
 from moe_mlir.policies import ExpertChoice, Soft, TokenChoice
 
@@ -72,3 +72,41 @@ def test_padded_weight_copies(compiled, dtype):
                   pipeline="moe-cpu-pipeline{tile-rows=16 results-to-out-params=false}")
     for seed, tokens in ((1, 200), (2, 5)):
         check_layer(layer, fn, seed, tokens=tokens)
+
+
+SPECIAL_LAYERS = ["mixtral-dropless-swiglu-f32", "capacity-priority-gelu-bf16",
+                  "capacity-position-relu-f32", "deepseek-grouped-swiglu-f32",
+                  "expert-choice-normalize-gelu-f32", "soft-gelu-f32"]
+
+
+@pytest.mark.parametrize("pipeline", ["fused", "reference", "fused-threads-2", "gpu-emulated"])
+@pytest.mark.parametrize("name", SPECIAL_LAYERS)
+def test_special_token_values(compiled, name, pipeline):
+    """Tokens holding NaN, +-Inf, 1e30, subnormals or -0.0 do not break the
+    layer: it runs (no out-of-bounds access: the routing of every token is a
+    valid layout), and every token whose row is finite gets the reference's
+    output, with the NaN tokens competing for capacity exactly as the
+    reference says (NaN ranks last)."""
+    layer = LAYERS[name]
+    fn = compiled(builder.build_layer(layer), pipeline=PIPELINES[pipeline])
+    rng = np.random.default_rng(5)
+    tokens = 23
+    inputs = layer_inputs(layer, rng, "normal", tokens)
+    x = inputs["x"]
+    x[1] = np.nan
+    x[4, 3] = np.inf
+    x[6, 2] = -np.inf
+    x[9] = 1e30
+    x[12] = 1e-40  # subnormal (zero in bf16)
+    x[15] = -0.0
+    x[18, :5] = np.nan
+    got = run_layer(fn, layer, inputs)
+    with np.errstate(all="ignore"):
+        want, _ = reference_layer(layer, inputs)
+    assert got.shape == want.shape
+    rows = np.all(np.isfinite(x), axis=1) & np.all(np.isfinite(want), axis=1)
+    if not isinstance(layer.policy, Soft):
+        assert rows.sum() >= tokens - 7
+    scale = max(1.0, float(np.abs(want[rows]).max(initial=0.0)))
+    err = float(np.abs(got[rows] - want[rows]).max(initial=0.0))
+    assert err <= TOLERANCE[layer.dtype] * scale

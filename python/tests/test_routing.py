@@ -98,3 +98,71 @@ def test_runtime_capacity_matches_the_f64_formula(compiled):
     assert ids.shape == (1, 56)
     np.testing.assert_array_equal(ids[0, :25], np.arange(25))
     assert np.all(ids[0, 25:] == -1)
+
+
+# Scores no model should produce but any data can: routing stays a valid
+# layout (NaN ranks below every number, -inf included; ties and NaNs to the
+# lower index), and equals the reference bit for bit, NaN gates included.
+SPECIAL = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1e30, -1e30, 1e-45,
+                    -1e-45, 1.2e-38, 3.0, -3.0], np.float32)
+
+
+def special_logits(rng, tokens, columns):
+    """Logits mixing ordinary values with NaN, +-Inf, -0.0, subnormals and
+    +-1e30; with whole rows of NaN, of +Inf, of -Inf and of -0.0."""
+    out = rng.standard_normal((tokens, columns)).astype(np.float32)
+    mask = rng.random((tokens, columns)) < 0.3
+    out[mask] = rng.choice(SPECIAL, size=int(mask.sum()))
+    for row, value in zip(range(tokens), (np.nan, np.inf, -np.inf, -0.0)):
+        out[row] = value
+    return out
+
+
+def check_layout(got, policy, experts, tokens):
+    """The invariants every consumer of the routing relies on."""
+    if isinstance(policy, Soft):
+        return
+    ids = got[0]
+    if isinstance(policy, TokenChoice) and policy.dropless:
+        offsets = got[2]
+        assert ids.shape == (tokens * policy.top_k,)
+        assert offsets[0] == 0 and offsets[-1] == tokens * policy.top_k
+        assert np.all(np.diff(offsets) >= 0)
+        assert np.all((ids >= 0) & (ids < tokens))
+        # Every token exactly k times, never twice for one expert.
+        assert np.all(np.bincount(ids, minlength=tokens) == policy.top_k)
+        for e in range(experts):
+            rows = ids[offsets[e]:offsets[e + 1]]
+            assert len(set(rows.tolist())) == len(rows)
+        return
+    assert np.all((ids >= -1) & (ids < tokens))
+    for e in range(experts):
+        taken = ids[e][ids[e] >= 0]
+        assert len(set(taken.tolist())) == len(taken)
+    if isinstance(policy, TokenChoice):
+        assert np.all(np.bincount(ids[ids >= 0], minlength=tokens) <= policy.top_k)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("pipeline", sorted(PIPELINES))
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_route_special_values(compiled, name, pipeline, seed):
+    policy, experts = POLICIES[name]
+    fn = compiled(builder.build_route(policy, experts), pipeline=PIPELINES[pipeline])
+    rng = np.random.default_rng(77 * seed + len(name))
+    tokens = 4 + seed * 3
+    columns = experts * policy.slots_per_expert if isinstance(policy, Soft) else experts
+    scores = special_logits(rng, tokens, columns)
+    args = [scores]
+    bias = None
+    if isinstance(policy, TokenChoice) and policy.bias:
+        bias = rng.choice(SPECIAL, size=experts).astype(np.float32)
+        args.append(bias)
+    got = fn(*args)
+    check_layout(got, policy, experts, tokens)
+    with np.errstate(invalid="ignore", over="ignore"):
+        want = R.route(scores, policy, experts, bias)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape
+        np.testing.assert_array_equal(g, w, err_msg=f"seed {seed}")

@@ -259,17 +259,31 @@ Value LoweringBuilder::sigmoid(Value tensor) {
 }
 
 /// Whether x[other] beats x[self] for the ranks: larger, or equal with a
-/// lower index.
+/// lower index, where NaN ranks below every number (-inf included) and NaNs
+/// tie with each other. That is a strict total order on (value, index) for
+/// any float data, so the ranks of a row are a permutation of 0..n-1 and
+/// every selection built on them (top-k, capacity slots, expert choice)
+/// yields a valid layout, whatever the scores.
 static Value beats(OpBuilder &b, Location loc, Value self, Value selfIndex,
                    Value other, Value otherIndex) {
+  Value selfNaN =
+      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::UNO, self, self);
+  Value otherNumber =
+      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::ORD, other, other);
   Value larger =
       arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, other, self);
-  Value equal =
+  Value aboveNaN = arith::AndIOp::create(b, loc, otherNumber, selfNaN);
+  Value otherNaN =
+      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::UNO, other, other);
+  Value bothNaN = arith::AndIOp::create(b, loc, selfNaN, otherNaN);
+  Value same =
       arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, other, self);
+  Value equal = arith::OrIOp::create(b, loc, same, bothNaN);
   Value lower = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
                                       otherIndex, selfIndex);
   Value tieWin = arith::AndIOp::create(b, loc, equal, lower);
-  return arith::OrIOp::create(b, loc, larger, tieWin);
+  Value better = arith::OrIOp::create(b, loc, larger, aboveNaN);
+  return arith::OrIOp::create(b, loc, better, tieWin);
 }
 
 Value LoweringBuilder::rankAlong(Value matrix, unsigned dim, Type type) {
@@ -368,7 +382,60 @@ static std::pair<Value, Value> checkToken(LoweringBuilder &b, Value id,
   return {valid, arith::SelectOp::create(b, valid, index, zero)};
 }
 
-Value LoweringBuilder::gatherRows(Value tokens, Value ids) {
+GroupBounds LoweringBuilder::groupBounds(Value offsets, Value numRows) {
+  auto offsetsType = cast<RankedTensorType>(offsets.getType());
+  Type intType = offsetsType.getElementType();
+  int64_t numExperts = offsetsType.getDimSize(0) - 1;
+  OpFoldResult experts = getIndexAttr(numExperts);
+  auto read = [&](OpBuilder &b, Location loc, Value index) -> Value {
+    Value offset =
+        tensor::ExtractOp::create(b, loc, offsets, ValueRange{index});
+    return arith::IndexCastOp::create(b, loc, b.getIndexType(), offset);
+  };
+  // start = max(offsets[0..e]), end = max(start, offsets[e+1]), both
+  // clamped to [0, N] (signed: a negative offset is below 0): monotone
+  // offsets are kept as they are, any others still give disjoint, ordered
+  // ranges inside [0, N) -- no expert reads or writes another's rows.
+  ResultRange bounds = generic(
+      {}, {}, {empty({experts}, intType), empty({experts}, intType)},
+      {{0}, {0}}, 1, {}, [&](OpBuilder &b, Location loc, ValueRange) {
+        LoweringBuilder lb(loc, b);
+        Value e = linalg::IndexOp::create(lb, 0);
+        Value next = arith::AddIOp::create(lb, e, lb.indexConst(1));
+        auto prefix = scf::ForOp::create(
+            lb, lb.indexConst(0), next, lb.indexConst(1),
+            ValueRange{lb.indexConst(0)},
+            [&](OpBuilder &fb, Location floc, Value i, ValueRange most) {
+              Value offset = read(fb, floc, i);
+              scf::YieldOp::create(
+                  fb, floc,
+                  arith::MaxSIOp::create(fb, floc, most[0], offset)
+                      .getResult());
+            });
+        Value start = arith::MinSIOp::create(lb, prefix.getResult(0), numRows);
+        Value last = read(lb, loc, next);
+        Value atLeast = arith::MaxSIOp::create(lb, last, start);
+        Value end = arith::MinSIOp::create(lb, atLeast, numRows);
+        Value count = arith::SubIOp::create(lb, end, start);
+        Value startInt = arith::IndexCastOp::create(lb, intType, start);
+        Value countInt = arith::IndexCastOp::create(lb, intType, count);
+        linalg::YieldOp::create(lb, ValueRange{startInt, countInt});
+      });
+  return {bounds[0], bounds[1]};
+}
+
+std::pair<Value, Value> LoweringBuilder::groupRows(const GroupBounds &bounds,
+                                                   Value expert) {
+  auto read = [&](Value tensor) -> Value {
+    Value value = tensor::ExtractOp::create(*this, tensor, ValueRange{expert});
+    return arith::IndexCastOp::create(*this, getIndexType(), value);
+  };
+  Value start = read(bounds.starts);
+  Value count = read(bounds.counts);
+  return {start, count};
+}
+
+Value LoweringBuilder::gatherRows(Value tokens, Value ids, bool guardReads) {
   unsigned slotRank = cast<RankedTensorType>(ids.getType()).getRank();
   SmallVector<OpFoldResult> sizes;
   SmallVector<unsigned> slotDims;
@@ -381,16 +448,36 @@ Value LoweringBuilder::gatherRows(Value tokens, Value ids) {
   allDims.push_back(slotRank);
   Value numTokens = sizeValue(tokens, 0);
   Type elementType = getElementTypeOrSelf(tokens.getType());
+  // With at least one token, an invalid id reads row 0 and selects zero (a
+  // body the vectorizer takes); otherwise the read itself is conditional.
+  auto staticTokens = getConstantIntValue(size(tokens, 0));
+  bool conditional = guardReads && !(staticTokens && *staticTokens > 0);
   return generic(
       ids, {slotDims}, empty(sizes, elementType), {allDims}, slotRank + 1, {},
       [&](OpBuilder &ob, Location loc, ValueRange args) {
         LoweringBuilder lb(loc, ob);
         Value d = linalg::IndexOp::create(lb, slotRank);
         auto [valid, row] = checkToken(lb, args[0], numTokens);
-        Value value = tensor::ExtractOp::create(lb, tokens, ValueRange{row, d});
-        Value zero = lb.floatConst(value.getType(), 0.0);
-        linalg::YieldOp::create(
-            lb, arith::SelectOp::create(lb, valid, value, zero).getResult());
+        Value zero = lb.floatConst(elementType, 0.0);
+        if (!conditional) {
+          Value value =
+              tensor::ExtractOp::create(lb, tokens, ValueRange{row, d});
+          linalg::YieldOp::create(
+              lb, arith::SelectOp::create(lb, valid, value, zero).getResult());
+          return;
+        }
+        auto ifOp = scf::IfOp::create(
+            lb, valid,
+            [&](OpBuilder &tb, Location tloc) {
+              scf::YieldOp::create(tb, tloc,
+                                   tensor::ExtractOp::create(tb, tloc, tokens,
+                                                             ValueRange{row, d})
+                                       .getResult());
+            },
+            [&](OpBuilder &eb, Location eloc) {
+              scf::YieldOp::create(eb, eloc, zero);
+            });
+        linalg::YieldOp::create(lb, ifOp.getResult(0));
       })[0];
 }
 

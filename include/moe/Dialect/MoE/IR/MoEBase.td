@@ -44,6 +44,26 @@ def MoE_Dialect : Dialect {
 
     Ties between equal scores always break toward the lower index, so the
     routing is bit-reproducible on every backend.
+
+    Routing is total: any float scores give a valid layout. Scores are
+    ranked by a strict total order in which NaN ranks below every number
+    (`-inf` included), NaNs tie with each other, and ties go to the lower
+    index (`-0.0` and `0.0` are equal). So every token of a token-choice
+    layer still gets exactly `k` distinct experts, ids are in `[0, T)` (or
+    `-1` for an empty slot), and dropless offsets run from `0` to `T*k`.
+    Gates follow IEEE arithmetic: a softmax over a row holding NaN or `+inf`
+    is NaN, and so are its gates, which makes that token's output NaN
+    without touching any other token's.
+
+    Consumers never turn routing data into an out-of-bounds access, whatever
+    its source (`moe.route`, or tensors passed in by the caller): a token id
+    outside `[0, T)` is an empty slot (a zero row for `moe.dispatch`,
+    skipped by `moe.combine`), and expert `e` of a grouped layout owns rows
+    `start = clamp(max(offsets[0..e]), 0, N)` up to
+    `clamp(max(start, offsets[e+1]), 0, N)`: the offsets `moe.route` makes
+    are kept as they are, and any others still give disjoint ranges within
+    `[0, N)` (rows no expert owns contribute zero). One token named twice in
+    one expert's slots is the caller's race when tiles run on threads.
   }];
   let useDefaultAttributePrinterParser = 1;
   let extraClassDeclaration = [{

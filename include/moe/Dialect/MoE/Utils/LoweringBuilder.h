@@ -24,6 +24,12 @@ namespace mlir::moe::detail {
 /// bit-identical everywhere. Other float types fall back to math.exp.
 Value buildRoutingExp(OpBuilder &b, Location loc, Value x);
 
+/// Where each expert's rows are in a grouped layout: [E] tensors.
+struct GroupBounds {
+  Value starts;
+  Value counts;
+};
+
 /// An ImplicitLocOpBuilder with tensor helpers for the moe lowerings.
 class LoweringBuilder : public ImplicitLocOpBuilder {
 public:
@@ -66,10 +72,24 @@ public:
   Value accumulateProducts(Value lhs, ArrayRef<unsigned> lhsDims, Value rhs,
                            ArrayRef<unsigned> rhsDims, Value acc);
 
+  /// The rows of every expert in a grouped layout of `numRows` rows: the
+  /// start and count [E] (in the offsets' integer type) from offsets[e] and
+  /// offsets[e + 1] when the offsets are monotone within [0, N], as
+  /// moe.route makes them. Offsets from elsewhere (function arguments, user
+  /// code) are made so: start = max(offsets[0..e]) and end = max(start,
+  /// offsets[e+1]), clamped to [0, N], so the experts' ranges are disjoint
+  /// and in bounds whatever the offsets hold.
+  GroupBounds groupBounds(Value offsets, Value numRows);
+  /// Expert `expert`'s (start, count) of `bounds`, as indices.
+  std::pair<Value, Value> groupRows(const GroupBounds &bounds, Value expert);
+
   /// Gathers rows of `tokens` [T, D] through `ids` (any rank, i32 or i64):
   /// result[s..., d] = tokens[ids[s...], d], a zero row where the id is not
-  /// in [0, T) (an empty slot). Keeps the tokens' element type.
-  Value gatherRows(Value tokens, Value ids);
+  /// in [0, T) (an empty slot). Keeps the tokens' element type. No read
+  /// is out of bounds: an invalid id reads row 0 (and selects zero) when T is
+  /// statically positive, and reads nothing otherwise; `guardReads` = false
+  /// keeps the unconditional form for callers that skip T = 0 themselves.
+  Value gatherRows(Value tokens, Value ids, bool guardReads = true);
 
   /// Adds `gates[i] * rows[i]` to row `ids[i]` of the f32 accumulator `acc`
   /// [T, D] for every i in order (ids outside [0, T) are skipped); `ids`
