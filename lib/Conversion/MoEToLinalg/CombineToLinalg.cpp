@@ -60,13 +60,19 @@ struct CombineOpLowering : OpConversionPattern<CombineOp> {
       if (byToken) {
         // A token fills at most one slot per expert ([E, C]), or exactly
         // top_k = N / T of the grouped layout.
-        Value most = slotRank == 2
-                         ? b.sizeValue(indices, 0)
-                         : arith::CeilDivUIOp::create(
-                               b, b.sizeValue(ids, 0),
-                               arith::MaxUIOp::create(b, b.sizeValue(acc, 0),
-                                                      b.indexConst(1)))
-                               .getResult();
+        // (Operands are named before they are used: C++ leaves the order in
+        // which arguments are evaluated open, and the IR must not depend on
+        // the compiler that built the pass.)
+        Value most;
+        if (slotRank == 2) {
+          most = b.sizeValue(indices, 0);
+        } else {
+          Value slots = b.sizeValue(ids, 0);
+          Value tokens = b.sizeValue(acc, 0);
+          Value one = b.indexConst(1);
+          Value atLeastOne = arith::MaxUIOp::create(b, tokens, one);
+          most = arith::CeilDivUIOp::create(b, slots, atLeastOne);
+        }
         sum = b.gatherAddRows(acc, ids, gates, rows, most);
       } else {
         sum = b.scatterAddRows(acc, ids, gates, rows);

@@ -30,6 +30,19 @@ using namespace mlir::moe::detail;
 
 namespace {
 
+/// The tensor the experts write their output rows into. In the grouped
+/// layout, rows no expert owns (only with offsets that do not cover [0, N),
+/// which moe.route never makes) are read by the combine: they start as zero
+/// rather than as uninitialized memory.
+static Value initialOutputs(LoweringBuilder &b,
+                            ArrayRef<OpFoldResult> resultSizes,
+                            RankedTensorType resultType, bool grouped) {
+  Type elementType = resultType.getElementType();
+  if (!grouped)
+    return b.empty(resultSizes, elementType);
+  return b.filled(resultSizes, b.floatConst(elementType, 0.0));
+}
+
 struct ExpertOpLowering : OpConversionPattern<ExpertOp> {
   ExpertOpLowering(MLIRContext *ctx, int64_t tileRows)
       : OpConversionPattern(ctx), tileRows(tileRows) {}
@@ -55,7 +68,10 @@ struct ExpertOpLowering : OpConversionPattern<ExpertOp> {
     for (unsigned dim = 0; dim + 1 < resultType.getRank(); ++dim)
       resultSizes.push_back(b.size(inputs, dim));
     resultSizes.push_back(b.getIndexAttr(resultType.getShape().back()));
-    Value init = b.empty(resultSizes, resultType.getElementType());
+    Value init = initialOutputs(b, resultSizes, resultType, grouped);
+    GroupBounds bounds;
+    if (grouped)
+      bounds = b.groupBounds(adaptor.getOffsets(), b.sizeValue(inputs, 0));
 
     auto forall = scf::ForallOp::create(
         b, ArrayRef<OpFoldResult>{b.getIndexAttr(numExperts)}, ValueRange{init},
@@ -72,15 +88,7 @@ struct ExpertOpLowering : OpConversionPattern<ExpertOp> {
     RankedTensorType rowsType = op.getExpertRowsType();
     SmallVector<OpFoldResult> rowOffsets, rowSizes, rowStrides;
     if (grouped) {
-      Value offsets = adaptor.getOffsets();
-      auto read = [&](Value index) {
-        return arith::IndexCastOp::create(
-            lb, lb.getIndexType(),
-            tensor::ExtractOp::create(lb, offsets, ValueRange{index}));
-      };
-      Value start = read(expert);
-      Value end = read(arith::AddIOp::create(lb, expert, lb.indexConst(1)));
-      Value count = arith::SubIOp::create(lb, end, start);
+      auto [start, count] = lb.groupRows(bounds, expert);
       rowOffsets = {start, zero};
       rowSizes = {count, lb.size(inputs, 1)};
       rowStrides = {one, one};
@@ -122,12 +130,15 @@ struct ExpertOpLowering : OpConversionPattern<ExpertOp> {
     for (unsigned dim = 0; dim + 1 < resultType.getRank(); ++dim)
       resultSizes.push_back(b.size(inputs, dim));
     resultSizes.push_back(b.getIndexAttr(outDim));
-    Value init = b.empty(resultSizes, resultType.getElementType());
+    Value init = initialOutputs(b, resultSizes, resultType, grouped);
 
     // An expert has at most all N rows of the grouped layout, or C slots.
     Value maxRows = b.sizeValue(inputs, grouped ? 0 : 1);
     Value tile = b.indexConst(tileRows);
     Value numTiles = arith::CeilDivUIOp::create(b, maxRows, tile);
+    GroupBounds bounds;
+    if (grouped)
+      bounds = b.groupBounds(adaptor.getOffsets(), maxRows);
     auto forall = scf::ForallOp::create(
         b, ArrayRef<OpFoldResult>{b.getIndexAttr(numExperts), numTiles},
         ValueRange{init}, std::nullopt);
@@ -139,16 +150,7 @@ struct ExpertOpLowering : OpConversionPattern<ExpertOp> {
 
     Value start = lb.indexConst(0), count = maxRows;
     if (grouped) {
-      Value offsets = adaptor.getOffsets();
-      auto read = [&](Value index) {
-        return arith::IndexCastOp::create(
-                   lb, lb.getIndexType(),
-                   tensor::ExtractOp::create(lb, offsets, ValueRange{index}))
-            .getResult();
-      };
-      start = read(expert);
-      Value end = read(arith::AddIOp::create(lb, expert, lb.indexConst(1)));
-      count = arith::SubIOp::create(lb, end, start);
+      std::tie(start, count) = lb.groupRows(bounds, expert);
     }
     Value r0 = arith::MulIOp::create(lb, forall.getInductionVars()[1], tile);
     // valid = clamp(count - r0, 0, tileRows), computed without underflow.

@@ -37,22 +37,15 @@ using namespace mlir::moe::detail;
 /// rows alias in the caches (see below).
 constexpr int64_t kPadMinRows = 16;
 
-/// The largest offsets[e + 1] - offsets[e] over the experts.
-static Value maxGroupSize(LoweringBuilder &b, Value offsets,
+/// The most rows any expert has in the grouped layout.
+static Value maxGroupSize(LoweringBuilder &b, const GroupBounds &bounds,
                           int64_t numExperts) {
-  auto read = [&](OpBuilder &ob, Location loc, Value index) -> Value {
-    return arith::IndexCastOp::create(
-        ob, loc, ob.getIndexType(),
-        tensor::ExtractOp::create(ob, loc, offsets, ValueRange{index}));
-  };
   return scf::ForOp::create(
              b, b.indexConst(0), b.indexConst(numExperts), b.indexConst(1),
              ValueRange{b.indexConst(0)},
              [&](OpBuilder &fb, Location loc, Value e, ValueRange most) {
-               Value next = arith::AddIOp::create(
-                   fb, loc, e, arith::ConstantIndexOp::create(fb, loc, 1));
-               Value size = arith::SubIOp::create(fb, loc, read(fb, loc, next),
-                                                  read(fb, loc, e));
+               LoweringBuilder lb(loc, fb);
+               Value size = lb.groupRows(bounds, e).second;
                scf::YieldOp::create(
                    fb, loc,
                    ValueRange{arith::MaxUIOp::create(fb, loc, most[0], size)});
@@ -115,11 +108,15 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
           {type.getDimSize(0), type.getDimSize(1) + 512 / int64_t(bits)},
           type.getElementType()));
   }
+  // Each expert's rows of the grouped layout, computed once.
+  GroupBounds bounds;
+  if (grouped)
+    bounds = b.groupBounds(offsets, b.sizeValue(ids, 0));
   bool anyAliased = !paddedTypes.empty();
   SmallVector<Value> padInits = {b.convertElements(init, f32)};
   if (anyAliased) {
     Value mostRows =
-        grouped ? maxGroupSize(b, offsets, numExperts) : b.sizeValue(ids, 1);
+        grouped ? maxGroupSize(b, bounds, numExperts) : b.sizeValue(ids, 1);
     Value needed = arith::CmpIOp::create(b, arith::CmpIPredicate::uge, mostRows,
                                          b.indexConst(kPadMinRows));
     for (RankedTensorType type : paddedTypes) {
@@ -136,8 +133,21 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
   }
   SmallVector<OpFoldResult> zeros2(2, zero), ones2(2, one);
 
+  // Without tokens there is nothing to gather (and no row 0 to read for the
+  // empty slots), whatever routing tensors came in: no expert runs.
+  Value expertCount = b.indexConst(numExperts);
+  if (std::optional<int64_t> staticTokens =
+          getConstantIntValue(b.size(tokens, 0))) {
+    if (*staticTokens == 0)
+      expertCount = b.indexConst(0);
+  } else {
+    Value anyToken = arith::CmpIOp::create(
+        b, arith::CmpIPredicate::ne, b.sizeValue(tokens, 0), b.indexConst(0));
+    expertCount =
+        arith::SelectOp::create(b, anyToken, expertCount, b.indexConst(0));
+  }
   auto experts = scf::ForOp::create(
-      b, b.indexConst(0), b.indexConst(numExperts), b.indexConst(1), padInits,
+      b, b.indexConst(0), expertCount, b.indexConst(1), padInits,
       [&](OpBuilder &ob, Location eloc, Value e, ValueRange expertArgs) {
         LoweringBuilder eb(eloc, ob);
         // The expert's slots: row e of [E, C], or offsets[e]..offsets[e+1]
@@ -153,16 +163,8 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
               ArrayRef<OpFoldResult>{size}, ArrayRef<OpFoldResult>{one});
         };
         if (grouped) {
-          auto read = [&](Value index) {
-            return arith::IndexCastOp::create(
-                       eb, eb.getIndexType(),
-                       tensor::ExtractOp::create(eb, offsets,
-                                                 ValueRange{index}))
-                .getResult();
-          };
-          Value start = read(e);
-          Value end = read(arith::AddIOp::create(eb, e, eb.indexConst(1)));
-          count = arith::SubIOp::create(eb, end, start);
+          Value start;
+          std::tie(start, count) = eb.groupRows(bounds, e);
           idsE = slice1D(ids, start, count);
           gatesE = slice1D(gates, start, count);
         } else {
@@ -212,7 +214,8 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
                 linalg::YieldOp::create(gl, ValueRange{id, gate});
               });
           // The gather feeds the body's first contraction directly.
-          Value rows = lb.gatherRows(tokens, slots[0]);
+          // (No expert runs when T = 0, so row 0 exists here.)
+          Value rows = lb.gatherRows(tokens, slots[0], /*guardReads=*/false);
           if (rows.getType() != rowsType)
             rows = tensor::CastOp::create(lb, rowsType, rows);
           // The body is cloned where this loop body is being built.

@@ -1,7 +1,8 @@
 // RUN: moe-opt %s -split-input-file -convert-moe-to-linalg | FileCheck %s
 
 // Capacity layout: a parallel generic over [E, C, D] that reads token rows
-// through the ids; ids outside [0, T) (empty slots) give zero rows.
+// through the ids; ids outside [0, T) (empty slots) give zero rows. T may
+// be 0 here, so the read itself is conditional (there may be no row 0).
 // CHECK-LABEL: func.func @capacity
 // CHECK-SAME:    (%[[X:.+]]: tensor<?x16xf32>, %[[IDS:.+]]: tensor<4x?xi32>)
 // CHECK:         %[[T:.+]] = tensor.dim %[[X]], %{{.+}} : tensor<?x16xf32>
@@ -13,13 +14,35 @@
 // CHECK:           %[[LT:.+]] = arith.cmpi slt, %[[ROW]], %[[T]] : index
 // CHECK:           %[[VALID:.+]] = arith.andi %[[GE]], %[[LT]] : i1
 // CHECK:           %[[SAFE:.+]] = arith.select %[[VALID]], %[[ROW]], %{{.+}} : index
-// CHECK:           %[[V:.+]] = tensor.extract %[[X]][%[[SAFE]], %[[D]]] : tensor<?x16xf32>
-// CHECK:           %[[R:.+]] = arith.select %[[VALID]], %[[V]], %{{.+}} : f32
+// CHECK:           %[[R:.+]] = scf.if %[[VALID]] -> (f32) {
+// CHECK:             %[[V:.+]] = tensor.extract %[[X]][%[[SAFE]], %[[D]]] : tensor<?x16xf32>
+// CHECK:             scf.yield %[[V]] : f32
+// CHECK:           } else {
+// CHECK:             scf.yield %{{.+}} : f32
 // CHECK:           linalg.yield %[[R]] : f32
 // CHECK-NOT:     moe.dispatch
 func.func @capacity(%x: tensor<?x16xf32>, %ids: tensor<4x?xi32>) -> tensor<4x?x16xf32> {
   %0 = moe.dispatch %x indices(%ids : tensor<4x?xi32>) : tensor<?x16xf32> -> tensor<4x?x16xf32>
   return %0 : tensor<4x?x16xf32>
+}
+
+// -----
+
+// With T static and positive, an invalid id reads row 0 and selects zero:
+// no control flow in the body, which the vectorizer takes.
+// CHECK-LABEL: func.func @static_tokens
+// CHECK-SAME:    (%[[X:.+]]: tensor<6x16xf32>, %[[IDS:.+]]: tensor<4x3xi32>)
+// CHECK:         linalg.generic
+// CHECK:           %[[LT:.+]] = arith.cmpi slt, %{{.+}}, %c6 : index
+// CHECK:           %[[VALID:.+]] = arith.andi %{{.+}}, %[[LT]] : i1
+// CHECK:           %[[SAFE:.+]] = arith.select %[[VALID]], %{{.+}}, %{{.+}} : index
+// CHECK:           %[[V:.+]] = tensor.extract %[[X]][%[[SAFE]], %{{.+}}] : tensor<6x16xf32>
+// CHECK:           %[[R:.+]] = arith.select %[[VALID]], %[[V]], %{{.+}} : f32
+// CHECK-NOT:       scf.if
+// CHECK:           linalg.yield %[[R]] : f32
+func.func @static_tokens(%x: tensor<6x16xf32>, %ids: tensor<4x3xi32>) -> tensor<4x3x16xf32> {
+  %0 = moe.dispatch %x indices(%ids : tensor<4x3xi32>) : tensor<6x16xf32> -> tensor<4x3x16xf32>
+  return %0 : tensor<4x3x16xf32>
 }
 
 // -----

@@ -30,16 +30,31 @@ func.func @capacity(%xe: tensor<4x?x8xf32>, %w: tensor<4x8x16xf32>) -> tensor<4x
 
 // -----
 
-// Grouped layout: expert e owns rows offsets[e] to offsets[e+1].
+// Grouped layout: expert e owns rows offsets[e] to offsets[e+1]; the bounds
+// are computed once, as start = max(offsets[0..e]) and end = max(start,
+// offsets[e+1]) clamped to [0, N], so that any offsets give disjoint ranges
+// in bounds. Rows no expert owns start as zero.
 // CHECK-LABEL: func.func @grouped
 // CHECK-SAME:    (%[[XG:.+]]: tensor<?x8xf32>, %[[OFF:.+]]: tensor<5xi32>
-// CHECK:         scf.forall (%[[E:.+]]) in (4) shared_outs(%[[OUT:.+]] = %{{.+}}) -> (tensor<?x16xf32>) {
-// CHECK:           %[[LO:.+]] = tensor.extract %[[OFF]][%[[E]]] : tensor<5xi32>
-// CHECK:           %[[START:.+]] = arith.index_cast %[[LO]] : i32 to index
-// CHECK:           %[[NEXT:.+]] = arith.addi %[[E]], %c1 : index
+// CHECK:         %[[ZERO:.+]] = linalg.fill {{.*}} -> tensor<?x16xf32>
+// CHECK:         %[[N:.+]] = tensor.dim %[[XG]]
+// CHECK:         %[[B:.+]]:2 = linalg.generic {{.*}} outs(%{{.+}}, %{{.+}} : tensor<4xi32>, tensor<4xi32>)
+// CHECK:           %[[I:.+]] = linalg.index 0 : index
+// CHECK:           %[[NEXT:.+]] = arith.addi %[[I]], %c1 : index
+// CHECK:           %[[MOST:.+]] = scf.for %{{.+}} = %{{.+}} to %[[NEXT]]
+// CHECK:             tensor.extract %[[OFF]]
+// CHECK:             arith.maxsi
+// CHECK:           %[[S:.+]] = arith.minsi %[[MOST]], %[[N]] : index
 // CHECK:           %[[HI:.+]] = tensor.extract %[[OFF]][%[[NEXT]]] : tensor<5xi32>
-// CHECK:           %[[END:.+]] = arith.index_cast %[[HI]] : i32 to index
-// CHECK:           %[[COUNT:.+]] = arith.subi %[[END]], %[[START]] : index
+// CHECK:           %[[LAST:.+]] = arith.index_cast %[[HI]] : i32 to index
+// CHECK:           %[[E0:.+]] = arith.maxsi %[[LAST]], %[[S]] : index
+// CHECK:           %[[E1:.+]] = arith.minsi %[[E0]], %[[N]] : index
+// CHECK:           arith.subi %[[E1]], %[[S]] : index
+// CHECK:         scf.forall (%[[E:.+]]) in (4) shared_outs(%[[OUT:.+]] = %[[ZERO]]) -> (tensor<?x16xf32>) {
+// CHECK:           %[[S0:.+]] = tensor.extract %[[B]]#0[%[[E]]] : tensor<4xi32>
+// CHECK:           %[[START:.+]] = arith.index_cast %[[S0]] : i32 to index
+// CHECK:           %[[C0:.+]] = tensor.extract %[[B]]#1[%[[E]]] : tensor<4xi32>
+// CHECK:           %[[COUNT:.+]] = arith.index_cast %[[C0]] : i32 to index
 // CHECK:           tensor.extract_slice %[[XG]][%[[START]], 0] [%[[COUNT]], 8] [1, 1] : tensor<?x8xf32> to tensor<?x8xf32>
 // CHECK:           tensor.parallel_insert_slice %{{.+}} into %[[OUT]][%[[START]], 0] [%[[COUNT]], 16] [1, 1] : tensor<?x16xf32> into tensor<?x16xf32>
 func.func @grouped(%xg: tensor<?x8xf32>, %off: tensor<5xi32>, %w: tensor<4x8x16xf32>) -> tensor<?x16xf32> {

@@ -8,7 +8,10 @@
 // CHECK-LABEL: func.func @capacity
 // CHECK-SAME:    (%[[X:.+]]: tensor<?x16xf32>, %[[IDS:.+]]: tensor<4x?xi32>, %[[G:.+]]: tensor<4x?xf32>, %[[W:.+]]: tensor<4x16x16xf32>, %[[ACC:.+]]: tensor<?x16xf32>)
 // CHECK-NOT:     tensor<4x?x16xf32>
-// CHECK:         %[[Y:.+]] = scf.for %[[E:.+]] = %{{.+}} to %c4 step %{{.+}} iter_args(%[[A:.+]] = %[[ACC]]) -> (tensor<?x16xf32>) {
+// With T = 0 no expert runs (there is no row to gather, whatever the ids).
+// CHECK:         %[[ANY:.+]] = arith.cmpi ne, %{{.+}}, %c0
+// CHECK:         %[[NE:.+]] = arith.select %[[ANY]], %c4, %c0
+// CHECK:         %[[Y:.+]] = scf.for %[[E:.+]] = %{{.+}} to %[[NE]] step %{{.+}} iter_args(%[[A:.+]] = %[[ACC]]) -> (tensor<?x16xf32>) {
 // CHECK:           %[[IDSE:.+]] = tensor.extract_slice %[[IDS]][%[[E]], 0] [1, %{{.+}}] [1, 1] : tensor<4x?xi32> to tensor<?xi32>
 // CHECK:           %[[GE:.+]] = tensor.extract_slice %[[G]][%[[E]], 0] [1, %{{.+}}] [1, 1] : tensor<4x?xf32> to tensor<?xf32>
 // CHECK:           %[[FULL:.+]] = arith.muli %{{.+}}, %c16{{.*}} : index
@@ -88,11 +91,17 @@ func.func @static_rows(%x: tensor<8x4xf32>, %ids: tensor<2x5xi32>, %g: tensor<2x
 // Grouped layout: expert e's rows are offsets[e]..offsets[e+1] of the CSR ids.
 // CHECK-LABEL: func.func @grouped
 // CHECK-SAME:    (%[[X:.+]]: tensor<?x4xbf16>, %[[IDS:.+]]: tensor<?xi32>, %[[G:.+]]: tensor<?xf32>, %[[OFF:.+]]: tensor<3xi32>, %[[ACC:.+]]: tensor<?x4xbf16>)
+// The experts' row ranges, once (clamped: see expert.mlir).
+// CHECK:         %[[B:.+]]:2 = linalg.generic {{.*}} outs(%{{.+}}, %{{.+}} : tensor<2xi32>, tensor<2xi32>)
+// CHECK:           tensor.extract %[[OFF]]
 // CHECK:         %[[WIDE:.+]] = linalg.generic {{.*}} ins(%[[ACC]] : tensor<?x4xbf16>) outs(%{{.+}} : tensor<?x4xf32>)
-// CHECK:         %[[Y:.+]] = scf.for %[[E:.+]] = %{{.+}} to %c2 step %{{.+}} iter_args(%{{.+}} = %[[WIDE]])
-// CHECK:           tensor.extract %[[OFF]][%[[E]]] : tensor<3xi32>
-// CHECK:           %[[COUNT:.+]] = arith.subi
-// CHECK:           tensor.extract_slice %[[IDS]][%{{.+}}] [%[[COUNT]]] [1] : tensor<?xi32> to tensor<?xi32>
+// CHECK:         %[[NE:.+]] = arith.select %{{.+}}, %c2, %c0
+// CHECK:         %[[Y:.+]] = scf.for %[[E:.+]] = %{{.+}} to %[[NE]] step %{{.+}} iter_args(%{{.+}} = %[[WIDE]])
+// CHECK:           %[[S:.+]] = tensor.extract %[[B]]#0[%[[E]]] : tensor<2xi32>
+// CHECK:           %[[START:.+]] = arith.index_cast %[[S]]
+// CHECK:           %[[C:.+]] = tensor.extract %[[B]]#1[%[[E]]] : tensor<2xi32>
+// CHECK:           %[[COUNT:.+]] = arith.index_cast %[[C]]
+// CHECK:           tensor.extract_slice %[[IDS]][%[[START]]] [%[[COUNT]]] [1] : tensor<?xi32> to tensor<?xi32>
 // CHECK:           scf.for
 // CHECK:           scf.for
 // CHECK:         linalg.generic {{.*}} ins(%[[Y]] : tensor<?x4xf32>) outs(%{{.+}} : tensor<?x4xbf16>)
