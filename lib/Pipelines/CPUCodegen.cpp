@@ -165,9 +165,9 @@ struct CPUCodegenPass : moe::impl::CPUCodegenBase<CPUCodegenPass> {
   using Base::Base;
 
   void runOnOperation() override {
-    if (threads < 1) {
-      getOperation()->emitError("moe-cpu-codegen: threads must be at least "
-                                "1, got ")
+    if (threads < 1 || threads > 1024) {
+      getOperation()->emitError("moe-cpu-codegen: threads must be in "
+                                "[1, 1024], got ")
           << static_cast<int64_t>(threads);
       return signalPassFailure();
     }

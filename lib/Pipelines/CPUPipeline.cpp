@@ -29,6 +29,22 @@
 
 using namespace mlir;
 
+LogicalResult
+mlir::moe::verifyCPUPipelineOptions(const CPUPipelineOptions &options,
+                                    std::string &message) {
+  if (options.tileRows < 1 || options.tileRows > kMaxCPUTileRows) {
+    message = "tile-rows must be in [1, " + std::to_string(kMaxCPUTileRows) +
+              "], got " + std::to_string(options.tileRows);
+    return failure();
+  }
+  if (options.threads < 1 || options.threads > kMaxCPUThreads) {
+    message = "threads must be in [1, " + std::to_string(kMaxCPUThreads) +
+              "], got " + std::to_string(options.threads);
+    return failure();
+  }
+  return success();
+}
+
 void mlir::moe::buildCPUPipeline(OpPassManager &pm,
                                  const CPUPipelineOptions &options) {
   // moe -> linalg, tensor, scf on tensors.
@@ -133,5 +149,5 @@ void mlir::moe::registerCPUPipeline() {
       "moe-cpu-pipeline",
       "Lower moe layers to the LLVM dialect for the CPU (entry points with "
       "llvm.emit_c_interface; run with mlir-runner or translate to LLVM IR)",
-      buildCPUPipeline);
+      buildCPUPipeline, verifyCPUPipelineOptions);
 }

@@ -95,6 +95,12 @@ LogicalResult mlir::moe::compileToSharedLibrary(
     ModuleOp module, const CPUPipelineOptions &options, StringRef outputPath,
     std::string &diagnostics) {
   MLIRContext *context = module.getContext();
+  std::string optionError;
+  if (failed(verifyCPUPipelineOptions(options, optionError))) {
+    diagnostics +=
+        "error: invalid options for 'moe-cpu-pipeline': " + optionError + "\n";
+    return failure();
+  }
   {
     CapturedDiagnostics capture(context, diagnostics);
     PassManager pm(context, ModuleOp::getOperationName());

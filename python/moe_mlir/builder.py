@@ -13,6 +13,7 @@ are rounded to the layer's dtype) and combines into zeros. ``T`` is ``?``
 unless ``layer.tokens`` is set.
 """
 
+import math
 from dataclasses import dataclass
 from typing import List, Optional, Tuple, Union
 
@@ -38,9 +39,19 @@ class Signature:
     results: List[ArgSpec]
 
 
-def _fmt_float(value):
-    text = repr(float(value))
-    return text if ("." in text or "e" in text) else text + ".0"
+def format_f64(value):
+    """Formats a finite double as an MLIR float literal that parses back to
+    exactly `value`: Python's shortest round-trip digits (``repr``), with the
+    '.' that MLIR's float literals need (``5.0e-05``, ``1.0e+16``, ``2.0``;
+    ``5e-05`` or ``1e+16`` would not parse)."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"MLIR float literal of a non-finite value: {value!r}")
+    text = repr(value)
+    mantissa, exp, exponent = text.partition("e")
+    if "." not in mantissa:
+        mantissa += ".0"
+    return mantissa + exp + exponent
 
 
 def policy_attr(policy):
@@ -49,11 +60,11 @@ def policy_attr(policy):
         return f"#moe.soft<slots_per_expert = {policy.slots_per_expert}>"
     if isinstance(policy, ExpertChoice):
         normalize = ", normalize = true" if policy.normalize else ""
-        return (f"#moe.expert_choice<capacity_factor = {_fmt_float(policy.capacity_factor)}"
+        return (f"#moe.expert_choice<capacity_factor = {format_f64(policy.capacity_factor)}"
                 f"{normalize}>")
     parts = [f"top_k = {policy.top_k}"]
     if policy.capacity_factor is not None:
-        parts.append(f"capacity_factor = {_fmt_float(policy.capacity_factor)}")
+        parts.append(f"capacity_factor = {format_f64(policy.capacity_factor)}")
     if policy.score != "softmax":
         parts.append(f"score = {policy.score}")
     if policy.normalize:
@@ -65,7 +76,7 @@ def policy_attr(policy):
     if policy.topk_group is not None:
         parts.append(f"topk_group = {policy.topk_group}")
     if policy.routed_scaling_factor != 1.0:
-        parts.append(f"routed_scaling_factor = {_fmt_float(policy.routed_scaling_factor)}")
+        parts.append(f"routed_scaling_factor = {format_f64(policy.routed_scaling_factor)}")
     return "#moe.token_choice<" + ", ".join(parts) + ">"
 
 

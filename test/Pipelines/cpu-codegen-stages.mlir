@@ -4,8 +4,10 @@
 // RUN:   --one-shot-bufferize=bufferize-function-boundaries --moe-cpu-codegen=stage=lower \
 // RUN:   | FileCheck %s --check-prefix=LOWER
 // RUN: not moe-opt %s --moe-cpu-codegen=threads=0 2>&1 | FileCheck %s --check-prefix=OPTION
+// RUN: not moe-opt %s --moe-cpu-codegen=threads=2000 2>&1 | FileCheck %s --check-prefix=OPTION-MANY
 
-// OPTION: error: moe-cpu-codegen: threads must be at least 1, got 0
+// OPTION: error: moe-cpu-codegen: threads must be in [1, 1024], got 0
+// OPTION-MANY: error: moe-cpu-codegen: threads must be in [1, 1024], got 2000
 
 // The marked 64-row contraction: left-hand tile transposed, K blocked by
 // 256, 16-column strips, 4-row blocks, 4-deep steps of 4 x 16 x 4.

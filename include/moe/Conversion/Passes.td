@@ -77,7 +77,7 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg"> {
   let options = [
     Option<"expertTileRows", "expert-tile-rows", "int64_t", /*default=*/"0",
            "Rows per static tile of expert bodies written for a dynamic row "
-           "count (0: whole experts)">,
+           "count, in [1, 4096] (0: whole experts)">,
     Option<"combineByToken", "combine-by-token", "bool", /*default=*/"false",
            "Combine sparse layers per (token, column) through an inverse "
            "index instead of a loop over slots">,
@@ -174,7 +174,7 @@ def ParallelExpertTiles
   }];
   let options = [
     Option<"minTiles", "min-tiles", "int64_t", /*default=*/"2",
-           "Fewest tiles for which the loop runs in parallel">
+           "Fewest tiles for which the loop runs in parallel, in [1, 1024]">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
@@ -214,7 +214,8 @@ def CPUCodegen : Pass<"moe-cpu-codegen", "::mlir::ModuleOp"> {
              clEnumValN(::mlir::moe::CPUCodegenStage::Lower, "lower",
                         "hoist accumulators, lower to FMAs (buffers)"))}]>,
     Option<"threads", "threads", "int64_t", /*default=*/"1",
-           "Column panels per contraction (an scf.forall over them)">
+           "Column panels per contraction (an scf.forall over them), in "
+           "[1, 1024]">
   ];
   let dependentDialects = ["::mlir::transform::TransformDialect"];
 }

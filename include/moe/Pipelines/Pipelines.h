@@ -36,12 +36,13 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
   PassOptions::Option<int64_t> threads{
       *this, "threads",
       llvm::cl::desc("Threads for the fused contractions' column panels and "
-                     "the experts of the reference path (OpenMP; the "
-                     "program then needs libomp)"),
+                     "the experts of the reference path, in [1, 1024] "
+                     "(OpenMP; the program then needs libomp)"),
       llvm::cl::init(1)};
   PassOptions::Option<int64_t> tileRows{
       *this, "tile-rows",
-      llvm::cl::desc("Rows of an expert per tile on the fused path"),
+      llvm::cl::desc("Rows of an expert per tile on the fused path, in "
+                     "[1, 4096]"),
       llvm::cl::init(64)};
   PassOptions::Option<bool> emitCInterface{
       *this, "emit-c-interface",
@@ -58,10 +59,22 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
       llvm::cl::init(false)};
 };
 
+/// The most rows of an expert per tile `moe-cpu-pipeline` takes (a tile
+/// holds its rows' inputs, hidden activations and outputs at once; the
+/// default is 64).
+constexpr int64_t kMaxCPUTileRows = 4096;
+/// The most threads `moe-cpu-pipeline` takes.
+constexpr int64_t kMaxCPUThreads = 1024;
+
+/// Checks that `options` are in range (tile-rows in [1, kMaxCPUTileRows],
+/// threads in [1, kMaxCPUThreads]); the message says what to change.
+LogicalResult verifyCPUPipelineOptions(const CPUPipelineOptions &options,
+                                       std::string &message);
+
 /// Builds `moe-cpu-pipeline` into `pm` (anchored on builtin.module): moe ->
 /// linalg on tensors -> buffers -> loops -> LLVM dialect. The result can be
 /// run by mlir-runner or translated to LLVM IR and compiled to a shared
-/// library.
+/// library. The options must have passed verifyCPUPipelineOptions.
 void buildCPUPipeline(OpPassManager &pm, const CPUPipelineOptions &options);
 
 /// Registers `moe-cpu-pipeline` with the pass registry.

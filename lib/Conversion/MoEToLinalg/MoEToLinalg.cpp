@@ -55,9 +55,10 @@ struct ConvertMoEToLinalgPass
   using Base::Base;
 
   void runOnOperation() override {
-    if (expertTileRows < 0) {
+    if (expertTileRows < 0 || expertTileRows > 4096) {
       getOperation()->emitError("convert-moe-to-linalg: expert-tile-rows "
-                                "must be 0 (whole experts) or positive, got ")
+                                "must be 0 (whole experts) or in [1, 4096], "
+                                "got ")
           << static_cast<int64_t>(expertTileRows);
       return signalPassFailure();
     }

@@ -98,9 +98,9 @@ struct ParallelExpertTilesPass
   using Base::Base;
 
   void runOnOperation() override {
-    if (minTiles < 1) {
+    if (minTiles < 1 || minTiles > 1024) {
       getOperation()->emitError("moe-parallel-expert-tiles: min-tiles must "
-                                "be at least 1, got ")
+                                "be in [1, 1024], got ")
           << static_cast<int64_t>(minTiles);
       return signalPassFailure();
     }

@@ -1,4 +1,9 @@
 // RUN: moe-opt %s -split-input-file -convert-moe-to-linalg -verify-diagnostics | FileCheck %s
+// RUN: not moe-opt %s -split-input-file -convert-moe-to-linalg=expert-tile-rows=5000 2>&1 | FileCheck %s --check-prefix=TILEROWS
+// RUN: not moe-opt %s -split-input-file -convert-moe-to-linalg=expert-tile-rows=-1 2>&1 | FileCheck %s --check-prefix=TILEROWS-NEG
+
+// TILEROWS: error: convert-moe-to-linalg: expert-tile-rows must be 0 (whole experts) or in [1, 4096], got 5000
+// TILEROWS-NEG: error: convert-moe-to-linalg: expert-tile-rows must be 0 (whole experts) or in [1, 4096], got -1
 
 // Capacity layout: an scf.forall over the experts; the body is the expert
 // region on slices of the inputs and weights, written back in parallel.

@@ -1,8 +1,11 @@
 // RUN: moe-opt %s -split-input-file -moe-parallel-expert-tiles | FileCheck %s
 // RUN: not moe-opt %s -split-input-file -moe-parallel-expert-tiles=min-tiles=0 2>&1 \
 // RUN:   | FileCheck %s --check-prefix=OPTION
+// RUN: not moe-opt %s -split-input-file -moe-parallel-expert-tiles=min-tiles=1025 2>&1 \
+// RUN:   | FileCheck %s --check-prefix=OPTION-MANY
 
-// OPTION: error: moe-parallel-expert-tiles: min-tiles must be at least 1, got 0
+// OPTION: error: moe-parallel-expert-tiles: min-tiles must be in [1, 1024], got 0
+// OPTION-MANY: error: moe-parallel-expert-tiles: min-tiles must be in [1, 1024], got 1025
 
 // A marked tile loop: a parallel copy when there are at least two tiles (its
 // nested column-panel foralls run in turn), the sequential loop otherwise.

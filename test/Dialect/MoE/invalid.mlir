@@ -30,6 +30,50 @@ func.func @capacity_factor_negative(%s: tensor<4x8xf32>) {
 
 // -----
 
+// A hexadecimal literal is the bit pattern of an f64 (here +inf), not the
+// integer 9218868437227405312: it used to pass as a huge finite factor.
+func.func @capacity_factor_hex_inf(%s: tensor<4x8xf32>) {
+  // expected-error @+1 {{capacity_factor must be a positive finite number, got inf; omit it for dropless routing}}
+  %0:2 = moe.route #moe.token_choice<top_k = 1, capacity_factor = 0x7FF0000000000000> %s : tensor<4x8xf32> -> tensor<8x1xi32>, tensor<8x1xf32>
+  return
+}
+
+// -----
+
+func.func @capacity_factor_hex_nan(%s: tensor<4x8xf32>) {
+  // expected-error @+1 {{capacity_factor must be a positive finite number, got nan}}
+  %0:2 = moe.route #moe.expert_choice<capacity_factor = 0x7FF8000000000000> %s : tensor<4x8xf32> -> tensor<8x1xi32>, tensor<8x1xf32>
+  return
+}
+
+// -----
+
+func.func @routed_scaling_factor_hex_inf(%s: tensor<4x8xf32>) {
+  // expected-error @+1 {{routed_scaling_factor must be a positive finite number, got inf}}
+  %0:3 = moe.route #moe.token_choice<top_k = 1, routed_scaling_factor = 0x7FF0000000000000> %s : tensor<4x8xf32> -> tensor<4xi32>, tensor<4xf32>, tensor<9xi32>
+  return
+}
+
+// -----
+
+func.func @capacity_factor_hex_minus(%s: tensor<4x8xf32>) {
+  // expected-error @+2 {{a hexadecimal float literal gives the bits of an f64 and takes no leading minus}}
+  // expected-error @+1 {{failed to parse MoE_TokenChoiceAttr parameter 'capacity_factor'}}
+  %0:2 = moe.route #moe.token_choice<top_k = 1, capacity_factor = -0x3FF0000000000000> %s : tensor<4x8xf32> -> tensor<8x1xi32>, tensor<8x1xf32>
+  return
+}
+
+// -----
+
+func.func @capacity_factor_hex_too_wide(%s: tensor<4x8xf32>) {
+  // expected-error @+2 {{hexadecimal float literal 0x17FF0000000000000 has more than the 64 bits of an f64}}
+  // expected-error @+1 {{failed to parse MoE_ExpertChoiceAttr parameter 'capacity_factor'}}
+  %0:2 = moe.route #moe.expert_choice<capacity_factor = 0x17FF0000000000000> %s : tensor<4x8xf32> -> tensor<8x1xi32>, tensor<8x1xf32>
+  return
+}
+
+// -----
+
 func.func @priority_without_capacity(%s: tensor<4x8xf32>) {
   // expected-error @+1 {{order = priority needs a capacity_factor: dropless routing drops nothing, so the fill order has no effect}}
   %0:3 = moe.route #moe.token_choice<top_k = 1, order = priority> %s : tensor<4x8xf32> -> tensor<4xi32>, tensor<4xf32>, tensor<9xi32>

@@ -227,11 +227,13 @@ func.func @expert_bodies(%xe: tensor<2x3x4xf16>, %wg: tensor<2x4x6xf16>, %wu: te
 
 // -----
 
-// An empty token batch is valid: C = 0.
-// CHECK-LABEL: func.func @no_tokens
-// CHECK:         moe.route #moe.token_choice<top_k = 1, capacity_factor = 1.0> %{{.+}} : tensor<0x4xf32> -> tensor<4x0xi32>, tensor<4x0xf32>
-func.func @no_tokens(%logits: tensor<0x4xf32>) -> tensor<4x0xi32> {
-  %ids, %gates = moe.route #moe.token_choice<top_k = 1, capacity_factor = 1.0> %logits
-      : tensor<0x4xf32> -> tensor<4x0xi32>, tensor<4x0xf32>
-  return %ids : tensor<4x0xi32>
+// Hexadecimal literals of a factor are the bits of an f64 (0x3FF4... is
+// 1.25), integers are whole numbers; both print as float literals.
+// CHECK-LABEL: func.func @factor_literals
+// CHECK:         moe.route #moe.token_choice<top_k = 1, capacity_factor = 1.25, routed_scaling_factor = 1.0e+23> %{{.+}} : tensor<4x4xf32> -> tensor<4x2xi32>, tensor<4x2xf32>
+func.func @factor_literals(%logits: tensor<4x4xf32>) -> tensor<4x2xi32> {
+  %ids, %gates = moe.route #moe.token_choice<top_k = 1, capacity_factor = 0x3FF4000000000000,
+                                             routed_scaling_factor = 100000000000000000000000> %logits
+      : tensor<4x4xf32> -> tensor<4x2xi32>, tensor<4x2xf32>
+  return %ids : tensor<4x2xi32>
 }

@@ -10,6 +10,7 @@
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/SmallString.h"
 #include "llvm/ADT/TypeSwitch.h"
+#include "llvm/Support/CheckedArithmetic.h"
 
 #include <cmath>
 #include <cstdio>
@@ -31,14 +32,56 @@ void MoEDialect::registerAttributes() {
       >();
 }
 
-int64_t mlir::moe::computeCapacity(double capacityFactor, int64_t topK,
-                                   int64_t numTokens, int64_t numExperts) {
+double mlir::moe::computeCapacitySlots(double capacityFactor, int64_t topK,
+                                       int64_t numTokens, int64_t numExperts) {
+  return capacityFactor * static_cast<double>(topK) *
+         static_cast<double>(numTokens) / static_cast<double>(numExperts);
+}
+
+FailureOr<int64_t> mlir::moe::computeCapacity(double capacityFactor,
+                                              int64_t topK, int64_t numTokens,
+                                              int64_t numExperts) {
   if (ShapedType::isDynamic(numTokens))
     return ShapedType::kDynamic;
-  double slots = capacityFactor * static_cast<double>(topK) *
-                 static_cast<double>(numTokens) /
-                 static_cast<double>(numExperts);
-  return static_cast<int64_t>(std::ceil(slots));
+  double capacity = std::ceil(
+      computeCapacitySlots(capacityFactor, topK, numTokens, numExperts));
+  // 2^63 is the first double past INT64_MAX; a NaN fails the test too.
+  if (!(capacity >= 0.0 && capacity < 0x1p63))
+    return failure();
+  return static_cast<int64_t>(capacity);
+}
+
+/// The capacity C of a capacity-layout policy for `numTokens` tokens
+/// (dynamic when it is), or failure, reported through `emitError` unless it
+/// is null, when C does not fit int64 or is 0. For a dynamic T, C is checked
+/// at T = 1: C never decreases as T grows, so C(1) >= 1 means C >= 1 for
+/// every T >= 1.
+static FailureOr<int64_t>
+getCheckedCapacity(double capacityFactor, int64_t topK, int64_t numTokens,
+                   int64_t numExperts,
+                   function_ref<InFlightDiagnostic()> emitError) {
+  bool dynamic = ShapedType::isDynamic(numTokens);
+  int64_t tokens = dynamic ? 1 : numTokens;
+  FailureOr<int64_t> capacity =
+      computeCapacity(capacityFactor, topK, tokens, numExperts);
+  if (succeeded(capacity) && (*capacity > 0 || tokens == 0))
+    return dynamic ? ShapedType::kDynamic : *capacity;
+  if (!emitError)
+    return failure();
+  InFlightDiagnostic diag = emitError();
+  diag << "capacity C = ceil(capacity_factor * k * T / E) = ceil("
+       << moe::detail::formatF64(capacityFactor) << " * " << topK << " * "
+       << tokens << " / " << numExperts << ")";
+  if (failed(capacity))
+    return diag << " = "
+                << moe::detail::formatF64(std::ceil(computeCapacitySlots(
+                       capacityFactor, topK, tokens, numExperts)))
+                << " does not fit int64; lower capacity_factor"
+                << (dynamic ? "" : " or the token count T");
+  return diag << " is 0" << (dynamic ? " already at T = 1" : "")
+              << " (the product underflows in f64), so no expert would have "
+                 "a slot; raise capacity_factor so that C >= 1"
+              << (dynamic ? " for every T >= 1" : "");
 }
 
 //===----------------------------------------------------------------------===//
@@ -46,20 +89,43 @@ int64_t mlir::moe::computeCapacity(double capacityFactor, int64_t topK,
 //===----------------------------------------------------------------------===//
 
 FailureOr<APFloat> mlir::moe::detail::parseF64Parameter(AsmParser &parser) {
-  // Accept `2` as well as `2.0`: factors are often whole numbers.
+  // Accept `2` as well as `2.0`: factors are often whole numbers. A
+  // hexadecimal integer is, as everywhere in MLIR, the bit pattern of the
+  // double (`0x3FF0000000000000` is 1.0, `0x7FF0000000000000` is inf), so
+  // that the verifiers see the value it denotes.
+  SMLoc start = parser.getCurrentLocation();
   bool negative = succeeded(parser.parseOptionalMinus());
-  double sign = negative ? -1.0 : 1.0;
-  uint64_t integer = 0;
+  SMLoc literal = parser.getCurrentLocation();
+  APInt integer;
   OptionalParseResult parsedInteger = parser.parseOptionalInteger(integer);
   if (parsedInteger.has_value()) {
     if (failed(*parsedInteger))
       return failure();
-    return APFloat(sign * static_cast<double>(integer));
+    // The spelling of the integer token: from its start to the next token.
+    StringRef spelling(literal.getPointer(),
+                       parser.getCurrentLocation().getPointer() -
+                           literal.getPointer());
+    if (spelling.trim().starts_with_insensitive("0x")) {
+      if (negative)
+        return parser.emitError(start,
+                                "a hexadecimal float literal gives the bits "
+                                "of an f64 and takes no leading minus");
+      if (integer.getActiveBits() > 64)
+        return parser.emitError(literal, "hexadecimal float literal ")
+               << spelling.trim() << " has more than the 64 bits of an f64";
+      return APFloat(APFloat::IEEEdouble(), integer.zextOrTrunc(64));
+    }
+    APFloat value(APFloat::IEEEdouble());
+    (void)value.convertFromAPInt(integer, /*IsSigned=*/false,
+                                 APFloat::rmNearestTiesToEven);
+    if (negative)
+      value.changeSign();
+    return value;
   }
   double value;
   if (parser.parseFloat(value))
     return failure();
-  return APFloat(sign * value);
+  return APFloat(negative ? -value : value);
 }
 
 FailureOr<std::optional<APFloat>>
@@ -178,13 +244,22 @@ int64_t TokenChoiceAttr::getNumExperts(int64_t numColumns) const {
   return numColumns;
 }
 
-int64_t TokenChoiceAttr::getRoutedSize(int64_t numTokens,
-                                       int64_t numExperts) const {
+FailureOr<int64_t> TokenChoiceAttr::getRoutedSize(
+    int64_t numTokens, int64_t numExperts,
+    function_ref<InFlightDiagnostic()> emitError) const {
   if (std::optional<double> capacityFactor = getCapacityFactorValue())
-    return computeCapacity(*capacityFactor, getTopK(), numTokens, numExperts);
+    return getCheckedCapacity(*capacityFactor, getTopK(), numTokens, numExperts,
+                              emitError);
   if (ShapedType::isDynamic(numTokens))
     return ShapedType::kDynamic;
-  return numTokens * getTopK();
+  if (std::optional<int64_t> rows = llvm::checkedMul(numTokens, getTopK()))
+    return *rows;
+  if (emitError)
+    emitError() << "dropless routing has T * top_k = " << numTokens << " * "
+                << getTopK()
+                << " assignments, which overflows int64; route fewer tokens "
+                   "at a time";
+  return failure();
 }
 
 //===----------------------------------------------------------------------===//
@@ -215,10 +290,11 @@ int64_t ExpertChoiceAttr::getNumExperts(int64_t numColumns) const {
   return numColumns;
 }
 
-int64_t ExpertChoiceAttr::getRoutedSize(int64_t numTokens,
-                                        int64_t numExperts) const {
-  return computeCapacity(getCapacityFactorValue(), /*topK=*/1, numTokens,
-                         numExperts);
+FailureOr<int64_t> ExpertChoiceAttr::getRoutedSize(
+    int64_t numTokens, int64_t numExperts,
+    function_ref<InFlightDiagnostic()> emitError) const {
+  return getCheckedCapacity(getCapacityFactorValue(), /*topK=*/1, numTokens,
+                            numExperts, emitError);
 }
 
 //===----------------------------------------------------------------------===//
@@ -250,6 +326,8 @@ int64_t SoftAttr::getNumExperts(int64_t numColumns) const {
   return numColumns / getSlotsPerExpert();
 }
 
-int64_t SoftAttr::getRoutedSize(int64_t numTokens, int64_t numExperts) const {
+FailureOr<int64_t>
+SoftAttr::getRoutedSize(int64_t numTokens, int64_t numExperts,
+                        function_ref<InFlightDiagnostic()> emitError) const {
   return getSlotsPerExpert();
 }

@@ -12,6 +12,8 @@
 #include "mlir/IR/OpImplementation.h"
 #include "mlir/IR/TypeUtilities.h"
 #include "llvm/ADT/STLExtras.h"
+#include "llvm/Support/CheckedArithmetic.h"
+#include "llvm/Support/MathExtras.h"
 
 using namespace mlir;
 using namespace mlir::moe;
@@ -44,6 +46,73 @@ static bool compatible(int64_t lhs, int64_t rhs) {
   return ShapedType::isDynamic(lhs) || ShapedType::isDynamic(rhs) || lhs == rhs;
 }
 
+LogicalResult
+mlir::moe::verifyTensorSizes(function_ref<InFlightDiagnostic()> emitError,
+                             StringRef what, ShapedType type,
+                             ArrayRef<StringRef> dimNames) {
+  ArrayRef<int64_t> shape = type.getShape();
+  for (auto [index, dim] : llvm::enumerate(shape)) {
+    if (dim != 0)
+      continue;
+    InFlightDiagnostic diag = emitError();
+    if (index < dimNames.size())
+      diag << dimNames[index];
+    else
+      diag << "dimension #" << index;
+    diag << " is 0 in " << what << " " << type
+         << "; every static size of a layer must be at least 1 (with no "
+            "tokens, features, hidden units or experts there is nothing to "
+            "compute)";
+    if (index < dimNames.size() && dimNames[index] == "T")
+      diag << "; write a token count that is only known at run time, and "
+              "may be 0, as '?'";
+    return diag;
+  }
+  // Products of the static sizes, as the lowerings compute them (element
+  // counts, then bytes), must not wrap.
+  auto staticSizes = [&] {
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    llvm::interleave(
+        llvm::make_filter_range(
+            shape, [](int64_t dim) { return !ShapedType::isDynamic(dim); }),
+        os, " * ");
+    return text;
+  };
+  int64_t elements = 1;
+  for (int64_t dim : shape) {
+    if (ShapedType::isDynamic(dim))
+      continue;
+    std::optional<int64_t> product = llvm::checkedMul(elements, dim);
+    if (!product)
+      return emitError() << "too many elements in " << what << " " << type
+                         << ": " << staticSizes()
+                         << " overflows int64; use smaller sizes";
+    elements = *product;
+  }
+  Type elementType = type.getElementType();
+  if (!elementType.isIntOrFloat())
+    return success();
+  int64_t bytes =
+      llvm::divideCeil(elementType.getIntOrFloatBitWidth(), uint64_t{8});
+  if (!llvm::checkedMul(elements, bytes))
+    return emitError() << "too many bytes in " << what << " " << type << ": "
+                       << staticSizes() << " elements of " << bytes
+                       << " bytes overflow int64; use smaller sizes";
+  return success();
+}
+
+/// Verifies the sizes of `value`'s tensor type with verifyTensorSizes,
+/// reporting on `op`.
+static LogicalResult verifySizes(Operation *op, StringRef what, Value value,
+                                 ArrayRef<StringRef> dimNames = {}) {
+  auto type = dyn_cast<ShapedType>(value.getType());
+  if (!type || !type.hasRank())
+    return success();
+  return verifyTensorSizes([op] { return op->emitOpError(); }, what, type,
+                           dimNames);
+}
+
 //===----------------------------------------------------------------------===//
 // RouteOp
 //===----------------------------------------------------------------------===//
@@ -63,36 +132,67 @@ static ArrayRef<StringRef> getResultNames(RoutingLayout layout) {
   llvm_unreachable("unknown routing layout");
 }
 
-SmallVector<Type> RouteOp::inferResultTypes(RoutingPolicyAttrInterface policy,
-                                            RankedTensorType scoresType,
-                                            Type idType) {
-  MLIRContext *ctx = scoresType.getContext();
-  if (!idType)
-    idType = IntegerType::get(ctx, 32);
+/// The result types of a route for `routed` rows or slots (dynamic or not).
+static SmallVector<Type> buildResultTypes(RoutingPolicyAttrInterface policy,
+                                          RankedTensorType scoresType,
+                                          Type idType, int64_t routed) {
   Type floatType = scoresType.getElementType();
-  int64_t numTokens = scoresType.getDimSize(0);
   int64_t numExperts = policy.getNumExperts(scoresType.getDimSize(1));
-  int64_t routed = policy.getRoutedSize(numTokens, numExperts);
   switch (policy.getLayout()) {
   case RoutingLayout::Capacity:
     return {RankedTensorType::get({numExperts, routed}, idType),
             RankedTensorType::get({numExperts, routed}, floatType)};
-  case RoutingLayout::Grouped:
+  case RoutingLayout::Grouped: {
+    std::optional<int64_t> numOffsets =
+        llvm::checkedAdd(numExperts, int64_t{1});
     return {RankedTensorType::get({routed}, idType),
             RankedTensorType::get({routed}, floatType),
-            RankedTensorType::get({numExperts + 1}, idType)};
+            RankedTensorType::get({numOffsets.value_or(ShapedType::kDynamic)},
+                                  idType)};
+  }
   case RoutingLayout::Soft:
     return {scoresType, scoresType};
   }
   llvm_unreachable("unknown routing layout");
 }
 
+FailureOr<SmallVector<Type>>
+RouteOp::inferResultTypes(RoutingPolicyAttrInterface policy,
+                          RankedTensorType scoresType, Type idType,
+                          function_ref<InFlightDiagnostic()> emitError) {
+  if (!idType)
+    idType = IntegerType::get(scoresType.getContext(), 32);
+  int64_t numTokens = scoresType.getDimSize(0);
+  int64_t numExperts = policy.getNumExperts(scoresType.getDimSize(1));
+  FailureOr<int64_t> routed =
+      policy.getRoutedSize(numTokens, numExperts, emitError);
+  if (failed(routed))
+    return failure();
+  if (policy.getLayout() == RoutingLayout::Grouped &&
+      !llvm::checkedAdd(numExperts, int64_t{1})) {
+    if (emitError)
+      emitError() << "the offsets of E = " << numExperts
+                  << " experts would have E + 1 entries, which overflows "
+                     "int64; use fewer experts";
+    return failure();
+  }
+  return buildResultTypes(policy, scoresType, idType, *routed);
+}
+
 void RouteOp::build(OpBuilder &builder, OperationState &state,
                     RoutingPolicyAttrInterface policy, Value scores, Value bias,
                     Type idType) {
   auto scoresType = cast<RankedTensorType>(scores.getType());
-  build(builder, state, inferResultTypes(policy, scoresType, idType), scores,
-        bias, policy);
+  if (!idType)
+    idType = builder.getI32Type();
+  // Sizes that do not fit become dynamic here; the verifier says why.
+  FailureOr<SmallVector<Type>> types =
+      inferResultTypes(policy, scoresType, idType);
+  build(builder, state,
+        succeeded(types) ? *types
+                         : buildResultTypes(policy, scoresType, idType,
+                                            ShapedType::kDynamic),
+        scores, bias, policy);
 }
 
 void RouteOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
@@ -142,10 +242,20 @@ LogicalResult RouteOp::verify() {
            << scoresType;
   if (numColumns < 1)
     return emitOpError("needs at least one expert, got scores ") << scoresType;
-  if (failed(
-          policy.verifyScoreColumns([&] { return emitOpError(); }, numColumns)))
+  auto emitError = [&] { return emitOpError(); };
+  if (failed(policy.verifyScoreColumns(emitError, numColumns)))
     return failure();
   int64_t numExperts = policy.getNumExperts(numColumns);
+  // The routed size first, so that an overflow names its product (T * k or
+  // the capacity); T = 0 is reported as such below.
+  int64_t numTokens = scoresType.getDimSize(0);
+  if (numTokens != 0 &&
+      failed(policy.getRoutedSize(numTokens, numExperts, emitError)))
+    return failure();
+  bool soft = policy.getLayout() == RoutingLayout::Soft;
+  if (failed(verifySizes(*this, "the scores", getScores(),
+                         {"T", soft ? "E*S" : "E"})))
+    return failure();
 
   if (Value bias = getBias()) {
     auto biasType = cast<RankedTensorType>(bias.getType());
@@ -185,9 +295,12 @@ LogicalResult RouteOp::verify() {
       return emitOpError("token ids must be a tensor of i32 or i64, got ")
              << getResult(0).getType();
   }
-  SmallVector<Type> expected = inferResultTypes(policy, scoresType, idType);
+  FailureOr<SmallVector<Type>> expected =
+      inferResultTypes(policy, scoresType, idType, emitError);
+  if (failed(expected))
+    return failure();
   for (auto [index, pair] :
-       llvm::enumerate(llvm::zip(getResultTypes(), expected))) {
+       llvm::enumerate(llvm::zip(getResultTypes(), *expected))) {
     auto [actual, want] = pair;
     if (actual == want)
       continue;
@@ -203,7 +316,6 @@ LogicalResult RouteOp::verify() {
     } else if (auto expertChoice = dyn_cast<ExpertChoiceAttr>(policy)) {
       factor = expertChoice.getCapacityFactorValue();
     }
-    int64_t numTokens = scoresType.getDimSize(0);
     if (layout == RoutingLayout::Capacity) {
       if (ShapedType::isDynamic(numTokens))
         diag.attachNote() << "the capacity C depends on the token count T, so "
@@ -212,10 +324,23 @@ LogicalResult RouteOp::verify() {
         diag.attachNote() << "C = ceil(capacity_factor * k * T / E) = ceil("
                           << detail::formatF64(factor) << " * " << topK << " * "
                           << numTokens << " / " << numExperts << ") = "
-                          << computeCapacity(factor, topK, numTokens,
-                                             numExperts);
+                          << *computeCapacity(factor, topK, numTokens,
+                                              numExperts);
     }
     return diag;
+  }
+  // The results are as inferred; their element counts and bytes must fit.
+  SmallVector<StringRef> capacityDims = {"E", "C"}, softDims = {"T", "E*S"};
+  SmallVector<StringRef> rowDims = {"T*k"}, offsetDims = {"E+1"};
+  for (auto [index, result] : llvm::enumerate(getResults())) {
+    ArrayRef<StringRef> dims = layout == RoutingLayout::Capacity ? capacityDims
+                               : layout == RoutingLayout::Soft   ? softDims
+                               : index == 2                      ? offsetDims
+                                                                 : rowDims;
+    std::string what =
+        ("result #" + Twine(index) + " (" + names[index] + ")").str();
+    if (failed(verifySizes(*this, what, result, dims)))
+      return failure();
   }
   return success();
 }
@@ -241,12 +366,17 @@ static LogicalResult verifySoftSlots(Operation *op, RankedTensorType slots,
       ShapedType::isDynamic(slotsPerExpert))
     return op->emitOpError("Soft MoE slots [E, S] must be static, got ")
            << slots;
-  if (!compatible(weights.getDimSize(1), numExperts * slotsPerExpert))
+  std::optional<int64_t> numSlots =
+      llvm::checkedMul(numExperts, slotsPerExpert);
+  if (!numSlots)
     return op->emitOpError("has E * S = ")
-           << numExperts << " * " << slotsPerExpert << " = "
-           << numExperts * slotsPerExpert << " slots in the " << slotsName
-           << ", but the " << weightsName << " weights have "
-           << weights.getDimSize(1) << " columns";
+           << numExperts << " * " << slotsPerExpert << " slots in the "
+           << slotsName << ", which overflows int64; use fewer slots";
+  if (!compatible(weights.getDimSize(1), *numSlots))
+    return op->emitOpError("has E * S = ")
+           << numExperts << " * " << slotsPerExpert << " = " << *numSlots
+           << " slots in the " << slotsName << ", but the " << weightsName
+           << " weights have " << weights.getDimSize(1) << " columns";
   if (!compatible(slots.getDimSize(2), modelDim))
     return op->emitOpError("feature size ")
            << slots.getDimSize(2) << " of the " << slotsName
@@ -257,6 +387,27 @@ static LogicalResult verifySoftSlots(Operation *op, RankedTensorType slots,
 //===----------------------------------------------------------------------===//
 // DispatchOp
 //===----------------------------------------------------------------------===//
+
+/// Names the dimensions of routing indices (or gates) in messages.
+static ArrayRef<StringRef> indexDims(Value indices) {
+  static const StringRef capacity[] = {"E", "C"};
+  static const StringRef grouped[] = {"T*k"};
+  if (cast<ShapedType>(indices.getType()).getRank() == 2)
+    return capacity;
+  return grouped;
+}
+
+/// Names the dimensions of expert rows (dispatched tokens, expert inputs or
+/// outputs) in messages: `[E, C, D]` with `indices` or from Soft MoE
+/// (`[E, S, D]`), `[T*k, D]` grouped.
+static ArrayRef<StringRef> rowsDims(Value rows, Value indices) {
+  static const StringRef capacity[] = {"E", "C", "D"};
+  static const StringRef soft[] = {"E", "S", "D"};
+  static const StringRef grouped[] = {"T*k", "D"};
+  if (cast<ShapedType>(rows.getType()).getRank() == 2)
+    return grouped;
+  return indices ? capacity : soft;
+}
 
 LogicalResult DispatchOp::verify() {
   RankedTensorType tokensType = getTokens().getType();
@@ -271,6 +422,17 @@ LogicalResult DispatchOp::verify() {
            << resultType.getElementType()
            << " must match the tokens' element type "
            << tokensType.getElementType();
+  if (failed(verifySizes(*this, "the tokens", getTokens(), {"T", "D"})))
+    return failure();
+  if (indices &&
+      failed(verifySizes(*this, "the indices", indices, indexDims(indices))))
+    return failure();
+  if (weights &&
+      failed(verifySizes(*this, "the dispatch weights", weights, {"T", "E*S"})))
+    return failure();
+  if (failed(verifySizes(*this, "the result", getResult(),
+                         rowsDims(getResult(), indices))))
+    return failure();
   int64_t numTokens = tokensType.getDimSize(0);
   int64_t modelDim = tokensType.getDimSize(1);
 
@@ -325,6 +487,22 @@ LogicalResult ExpertOp::verify() {
                        "inputs ")
            << inputsType;
 
+  static const StringRef rowDims3[] = {"E", "C", "D"};
+  static const StringRef rowDims2[] = {"T*k", "D"};
+  ArrayRef<StringRef> rowDims = rank == 3 ? ArrayRef(rowDims3) : rowDims2;
+  if (failed(verifySizes(*this, "the inputs", getInputs(), rowDims)))
+    return failure();
+  if (Value offsets = getOffsets();
+      offsets && failed(verifySizes(*this, "the offsets", offsets, {"E+1"})))
+    return failure();
+  for (auto [index, weight] : llvm::enumerate(getWeights()))
+    if (failed(verifySizes(*this, ("weight #" + Twine(index)).str(), weight,
+                           {"E"})))
+      return failure();
+  if (resultType.getRank() == rank &&
+      failed(verifySizes(*this, "the result", getResult(), rowDims)))
+    return failure();
+
   int64_t numExperts = ShapedType::kDynamic;
   if (rank == 3) {
     numExperts = inputsType.getDimSize(0);
@@ -336,6 +514,11 @@ LogicalResult ExpertOp::verify() {
   if (ShapedType::isDynamic(numExperts))
     return emitOpError("needs a static number of experts, got inputs ")
            << inputsType;
+  if (numExperts == 0)
+    return emitOpError("offsets ")
+           << getOffsets().getType()
+           << " give E = 0 experts; the grouped layout has E + 1 offsets "
+              "for E >= 1 experts";
 
   for (auto [index, weight] : llvm::enumerate(getWeights())) {
     auto weightType = cast<RankedTensorType>(weight.getType());
@@ -403,10 +586,23 @@ LogicalResult CombineOp::verify() {
   auto outputsType = cast<RankedTensorType>(getExpertOutputs().getType());
   RankedTensorType weightsType = getWeights().getType();
   RankedTensorType initType = getInit().getType();
+  Value routingIndices = getIndices();
+  if (failed(verifySizes(*this, "the destination", getInit(), {"T", "D"})))
+    return failure();
+  if (failed(verifySizes(*this, "the expert outputs", getExpertOutputs(),
+                         rowsDims(getExpertOutputs(), routingIndices))))
+    return failure();
+  if (routingIndices && failed(verifySizes(*this, "the indices", routingIndices,
+                                           indexDims(routingIndices))))
+    return failure();
+  if (failed(verifySizes(*this, "the weights", getWeights(),
+                         routingIndices ? indexDims(routingIndices)
+                                        : ArrayRef<StringRef>{"T", "E*S"})))
+    return failure();
   int64_t numTokens = initType.getDimSize(0);
   int64_t modelDim = initType.getDimSize(1);
 
-  if (Value indices = getIndices()) {
+  if (Value indices = routingIndices) {
     auto indicesType = cast<RankedTensorType>(indices.getType());
     if (!compatible(weightsType.getShape(), indicesType.getShape()))
       return emitOpError("weights ")

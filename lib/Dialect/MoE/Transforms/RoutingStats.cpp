@@ -11,7 +11,9 @@
 
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/IR/TypeUtilities.h"
+#include "llvm/Support/CheckedArithmetic.h"
 
+#include <limits>
 #include <optional>
 
 namespace mlir::moe {
@@ -22,31 +24,78 @@ namespace mlir::moe {
 using namespace mlir;
 using namespace mlir::moe;
 
+namespace {
+/// A size in the report: a count, '?' (it depends on a dynamic size) or too
+/// large for int64 (the report says so rather than print a wrapped value).
+struct Count {
+  int64_t value = 0;
+  bool dynamic = false;
+  bool overflow = false;
+
+  static Count of(int64_t size) {
+    if (ShapedType::isDynamic(size))
+      return {0, /*dynamic=*/true, false};
+    return {size, false, false};
+  }
+  static Count unknown() { return {0, /*dynamic=*/true, false}; }
+
+  /// Combines two counts with a checked operation; overflow wins over '?'.
+  template <typename Op>
+  Count combine(Count other, Op op) const {
+    if (overflow || other.overflow)
+      return {0, false, /*overflow=*/true};
+    if (dynamic || other.dynamic)
+      return unknown();
+    std::optional<int64_t> result = op(value, other.value);
+    if (!result)
+      return {0, false, /*overflow=*/true};
+    return {*result, false, false};
+  }
+  Count operator*(Count other) const {
+    return combine(other,
+                   [](int64_t a, int64_t b) { return llvm::checkedMul(a, b); });
+  }
+  Count operator+(Count other) const {
+    return combine(other,
+                   [](int64_t a, int64_t b) { return llvm::checkedAdd(a, b); });
+  }
+  Count min(Count other) const {
+    return combine(other, [](int64_t a, int64_t b) {
+      return std::optional<int64_t>(std::min(a, b));
+    });
+  }
+};
+
+InFlightDiagnostic &operator<<(InFlightDiagnostic &diag, Count count) {
+  if (count.overflow)
+    return diag << "> " << std::numeric_limits<int64_t>::max()
+                << " (overflows int64)";
+  if (count.dynamic)
+    return diag << "?";
+  return diag << count.value;
+}
+} // namespace
+
 /// FLOPs per row of the expert body: 2 per multiply-add of every linalg op
 /// with a reduction, with the row loop (the one dynamic or row-sized loop)
-/// factored out. None when the count depends on another dynamic size.
-static std::optional<int64_t> flopsPerRow(ExpertOp expert) {
+/// factored out. '?' when the count depends on another dynamic size.
+static Count flopsPerRow(ExpertOp expert) {
   int64_t rows = expert.getExpertRowsType().getDimSize(0);
-  int64_t total = 0;
-  WalkResult walk = expert.getBody().walk([&](linalg::LinalgOp op) {
+  Count total = Count::of(0);
+  expert.getBody().walk([&](linalg::LinalgOp op) {
     if (op.getNumReductionLoops() == 0)
-      return WalkResult::advance();
-    int64_t product = 1;
+      return;
+    Count product = Count::of(2);
     bool rowsFactored = false;
     for (int64_t range : op.getStaticLoopRanges()) {
       if (!rowsFactored && (ShapedType::isDynamic(range) || range == rows)) {
         rowsFactored = true;
         continue;
       }
-      if (ShapedType::isDynamic(range))
-        return WalkResult::interrupt();
-      product *= range;
+      product = product * Count::of(range);
     }
-    total += 2 * product;
-    return WalkResult::advance();
+    total = total + product;
   });
-  if (walk.wasInterrupted())
-    return std::nullopt;
   return total;
 }
 
@@ -61,17 +110,37 @@ struct MoERoutingStatsPass
   using Base::Base;
 
   void runOnOperation() override {
-    getOperation()->walk([&](RouteOp route) { report(route); });
+    if (tokens < 0) {
+      getOperation()->emitError("moe-routing-stats: tokens must be at least "
+                                "0 (0 reports dynamic sizes per token), got ")
+          << static_cast<int64_t>(tokens);
+      return signalPassFailure();
+    }
+    WalkResult walk = getOperation()->walk([&](RouteOp route) {
+      return failed(report(route)) ? WalkResult::interrupt()
+                                   : WalkResult::advance();
+    });
+    if (walk.wasInterrupted())
+      signalPassFailure();
   }
 
-  void report(RouteOp route) {
+  LogicalResult report(RouteOp route) {
     RoutingPolicyAttrInterface policy = route.getPolicy();
     int64_t numTokens = route.getScores().getType().getDimSize(0);
     bool evaluated = ShapedType::isDynamic(numTokens) && tokens > 0;
     if (evaluated)
       numTokens = tokens;
     int64_t numExperts = route.getNumExperts();
-    int64_t routed = policy.getRoutedSize(numTokens, numExperts);
+    // A verified route has a routed size for its own T; tokens= may be too
+    // many for it.
+    FailureOr<int64_t> routedSize =
+        policy.getRoutedSize(numTokens, numExperts, [&] {
+          return route.emitError("moe-routing-stats: with tokens=")
+                 << numTokens << ", ";
+        });
+    if (failed(routedSize))
+      return failure();
+    Count routed = Count::of(*routedSize);
 
     InFlightDiagnostic remark = route.emitRemark("routing stats: ");
     remark << "policy = " << Attribute(policy) << ", T = ";
@@ -83,23 +152,19 @@ struct MoERoutingStatsPass
     remark << ", E = " << numExperts;
 
     // Rows the experts compute, and how many of them are real assignments.
-    int64_t rows = ShapedType::kDynamic, assignments = ShapedType::kDynamic;
+    Count experts = Count::of(numExperts);
+    Count rows = Count::unknown(), assignments = Count::unknown();
     switch (policy.getLayout()) {
     case RoutingLayout::Capacity: {
-      if (!ShapedType::isDynamic(routed)) {
-        rows = numExperts * routed;
-        int64_t topK = 1;
-        if (auto tokenChoice = dyn_cast<TokenChoiceAttr>(policy))
-          topK = tokenChoice.getTopK();
-        assignments = isa<ExpertChoiceAttr>(policy)
-                          ? numExperts * std::min(routed, numTokens)
-                          : std::min(rows, numTokens * topK);
-      }
-      remark << ", C = ";
-      if (ShapedType::isDynamic(routed))
-        remark << "?";
-      else
-        remark << routed;
+      rows = experts * routed;
+      int64_t topK = 1;
+      if (auto tokenChoice = dyn_cast<TokenChoiceAttr>(policy))
+        topK = tokenChoice.getTopK();
+      Count tokenCount = Count::of(numTokens);
+      assignments = isa<ExpertChoiceAttr>(policy)
+                        ? experts * routed.min(tokenCount)
+                        : rows.min(tokenCount * Count::of(topK));
+      remark << ", C = " << routed;
       break;
     }
     case RoutingLayout::Grouped:
@@ -107,25 +172,16 @@ struct MoERoutingStatsPass
       remark << ", C = dropless";
       break;
     case RoutingLayout::Soft:
-      rows = assignments = numExperts * routed;
+      rows = assignments = experts * routed;
       remark << ", S = " << routed;
       break;
     }
-    auto printSize = [&](int64_t value) {
-      if (ShapedType::isDynamic(value))
-        remark << "?";
-      else
-        remark << value;
-    };
-    remark << ", expert rows = ";
-    printSize(rows);
-    remark << " (at most ";
-    printSize(assignments);
-    remark << " token assignments)";
+    remark << ", expert rows = " << rows << " (at most " << assignments
+           << " token assignments)";
 
     // The expert FLOPs and buffers, from the layer's dispatch and experts.
-    std::optional<int64_t> flops = 0;
-    int64_t dispatchBytes = 0, outputBytes = 0;
+    Count flops = Count::of(0), dispatchBytes = Count::of(0),
+          outputBytes = Count::of(0);
     bool foundExpert = false;
     for (Value result : route.getResults()) {
       for (Operation *user : result.getUsers()) {
@@ -133,38 +189,28 @@ struct MoERoutingStatsPass
         if (!dispatch)
           continue;
         auto type = cast<RankedTensorType>(dispatch.getResult().getType());
-        int64_t rowWidth = type.getShape().back();
-        dispatchBytes +=
-            ShapedType::isDynamic(rows) ? 0 : rows * rowWidth * bytesOf(type);
+        dispatchBytes = dispatchBytes + rows *
+                                            Count::of(type.getShape().back()) *
+                                            Count::of(bytesOf(type));
         for (Operation *dispatchUser : dispatch.getResult().getUsers()) {
           auto expert = dyn_cast<ExpertOp>(dispatchUser);
           if (!expert)
             continue;
           foundExpert = true;
-          std::optional<int64_t> perRow = flopsPerRow(expert);
-          if (!perRow || ShapedType::isDynamic(rows))
-            flops = std::nullopt;
-          else if (flops)
-            *flops += *perRow * rows;
+          flops = flops + flopsPerRow(expert) * rows;
           auto outType = cast<RankedTensorType>(expert.getResult().getType());
-          if (!ShapedType::isDynamic(rows))
-            outputBytes += rows * outType.getShape().back() * bytesOf(outType);
+          outputBytes = outputBytes + rows *
+                                          Count::of(outType.getShape().back()) *
+                                          Count::of(bytesOf(outType));
         }
       }
     }
     if (!foundExpert)
-      return;
-    remark << ", expert FLOPs = ";
-    if (flops)
-      remark << *flops;
-    else
-      remark << "?";
-    if (ShapedType::isDynamic(rows)) {
-      remark << ", dispatch buffer = ? bytes, expert output buffer = ? bytes";
-      return;
-    }
-    remark << ", dispatch buffer = " << dispatchBytes
+      return success();
+    remark << ", expert FLOPs = " << flops
+           << ", dispatch buffer = " << dispatchBytes
            << " bytes, expert output buffer = " << outputBytes << " bytes";
+    return success();
   }
 };
 } // namespace

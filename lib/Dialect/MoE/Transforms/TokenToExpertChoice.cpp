@@ -143,7 +143,91 @@ void remarkDropped(RouteOp route, TokenChoiceAttr policy,
   llvm::interleaveComma(dropped, remark);
 }
 
+/// Returns the capacity factor the rewrite gives `policy`'s layer.
+double expertChoiceFactor(TokenChoiceAttr policy,
+                          const TokenToExpertChoiceOptions &options) {
+  return options.capacityFactor.value_or(
+      policy.getTopK() * policy.getCapacityFactorValue().value_or(1.0));
+}
+
 } // namespace
+
+LogicalResult mlir::moe::verifyTokenToExpertChoiceSizes(
+    RouteOp route, const TokenToExpertChoiceOptions &options,
+    function_ref<InFlightDiagnostic()> emitError) {
+  auto policy = dyn_cast<TokenChoiceAttr>(route.getPolicy());
+  if (!policy)
+    return success();
+  auto error = [&]() -> InFlightDiagnostic {
+    return emitError() << "moe-token-to-expert-choice: ";
+  };
+  double factor = expertChoiceFactor(policy, options);
+  if (!std::isfinite(factor) || factor <= 0.0) {
+    if (!emitError)
+      return failure();
+    if (options.capacityFactor)
+      return error() << "capacity-factor must be a finite positive number, "
+                        "got "
+                     << moe::detail::formatF64(factor);
+    return error() << "the expert-choice capacity factor top_k * "
+                      "capacity_factor = "
+                   << policy.getTopK() << " * "
+                   << moe::detail::formatF64(
+                          policy.getCapacityFactorValue().value_or(1.0))
+                   << " overflows f64; pass capacity-factor=";
+  }
+  auto newPolicy =
+      ExpertChoiceAttr::get(route.getContext(), factor,
+                            options.keepNormalize && policy.getNormalize());
+  RankedTensorType scoresType = route.getScores().getType();
+  Type idType = getElementTypeOrSelf(route.getTokenIds().getType());
+  // The capacity: static when T is, fitting int64 and at least 1.
+  FailureOr<SmallVector<Type>> newTypes = RouteOp::inferResultTypes(
+      newPolicy, scoresType, idType,
+      emitError ? function_ref<InFlightDiagnostic()>([&] {
+        return error() << "with capacity_factor = "
+                       << moe::detail::formatF64(factor) << ", ";
+      })
+                : function_ref<InFlightDiagnostic()>());
+  if (failed(newTypes))
+    return failure();
+  auto idsType = cast<RankedTensorType>((*newTypes)[0]);
+  int64_t capacity = idsType.getDimSize(1);
+  if (ShapedType::isDynamic(capacity) != scoresType.isDynamicDim(0)) {
+    if (emitError)
+      error() << "the capacity of " << idsType
+              << " must be static exactly when T is";
+    return failure();
+  }
+  // Every tensor the rewrite builds: the routing, and the dispatched rows
+  // and expert outputs [E, C, D] of the layer.
+  auto fits = [&](StringRef what, RankedTensorType type) {
+    return verifyTensorSizes(
+        emitError ? function_ref<InFlightDiagnostic()>([&] { return error(); })
+                  : function_ref<InFlightDiagnostic()>(),
+        what, type, {"E", "C", "D"});
+  };
+  if (failed(fits("the expert-choice token ids", idsType)))
+    return failure();
+  auto rowsOf = [&](Value value) {
+    auto type = cast<RankedTensorType>(value.getType());
+    return RankedTensorType::get(
+        {idsType.getDimSize(0), capacity, type.getShape().back()},
+        type.getElementType());
+  };
+  for (Operation *user : route.getTokenIds().getUsers()) {
+    auto dispatch = dyn_cast<DispatchOp>(user);
+    if (!dispatch)
+      continue;
+    if (failed(fits("the dispatched tokens", rowsOf(dispatch.getResult()))))
+      return failure();
+    for (Operation *dispatchUser : dispatch.getResult().getUsers())
+      if (auto expert = dyn_cast<ExpertOp>(dispatchUser))
+        if (failed(fits("the expert outputs", rowsOf(expert.getResult()))))
+          return failure();
+  }
+  return success();
+}
 
 FailureOr<RouteOp> mlir::moe::convertTokenToExpertChoice(
     RewriterBase &rewriter, RouteOp route,
@@ -157,15 +241,18 @@ FailureOr<RouteOp> mlir::moe::convertTokenToExpertChoice(
     return failure();
   };
 
-  double factor = options.capacityFactor.value_or(
-      policy.getTopK() * policy.getCapacityFactorValue().value_or(1.0));
+  // Sizes that do not fit leave the IR untouched; the pass reports them.
+  if (failed(verifyTokenToExpertChoiceSizes(route, options, /*emitError=*/{})))
+    return fail("the expert-choice sizes do not fit int64 (run "
+                "moe-token-to-expert-choice for the details)");
+  double factor = expertChoiceFactor(policy, options);
   MLIRContext *ctx = rewriter.getContext();
   auto newPolicy = ExpertChoiceAttr::get(
       ctx, factor, options.keepNormalize && policy.getNormalize());
   RankedTensorType scoresType = route.getScores().getType();
   Type idType = getElementTypeOrSelf(route.getTokenIds().getType());
   SmallVector<Type> newTypes =
-      RouteOp::inferResultTypes(newPolicy, scoresType, idType);
+      *RouteOp::inferResultTypes(newPolicy, scoresType, idType);
   auto idsType = cast<RankedTensorType>(newTypes[0]);
 
   OpBuilder::InsertionGuard guard(rewriter);
@@ -297,7 +384,8 @@ struct MoETokenToExpertChoicePass
   void runOnOperation() override {
     if (capacityFactor < 0.0 || !std::isfinite(capacityFactor)) {
       getOperation()->emitError("moe-token-to-expert-choice: capacity-factor "
-                                "must be positive (or 0 for the default), got ")
+                                "must be a finite positive number (or 0 for "
+                                "the default), got ")
           << moe::detail::formatF64(capacityFactor);
       return signalPassFailure();
     }
@@ -309,6 +397,15 @@ struct MoETokenToExpertChoicePass
     // remarked on) exactly once.
     SmallVector<RouteOp> routes;
     getOperation()->walk([&](RouteOp route) { routes.push_back(route); });
+    // A capacity that does not fit is an error, not a layer left as it is:
+    // the pass must not produce (or leave) what the pipelines cannot compile
+    // only because of the option.
+    bool fits = true;
+    for (RouteOp route : routes)
+      fits &= succeeded(verifyTokenToExpertChoiceSizes(
+          route, options, [&] { return route.emitError(); }));
+    if (!fits)
+      return signalPassFailure();
     IRRewriter rewriter(&getContext());
     for (RouteOp route : routes)
       (void)convertTokenToExpertChoice(rewriter, route, options);

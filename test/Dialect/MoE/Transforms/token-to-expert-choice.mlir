@@ -1,8 +1,8 @@
 // RUN: moe-opt %s -split-input-file -moe-token-to-expert-choice -verify-diagnostics | FileCheck %s
 // RUN: moe-opt %s -split-input-file -moe-token-to-expert-choice=keep-normalize=true 2>/dev/null | FileCheck %s --check-prefix=KEEP
 // RUN: not moe-opt %s -split-input-file -moe-token-to-expert-choice=capacity-factor=-1.0 2>&1 | FileCheck %s --check-prefix=BADOPT
+// BADOPT: error: moe-token-to-expert-choice: capacity-factor must be a finite positive number (or 0 for the default), got -1.0
 
-// BADOPT: error: moe-token-to-expert-choice: capacity-factor must be positive (or 0 for the default), got -1.0
 
 // Capacity layout, default capacity: C = ceil(1.25 * 2 * T / E) stays the
 // same (capacity_factor_EC = 2 * 1.25), so only the route changes.

@@ -25,11 +25,25 @@
 
 namespace mlir::moe {
 
+/// Returns `capacityFactor * topK * numTokens / numExperts` in f64, left to
+/// right: the slots per expert before rounding up.
+double computeCapacitySlots(double capacityFactor, int64_t topK,
+                            int64_t numTokens, int64_t numExperts);
+
 /// Returns the slots per expert `C = ceil(capacityFactor * topK * numTokens /
 /// numExperts)`, evaluated in f64 left to right so that every backend and the
-/// reference agree bit for bit; dynamic when `numTokens` is.
-int64_t computeCapacity(double capacityFactor, int64_t topK, int64_t numTokens,
-                        int64_t numExperts);
+/// reference agree bit for bit; dynamic when `numTokens` is; failure when C
+/// does not fit int64.
+FailureOr<int64_t> computeCapacity(double capacityFactor, int64_t topK,
+                                   int64_t numTokens, int64_t numExperts);
+
+/// Checks that a tensor an moe op reads or writes (`what`, e.g. "scores")
+/// has no static size 0 and that its static sizes and its size in bytes fit
+/// int64; reports through `emitError` which size is 0 or which product
+/// overflows. `dimNames` names the dimensions in messages (e.g. {"T", "D"}).
+LogicalResult verifyTensorSizes(function_ref<InFlightDiagnostic()> emitError,
+                                StringRef what, ShapedType type,
+                                ArrayRef<StringRef> dimNames = {});
 
 namespace detail {
 /// Parse and print the real-valued and boolean parameters of the routing

@@ -104,7 +104,10 @@ def MoE_TokenChoiceAttr : MoE_PolicyAttr<"TokenChoice", "token_choice"> {
       expert), their gates, and `E+1` offsets.
     * With `capacity_factor` every expert has
       `C = ceil(capacity_factor * k * T / E)` slots (evaluated in f64, left
-      to right) and the capacity layout `[E, C]`. Assignments fill an
+      to right) and the capacity layout `[E, C]`. `C` must fit int64 and be
+      at least 1 -- for a dynamic `T` already at `T = 1` (`C` never
+      decreases as `T` grows) -- so a factor so small that the product
+      underflows to 0, or so large that `C` exceeds int64, is rejected. Assignments fill an
       expert's slots in `order`: `position` takes all first choices by token
       index, then all second choices, and so on; `priority` does the same
       but visits tokens by descending top-1 gate (batch-prioritized routing,
@@ -117,6 +120,12 @@ def MoE_TokenChoiceAttr : MoE_PolicyAttr<"TokenChoice", "token_choice"> {
     largest biased scores, the `topk_group` best groups are kept (all when
     absent), and the `top_k` experts are chosen among them. Gates use the
     unbiased scores.
+
+    `capacity_factor` and `routed_scaling_factor` are positive finite
+    numbers, written as float literals (`1.25`, `5.0e-05`), integers (`2`)
+    or, as everywhere in MLIR, hexadecimal bit patterns of an f64
+    (`0x3FF4000000000000` is 1.25; `0x7FF0000000000000` is infinity and is
+    rejected).
 
     Example:
 
@@ -179,7 +188,9 @@ def MoE_ExpertChoiceAttr : MoE_PolicyAttr<"ExpertChoice", "expert_choice"> {
     Expert-choice routing (Zhou et al., 2022). With `P = softmax(scores)`
     over the experts of each token, every expert takes the
     `C = ceil(capacity_factor * T / E)` tokens with the largest `P[:, e]`
-    (ties go to the lower token index), with gates `P[t, e]`. A token may be
+    (ties go to the lower token index), with gates `P[t, e]`. As for token
+    choice, `C` must fit int64 and be at least 1 (for a dynamic `T`: at
+    `T = 1`). A token may be
     taken by 0 to `E` experts. The results use the capacity layout `[E, C]`;
     when `C > T` the slots past `T` are empty (token id `-1`, gate `0`).
 

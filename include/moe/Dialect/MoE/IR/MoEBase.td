@@ -64,6 +64,15 @@ def MoE_Dialect : Dialect {
     are kept as they are, and any others still give disjoint ranges within
     `[0, N)` (rows no expert owns contribute zero). One token named twice in
     one expert's slots is the caller's race when tiles run on threads.
+
+    Sizes: every *static* size of the tensors the ops read and write (`T`,
+    `D`, the hidden size `H` of the weights, `E`, `C`, `S`) must be at least
+    1 -- a layer with no tokens, features, hidden units, experts or slots has
+    nothing to compute, and the verifiers reject it naming the size that is
+    0. A token count that is only known at run time is written `?` and may
+    be 0 then. The sizes the routing implies (`T*k`, `C`, `E+1`) and every
+    tensor's element count and size in bytes must fit int64; the verifiers
+    name the product that overflows.
   }];
   let useDefaultAttributePrinterParser = 1;
   let extraClassDeclaration = [{

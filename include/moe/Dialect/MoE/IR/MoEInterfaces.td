@@ -37,9 +37,13 @@ def MoE_RoutingPolicyAttrInterface
         Returns the routed size for `numTokens` tokens (dynamic when
         `numTokens` is): slots per expert `C` for the capacity layout, total
         rows `T * k` for the grouped layout, slots per expert `S` for soft.
+        Fails when the size does not fit int64 or a capacity is 0 (for a
+        dynamic `T`: already at `T = 1`), saying which through `emitError`
+        unless it is null.
       }],
-      "int64_t", "getRoutedSize",
-      (ins "int64_t":$numTokens, "int64_t":$numExperts)>,
+      "::mlir::FailureOr<int64_t>", "getRoutedSize",
+      (ins "int64_t":$numTokens, "int64_t":$numExperts,
+           "::llvm::function_ref<::mlir::InFlightDiagnostic()>":$emitError)>,
   ];
 }
 

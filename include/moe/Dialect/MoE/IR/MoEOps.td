@@ -103,11 +103,15 @@ def MoE_RouteOp : MoE_Op<"route", [
     /// Soft layout: dispatch and combine weights.
     ::mlir::TypedValue<::mlir::RankedTensorType> getDispatchWeights();
     ::mlir::TypedValue<::mlir::RankedTensorType> getCombineWeights();
-    /// Computes the result types of a route with these inputs.
-    static ::llvm::SmallVector<::mlir::Type>
+    /// Computes the result types of a route with these inputs (`idType`
+    /// null: i32). Fails when a size does not fit int64 or a capacity is 0,
+    /// saying which through `emitError` unless it is null.
+    static ::mlir::FailureOr<::llvm::SmallVector<::mlir::Type>>
     inferResultTypes(RoutingPolicyAttrInterface policy,
                      ::mlir::RankedTensorType scoresType,
-                     ::mlir::Type idType);
+                     ::mlir::Type idType,
+                     ::llvm::function_ref<::mlir::InFlightDiagnostic()>
+                         emitError = {});
   }];
   let hasVerifier = 1;
 }

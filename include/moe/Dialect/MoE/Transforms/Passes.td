@@ -37,7 +37,10 @@ def MoETokenToExpertChoice : Pass<"moe-token-to-expert-choice"> {
     that cannot be converted (routing results used outside its
     dispatch/expert/combine, or an expert body written for a fixed number of
     rows that the new capacity changes) gets a remark saying why and stays
-    as it was.
+    as it was. A capacity factor whose `C` does not fit int64 or is 0 (for
+    a dynamic `T`: at `T = 1`), or whose rebuilt tensors would have more
+    elements or bytes than int64 counts, is an error on the route and the
+    pass fails: it never leaves a `C` dynamic that was static.
 
     Example:
 
@@ -58,9 +61,10 @@ def MoETokenToExpertChoice : Pass<"moe-token-to-expert-choice"> {
   }];
   let options = [
     Option<"capacityFactor", "capacity-factor", "double", /*default=*/"0.0",
-           "Expert-choice capacity factor; 0 keeps the expert compute of the "
-           "token-choice layer (top_k * its capacity factor, or top_k when "
-           "dropless)">,
+           "Expert-choice capacity factor, finite and positive; 0 keeps the "
+           "expert compute of the token-choice layer (top_k * its capacity "
+           "factor, or top_k when dropless). The capacity C it gives must fit "
+           "int64 and be at least 1, or the pass fails">,
     Option<"keepNormalize", "keep-normalize", "bool", /*default=*/"false",
            "Keep a token-choice `normalize = true` as per-token normalization "
            "of the expert-choice gates instead of dropping it">
@@ -88,8 +92,9 @@ def MoERoutingStats : Pass<"moe-routing-stats"> {
   }];
   let options = [
     Option<"tokens", "tokens", "int64_t", /*default=*/"0",
-           "Token count to evaluate layers with a dynamic T at (0: report "
-           "them as dynamic)">
+           "Token count to evaluate layers with a dynamic T at, at least 0 "
+           "(0: report them as dynamic); sizes past int64 are reported as "
+           "overflowing, a capacity past int64 fails the pass">
   ];
 }
 

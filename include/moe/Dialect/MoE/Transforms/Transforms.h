@@ -27,10 +27,20 @@ struct TokenToExpertChoiceOptions {
   bool emitRemarks = true;
 };
 
+/// Checks that the expert-choice layer `route` would become fits: a finite
+/// capacity factor, a capacity C that fits int64, is at least 1 and is
+/// static when T is, and route, dispatch and expert results whose sizes and
+/// bytes fit int64. Reports through `emitError` (unless null) what does not;
+/// succeeds for routes that are not token choice.
+LogicalResult
+verifyTokenToExpertChoiceSizes(RouteOp route,
+                               const TokenToExpertChoiceOptions &options,
+                               function_ref<InFlightDiagnostic()> emitError);
+
 /// Rewrites the token-choice `route` and the dispatch, expert and combine
 /// ops that consume it into expert-choice routing. Returns the new route,
 /// or failure (IR untouched) when `route` is not token choice or cannot be
-/// converted.
+/// converted (including sizes verifyTokenToExpertChoiceSizes rejects).
 FailureOr<RouteOp>
 convertTokenToExpertChoice(RewriterBase &rewriter, RouteOp route,
                            const TokenToExpertChoiceOptions &options);
