@@ -135,7 +135,7 @@ def ConvertMoEToFusedLinalg : Pass<"convert-moe-to-fused-linalg"> {
   let options = [
     Option<"tileRows", "tile-rows", "int64_t", /*default=*/"64",
            "Rows of an expert processed per tile (bodies with a dynamic row "
-           "count)">
+           "count), in [1, 4096]">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",

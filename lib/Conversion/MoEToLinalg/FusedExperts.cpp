@@ -375,9 +375,9 @@ struct ConvertMoEToFusedLinalgPass
   using Base::Base;
 
   void runOnOperation() override {
-    if (tileRows < 1) {
+    if (tileRows < 1 || tileRows > 4096) {
       getOperation()->emitError("convert-moe-to-fused-linalg: tile-rows must "
-                                "be at least 1, got ")
+                                "be in [1, 4096], got ")
           << static_cast<int64_t>(tileRows);
       return signalPassFailure();
     }

@@ -236,7 +236,11 @@ struct RouteLowering {
     Value perExpert = arith::DivFOp::create(
         b, scaled, b.floatConst(f64, static_cast<double>(numExperts)));
     Value ceil = math::CeilOp::create(b, perExpert);
-    Value slots = arith::FPToSIOp::create(b, b.getI64Type(), ceil);
+    // A run-time T so large that C passes 2^62 would make the conversion
+    // poison; such a C cannot be allocated anyway, so it is held at 2^62.
+    Value most = b.floatConst(f64, 4611686018427387904.0);
+    Value bounded = arith::MinimumFOp::create(b, ceil, most);
+    Value slots = arith::FPToSIOp::create(b, b.getI64Type(), bounded);
     return arith::IndexCastOp::create(b, b.getIndexType(), slots).getResult();
   }
 

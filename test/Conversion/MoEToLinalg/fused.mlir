@@ -1,4 +1,9 @@
 // RUN: moe-opt %s -split-input-file -convert-moe-to-fused-linalg=tile-rows=16 | FileCheck %s
+// RUN: not moe-opt %s -split-input-file -convert-moe-to-fused-linalg=tile-rows=9223372036854775807 2>&1 | FileCheck %s --check-prefix=TILEROWS
+// RUN: not moe-opt %s -split-input-file -convert-moe-to-fused-linalg=tile-rows=0 2>&1 | FileCheck %s --check-prefix=TILEROWS0
+
+// TILEROWS: error: convert-moe-to-fused-linalg: tile-rows must be in [1, 4096], got 9223372036854775807
+// TILEROWS0: error: convert-moe-to-fused-linalg: tile-rows must be in [1, 4096], got 0
 
 // Capacity layout, body for a dynamic row count: experts outer; full
 // tiles of 16 rows, then tiles of 8, then the last 1..7 rows in one padded
