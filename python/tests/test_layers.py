@@ -3,12 +3,15 @@ reference over random inputs: every policy, dynamic T, ties, huge logits,
 experts that get no token, C > T, k = E, f32, f16 and bf16. The layers and
 tolerances are in layer_cases.py."""
 
+import os
+
 import numpy as np
 import pytest
 
+import gpu_sweep
 from cases import case_kind, layer_inputs, run_layer, token_count
 from layer_cases import CASES_PER_LAYER, EDGE_LAYERS, LAYERS, _layer, check_layer
-from moe_mlir import builder
+from moe_mlir import builder, runner
 from moe_mlir.policies import ExpertChoice, Soft, TokenChoice
 
 PIPELINES = {
@@ -87,6 +90,29 @@ def test_gpu_mapping_of_one_token_or_one_expert_bit_for_bit(compiled, name):
     inputs = layer_inputs(layer, rng, "ties", tokens)
     np.testing.assert_array_equal(run_layer(mapped, layer, inputs),
                                   run_layer(reference, layer, inputs))
+
+
+# A single token or a single expert, every policy, f32 (the sweep in
+# gpu_sweep.py covers f16/bf16 and more token counts).
+SWEEP = [(label, layer) for label, layer in gpu_sweep.layers((1, 8), ("f32",), (1, None))
+         if layer.experts == 1 or layer.tokens == 1]
+
+
+LIBDEVICE = os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"),
+                         "nvvm", "libdevice", "libdevice.10.bc")
+
+
+@pytest.mark.skipif(not os.path.exists(LIBDEVICE),
+                    reason="no CUDA toolkit: moe-gpu-pipeline needs libdevice")
+@pytest.mark.parametrize("label,layer", SWEEP, ids=[label for label, _ in SWEEP])
+def test_gpu_pipelines_accept_the_same_layers(label, layer):
+    """moe-gpu-pipeline and the emulation share one mapping: both accept
+    every valid layer, with one token or one expert too."""
+    text, _ = builder.build_layer(layer)
+    moe_opt = str(runner.tool("moe-opt"))
+    errors = {name: gpu_sweep.run(moe_opt, text, gpu_sweep.PIPELINES[name])
+              for name in ("sm_80", "emulation")}
+    assert errors == {"sm_80": None, "emulation": None}, errors
 
 
 @pytest.mark.parametrize("dtype", ["f32", "bf16"])
