@@ -5,7 +5,8 @@
   gpu_check.py run DIR [--cases N]            # GPU machine: Python 3 + NumPy + driver
 
 `build` compiles every layer of layer_cases.LAYERS (every routing policy,
-dynamic T, f32/f16/bf16) with moe-gpu-pipeline into DIR, one self-contained
+dynamic T, f32/f16/bf16) and layer_cases.EDGE_LAYERS (one token, one
+expert) with moe-gpu-pipeline into DIR, one self-contained
 shared library per layer and chip. `run` loads the artifacts for the GPU's
 chip, runs each layer on the same random cases as the CPU tests (ties, huge
 logits, empty experts, C > T) and compares with the NumPy reference under
@@ -23,8 +24,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from layer_cases import CASES_PER_LAYER, LAYERS, check_layer  # noqa: E402
+from layer_cases import CASES_PER_LAYER, EDGE_LAYERS, LAYERS, check_layer  # noqa: E402
 from moe_mlir import gpu  # noqa: E402
+
+ALL_LAYERS = {**LAYERS, **EDGE_LAYERS}
 
 
 def artifact_name(layer_name):
@@ -36,7 +39,7 @@ def build(out_dir, chips):
 
     out_dir = Path(out_dir)
     index = []
-    for name, layer in sorted(LAYERS.items()):
+    for name, layer in sorted(ALL_LAYERS.items()):
         text, signature = builder.build_layer(layer, artifact_name(name))
         for chip in chips:
             start = time.perf_counter()
@@ -77,7 +80,7 @@ def run(out_dir, cases):
         fn, _ = gpu.load_artifact(out_dir / entry["manifest"], runtime)
         for seed in range(cases):
             try:
-                err = check_layer(LAYERS[entry["layer"]], fn, seed)
+                err = check_layer(ALL_LAYERS[entry["layer"]], fn, seed)
                 passed += 1
                 print(f"PASS {entry['layer']} seed {seed}: max error {err:.3g}")
             except Exception as error:  # report every case, then fail

@@ -55,14 +55,57 @@ LAYERS = {
     "blockable-relu-f16": _layer(ExpertChoice(2.0), 4, "relu", "f16", d=32, h=64),
 }
 
+# A single token (static T = 1) and a single expert (E = 1): the loops over
+# them have one iteration, which the canonicalizer folds away, and the GPU
+# mapping must still put all of the work on the device. Every policy that
+# allows E = 1 (top_k <= E, n_group divides E); f16/bf16 with sizes the
+# 16 x 8 x 16 tensor-core tiles divide.
+EDGE_LAYERS = {
+    "T=1-dropless-swiglu-f32": _layer(TokenChoice(2, normalize=True), 8, "swiglu", "f32", tokens=1),
+    "T=1-capacity-position-relu-f32": _layer(
+        TokenChoice(2, capacity_factor=1.25), 4, "relu", "f32", tokens=1),
+    "T=1-capacity-priority-gelu-bf16": _layer(
+        TokenChoice(2, capacity_factor=1.0, order="priority", normalize=True), 4, "gelu", "bf16",
+        tokens=1, d=32, h=64),
+    "T=1-sigmoid-silu-f16": _layer(
+        TokenChoice(3, capacity_factor=1.5, score="sigmoid", normalize=True,
+                    routed_scaling_factor=2.5), 6, "silu", "f16", tokens=1, d=32, h=64),
+    "T=1-deepseek-grouped-swiglu-f32": _layer(
+        TokenChoice(4, score="sigmoid", normalize=True, n_group=4, topk_group=2,
+                    routed_scaling_factor=2.5, bias=True), 16, "swiglu", "f32", tokens=1, h=16),
+    "T=1-expert-choice-swiglu-bf16": _layer(ExpertChoice(2.0), 8, "swiglu", "bf16", tokens=1,
+                                            d=32, h=64),
+    "T=1-soft-gelu-f32": _layer(Soft(2), 4, "gelu", "f32", tokens=1),
+    "E=1-dropless-swiglu-bf16": _layer(TokenChoice(1, normalize=True), 1, "swiglu", "bf16",
+                                       d=32, h=64),
+    "E=1-capacity-position-relu-f32": _layer(TokenChoice(1, capacity_factor=1.25), 1, "relu", "f32"),
+    "E=1-capacity-priority-gelu-f16": _layer(
+        TokenChoice(1, capacity_factor=1.0, order="priority", normalize=True), 1, "gelu", "f16",
+        d=32, h=64),
+    "E=1-sigmoid-silu-f32": _layer(
+        TokenChoice(1, capacity_factor=1.5, score="sigmoid", routed_scaling_factor=2.5), 1,
+        "silu", "f32"),
+    "E=1-deepseek-grouped-swiglu-f32": _layer(
+        TokenChoice(1, score="sigmoid", normalize=True, topk_group=1, routed_scaling_factor=2.5,
+                    bias=True), 1, "swiglu", "f32", tokens=16),
+    "E=1-expert-choice-relu-f32": _layer(ExpertChoice(2.0), 1, "relu", "f32"),
+    "E=1-soft-swiglu-bf16": _layer(Soft(3), 1, "swiglu", "bf16", d=32, h=64),
+    "T=1-E=1-dropless-swiglu-f32": _layer(TokenChoice(1), 1, "swiglu", "f32", tokens=1),
+    "T=1-E=1-expert-choice-gelu-f16": _layer(ExpertChoice(1.0), 1, "gelu", "f16", tokens=1,
+                                             d=32, h=64),
+    "T=1-E=1-soft-relu-f32": _layer(Soft(2), 1, "relu", "f32", tokens=1),
+}
+
 
 def check_layer(layer, fn, seed, tokens=None, reference=None):
     """Runs `fn` (compiled from `layer`, possibly through model passes) on a
-    random case and compares it with the reference of `reference` (default:
-    `layer` itself)."""
+    random case of `tokens` tokens (default: the layer's static T, else a
+    random count) and compares it with the reference of `reference`
+    (default: `layer` itself)."""
     rng = np.random.default_rng(7919 * seed + layer.experts)
     kind = case_kind(seed)
-    tokens = tokens if tokens is not None else token_count(rng, seed)
+    if tokens is None:
+        tokens = layer.tokens if layer.tokens is not None else token_count(rng, seed)
     inputs = layer_inputs(layer, rng, kind, tokens)
     got = run_layer(fn, layer, inputs)
     want, _ = reference_layer(reference or layer, inputs)

@@ -3,12 +3,15 @@ reference over random inputs: every policy, dynamic T, ties, huge logits,
 experts that get no token, C > T, k = E, f32, f16 and bf16. The layers and
 tolerances are in layer_cases.py."""
 
+import os
+
 import numpy as np
 import pytest
 
+import gpu_sweep
 from cases import case_kind, layer_inputs, reference_layer, run_layer, token_count
-from layer_cases import CASES_PER_LAYER, LAYERS, TOLERANCE, _layer, check_layer
-from moe_mlir import builder
+from layer_cases import CASES_PER_LAYER, EDGE_LAYERS, LAYERS, TOLERANCE, _layer, check_layer
+from moe_mlir import builder, runner
 from moe_mlir.policies import ExpertChoice, Soft, TokenChoice
 
 PIPELINES = {
@@ -60,6 +63,56 @@ def test_gpu_mapping_equals_reference_lowering_bit_for_bit(compiled, name, seed)
     inputs = layer_inputs(layer, rng, case_kind(seed + 1), token_count(rng, seed + 1))
     np.testing.assert_array_equal(run_layer(mapped, layer, inputs),
                                   run_layer(reference, layer, inputs))
+
+
+@pytest.mark.parametrize("pipeline", ["gpu-emulated", "gpu-emulated-16"])
+@pytest.mark.parametrize("name", sorted(EDGE_LAYERS))
+def test_gpu_mapping_of_one_token_or_one_expert(compiled, name, pipeline):
+    """T = 1 (static) and E = 1, whose single-iteration loops the
+    canonicalizer folds: the GPU mapping still runs all of the work on the
+    device, and matches the reference."""
+    layer = EDGE_LAYERS[name]
+    fn = compiled(builder.build_layer(layer), pipeline=PIPELINES[pipeline])
+    for seed in range(4):
+        check_layer(layer, fn, seed)
+
+
+@pytest.mark.parametrize("name", sorted(EDGE_LAYERS))
+def test_gpu_mapping_of_one_token_or_one_expert_bit_for_bit(compiled, name):
+    """The same layers through the GPU mapping and the reference lowering:
+    equal bit for bit, as for the other layers."""
+    layer = EDGE_LAYERS[name]
+    text = builder.build_layer(layer)
+    reference = compiled(text, pipeline=PIPELINES["reference"])
+    mapped = compiled(text, pipeline=PIPELINES["gpu-emulated"])
+    rng = np.random.default_rng(17)
+    tokens = layer.tokens if layer.tokens is not None else 5
+    inputs = layer_inputs(layer, rng, "ties", tokens)
+    np.testing.assert_array_equal(run_layer(mapped, layer, inputs),
+                                  run_layer(reference, layer, inputs))
+
+
+# A single token or a single expert, every policy, f32 (the sweep in
+# gpu_sweep.py covers f16/bf16 and more token counts).
+SWEEP = [(label, layer) for label, layer in gpu_sweep.layers((1, 8), ("f32",), (1, None))
+         if layer.experts == 1 or layer.tokens == 1]
+
+
+LIBDEVICE = os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"),
+                         "nvvm", "libdevice", "libdevice.10.bc")
+
+
+@pytest.mark.skipif(not os.path.exists(LIBDEVICE),
+                    reason="no CUDA toolkit: moe-gpu-pipeline needs libdevice")
+@pytest.mark.parametrize("label,layer", SWEEP, ids=[label for label, _ in SWEEP])
+def test_gpu_pipelines_accept_the_same_layers(label, layer):
+    """moe-gpu-pipeline and the emulation share one mapping: both accept
+    every valid layer, with one token or one expert too."""
+    text, _ = builder.build_layer(layer)
+    moe_opt = str(runner.tool("moe-opt"))
+    errors = {name: gpu_sweep.run(moe_opt, text, gpu_sweep.PIPELINES[name])
+              for name in ("sm_80", "emulation")}
+    assert errors == {"sm_80": None, "emulation": None}, errors
 
 
 @pytest.mark.parametrize("dtype", ["f32", "bf16"])

@@ -14,6 +14,10 @@
 //   buffer allocated by the host;
 // * any other top-level op that touches memory runs in a one-block launch
 //   the same way;
+// * a run of top-level ops that pass device values to each other (what the
+//   canonicalizer leaves of a loop with one iteration: a single token, a
+//   single expert) is wrapped in a parallel loop of one iteration first, so
+//   that it runs on the device as a whole;
 // * host allocations become gpu.alloc and are freed at the end unless
 //   returned.
 //
@@ -575,6 +579,114 @@ static void sinkLoads(Block &body) {
   }
 }
 
+/// The position in `positions` of the op of `body` that holds the last use
+/// of `op`'s results (`op`'s own position if they have none).
+static unsigned lastUse(Operation *op, Block &body,
+                        const DenseMap<Operation *, unsigned> &positions) {
+  unsigned last = positions.lookup(op);
+  for (Value result : op->getResults())
+    for (Operation *user : result.getUsers())
+      if (Operation *ancestor = body.findAncestorOpInBlock(*user))
+        last = std::max(last, positions.lookup(ancestor));
+  return last;
+}
+
+/// Wraps each run of top-level device work that passes values from op to op
+/// (a load, the arithmetic on it and the store of the result; a sequential
+/// loop with results) in a parallel loop of one iteration, which the mapping
+/// then launches like any other. Such runs are what the canonicalizer leaves
+/// of a parallel loop with a single iteration (T = 1, E = 1, one lane per
+/// warp reduction): mapped op by op, the host would need the loaded values.
+/// Mapped as a whole, they are the work of one block, as the loop's single
+/// iteration would have been. Host ops in a run that do not depend on device
+/// values (constants, allocations, views) move before it; a host op that does
+/// depend on one (an allocation sized by a loaded value, a call) cannot be
+/// mapped.
+static LogicalResult wrapDeviceValueRuns(Block &body) {
+  SmallVector<Operation *> ops;
+  DenseMap<Operation *, unsigned> positions;
+  for (Operation &op : body) {
+    positions[&op] = ops.size();
+    ops.push_back(&op);
+  }
+  // Top-level ops that run on the device.
+  llvm::SmallPtrSet<Operation *, 32> device;
+  auto usesDeviceValue = [&](Operation *op) -> Operation * {
+    Operation *producer = nullptr;
+    op->walk([&](Operation *nested) {
+      for (Value operand : nested->getOperands())
+        if (Operation *def = operand.getDefiningOp())
+          if (device.count(def)) {
+            producer = def;
+            return WalkResult::interrupt();
+          }
+      return WalkResult::advance();
+    });
+    return producer;
+  };
+  auto needsDevice = [&](Operation *producer, Operation *user) {
+    InFlightDiagnostic diag =
+        producer->emitOpError("cannot be mapped to the GPU: the host would "
+                              "need a value that only the device can compute");
+    diag.attachNote(user->getLoc()) << "needed here";
+    return diag;
+  };
+  auto staysOnHost = [](Operation *op) {
+    return isa<memref::AllocOp, memref::AllocaOp, memref::DeallocOp,
+               func::CallOp>(op) ||
+           op->hasTrait<OpTrait::IsTerminator>();
+  };
+
+  for (unsigned first = 0; first < ops.size(); ++first) {
+    Operation *op = ops[first];
+    Operation *producer = usesDeviceValue(op);
+    if (!producer && !touchesMemory(op))
+      continue;
+    if (producer && staysOnHost(op))
+      return needsDevice(producer, op);
+    device.insert(op);
+    unsigned last = lastUse(op, body, positions);
+    if (last == first)
+      continue;
+    // Extend the run until nothing computed in it is used after it.
+    SmallVector<Operation *> members = {op}, before, after;
+    for (unsigned next = first + 1; next <= last; ++next) {
+      Operation *candidate = ops[next];
+      Operation *from = usesDeviceValue(candidate);
+      if (from && staysOnHost(candidate))
+        return needsDevice(from, candidate);
+      if (!from && !touchesMemory(candidate)) {
+        // Host work; frees stay after the device work that may use the
+        // buffer, calls would run out of order with it.
+        if (isa<func::CallOp>(candidate))
+          return candidate->emitOpError(
+              "cannot be mapped to the GPU: a call between device operations "
+              "that pass values to each other");
+        (isa<memref::DeallocOp>(candidate) ? after : before)
+            .push_back(candidate);
+        continue;
+      }
+      device.insert(candidate);
+      members.push_back(candidate);
+      last = std::max(last, lastUse(candidate, body, positions));
+    }
+    for (Operation *host : before)
+      host->moveBefore(op);
+    OpBuilder b(op);
+    Location loc = op->getLoc();
+    Value zero = arith::ConstantIndexOp::create(b, loc, 0);
+    Value one = arith::ConstantIndexOp::create(b, loc, 1);
+    auto wrapper = scf::ParallelOp::create(b, loc, ValueRange{zero},
+                                           ValueRange{one}, ValueRange{one});
+    for (Operation *member : members)
+      member->moveBefore(wrapper.getBody()->getTerminator());
+    for (Operation *host : llvm::reverse(after))
+      host->moveAfter(wrapper);
+    first = last;
+  }
+  return success();
+}
+
 LogicalResult Mapper::run() {
   expandCopies(func);
   if (!func.getBody().hasOneBlock())
@@ -595,6 +707,8 @@ LogicalResult Mapper::run() {
                 "shuffles), which need whole warps; use a multiple of 32";
   }
   sinkLoads(body);
+  if (failed(wrapDeviceValueRuns(body)))
+    return failure();
   SmallVector<Operation *> ops;
   for (Operation &op : body.without_terminator())
     ops.push_back(&op);

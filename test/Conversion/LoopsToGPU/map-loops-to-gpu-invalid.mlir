@@ -14,6 +14,7 @@ func.func @reduction(%a: memref<?xf32>) -> f32 {
       scf.reduce.return %s : f32
     }
   }
+  // expected-note @+1 {{needed here}}
   return %sum : f32
 }
 
@@ -41,8 +42,25 @@ func.func @host_needs_device_value(%a: memref<?xindex>) -> memref<?xf32> {
   %c0 = arith.constant 0 : index
   // expected-error @+1 {{'memref.load' op cannot be mapped to the GPU: the host would need a value that only the device can compute}}
   %n = memref.load %a[%c0] : memref<?xindex>
+  // expected-note @+1 {{needed here}}
   %m = memref.alloc(%n) : memref<?xf32>
   return %m : memref<?xf32>
+}
+
+// -----
+
+// Through arithmetic on the device (what is left of a loop with one
+// iteration), still a value only the device has.
+func.func @host_needs_computed_device_value(%a: memref<?xindex>) -> memref<?xf32> {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %n = memref.load %a[%c0] : memref<?xindex>
+  // expected-error @+1 {{'arith.addi' op cannot be mapped to the GPU: the host would need a value that only the device can compute}}
+  %m = arith.addi %n, %c1 : index
+  memref.store %m, %a[%c1] : memref<?xindex>
+  // expected-note @+1 {{needed here}}
+  %b = memref.alloc(%m) : memref<?xf32>
+  return %b : memref<?xf32>
 }
 
 // -----

@@ -258,3 +258,60 @@ func.func @single_tile(%a: memref<?x4xi32>, %b: memref<2xi32>, %c: memref<?x64x2
   }
   return
 }
+
+// -----
+
+// What the canonicalizer leaves of a parallel loop with one iteration (a
+// single token, a single expert): loads, arithmetic on the loaded values
+// and stores at the top level, and a sequential loop whose result is
+// stored. Each run of device ops that pass values to each other becomes one
+// launch; a host allocation in the middle of a run moves before it and stays
+// a host buffer, and the loop in between, which uses no value of the run, is
+// a launch of its own.
+
+// CHECK-LABEL: func.func @one_iteration
+// CHECK-SAME:    (%[[A:.+]]: memref<4xf32>, %[[B:.+]]: memref<4xf32>)
+// CHECK-NOT:     memref.load
+// CHECK:         %[[TMP:.+]] = gpu.alloc () : memref<4xf32>
+// CHECK-NOT:     memref.load
+// CHECK:         gpu.launch
+// CHECK:           scf.if
+// CHECK:             %[[X:.+]] = memref.load %[[A]][%c0{{.*}}]
+// CHECK:             %[[Y:.+]] = arith.mulf %[[X]], %[[X]]
+// CHECK:             memref.store %[[Y]], %[[TMP]][%c0{{.*}}]
+// CHECK:             %[[Z:.+]] = arith.addf %[[X]], %[[Y]]
+// CHECK:             memref.store %[[Z]], %[[B]][%c1{{.*}}]
+// CHECK:           gpu.terminator
+// CHECK:         gpu.launch
+// CHECK:           memref.store %{{.+}}, %[[A]]
+// CHECK:           gpu.terminator
+// CHECK-NOT:     memref.load
+// CHECK:         gpu.launch
+// CHECK:           scf.if
+// CHECK:             %[[SUM:.+]] = scf.for {{.+}} -> (f32)
+// CHECK:             memref.store %[[SUM]], %[[B]][%c0{{.*}}]
+// CHECK:           gpu.terminator
+// CHECK:         gpu.dealloc %[[TMP]]
+// CHECK-NEXT:    return
+func.func @one_iteration(%a: memref<4xf32>, %b: memref<4xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c4 = arith.constant 4 : index
+  %f0 = arith.constant 0.0 : f32
+  %x = memref.load %a[%c0] : memref<4xf32>
+  %y = arith.mulf %x, %x : f32
+  %tmp = memref.alloc() : memref<4xf32>
+  memref.store %y, %tmp[%c0] : memref<4xf32>
+  %z = arith.addf %x, %y : f32
+  memref.store %z, %b[%c1] : memref<4xf32>
+  scf.parallel (%i) = (%c0) to (%c4) step (%c1) {
+    memref.store %f0, %a[%i] : memref<4xf32>
+  }
+  %sum = scf.for %i = %c0 to %c4 step %c1 iter_args(%acc = %f0) -> (f32) {
+    %v = memref.load %tmp[%i] : memref<4xf32>
+    %s = arith.addf %acc, %v : f32
+    scf.yield %s : f32
+  }
+  memref.store %sum, %b[%c0] : memref<4xf32>
+  return
+}
