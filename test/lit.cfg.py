@@ -76,6 +76,8 @@ def _gpu_answers():
     return out.returncode == 0 and b"GPU" in out.stdout
 
 
+if config.moe_enable_capi:
+    config.available_features.add("moe-capi")
 if config.moe_enable_cuda_runtime:
     config.available_features.add("cuda-runtime")
 if config.moe_enable_cuda_runtime and _gpu_answers():
