@@ -72,7 +72,7 @@ step lit env LIT_OPTS="${LIT_OPTS:-} --xunit-xml-output=$RESULTS/lit-asan.xml" \
   cmake --build "$ASAN_BUILD" --target check-moe
 
 step pytest env PYTHONPATH="$MOE_ROOT/python" MOE_BUILD="$ASAN_BUILD" MOE_SANITIZE=1 \
-  LD_PRELOAD="$runtime" ASAN_OPTIONS=detect_leaks=0 \
+  LD_PRELOAD="$runtime" ASAN_OPTIONS=detect_leaks=0:allow_user_poisoning=0 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ASAN_SYMBOLIZER_PATH="$LLVM_PREFIX/bin/llvm-symbolizer" \
   /usr/bin/python3 -m pytest -q -p no:cacheprovider \
