@@ -137,8 +137,8 @@ class Campaign:
             def found(cls, symptom, args):
                 command = " ".join(["moe-opt"] + args).replace(str(src), "{input}")
                 command = re.sub(r"-o \S+/out\d+\.mlir", "-o /dev/null", command)
-                stage = _first(r"builtin\.module\(([\w-]+)", command, "parse")
-                stage = stage.replace("builtin.module(", "")
+                m = re.search(r"builtin\.module\((.*)\) -o", command)
+                stage = re.sub(r"\{.*?\}", "", m.group(1)) if m else "parse"
                 findings.append((cls, symptom, command, stage))
 
             if case.bad_option:
