@@ -51,6 +51,7 @@ CLASSES = {
     "valid-rejected": "valid input parses and verifies",
     "lowering-failed": "valid input goes through every pass and pipeline",
     "output-does-not-reparse": "what a pass prints parses again",
+    "negative-stats": "moe-routing-stats never reports a negative size or count",
     "invalid-accepted": "invalid input is rejected (exit 1)",
     "bad-option-accepted": "invalid option values are refused",
 }
@@ -176,6 +177,9 @@ class Campaign:
                     rc2, _, _ = self.tool(args + ["-verify-each=false"])
                     if rc2 != 1:
                         bad = ("verifier-after-pass", _first(r"error: .*", err))
+                stats = re.search(r"remark: routing stats:.*?= -\d.*", err)
+                if not bad and stats:
+                    bad = ("negative-stats", stats.group(0)[:200])
                 if bad:
                     found(*bad, args)
                 elif rc == 1 and case.expect == "valid":

@@ -118,6 +118,8 @@ def _dims(rng):
 def random_policy(rng, experts):
     kind = rng.choice(["dropless", "capacity", "sigmoid", "grouped", "expert", "soft"])
     cf = round(_log_uniform(rng, -3, 3), rng.randint(1, 6)) or 1e-3
+    if rng.random() < 0.03:  # valid, but outside the usual range
+        cf = rng.choice([5e-05, 1e-05, 1e16])
     k = rng.choice([1, 2, 2, 3, 4, 8, experts])
     k = max(1, min(k, experts))
     if kind == "dropless":
@@ -153,7 +155,8 @@ def random_layer(rng):
 
 
 def _fill(stage, rng):
-    return (stage.replace("%CF%", str(round(_log_uniform(rng, -1, 1), 3)))
+    cf = rng.choice([str(round(_log_uniform(rng, -1, 1), 3))] * 8 + ["1e300", "1e-300"])
+    return (stage.replace("%CF%", cf)
             .replace("%T%", str(rng.choice([1, 7, 4096])))
             .replace("%R%", str(rng.choice([1, 3, 4, 16, 100]))))
 
