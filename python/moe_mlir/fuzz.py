@@ -310,14 +310,15 @@ class Campaign:
 
 
 def replay(args, paths):
-    """Runs saved inputs through every stage as valid layers would go."""
+    """Runs saved inputs through every pass and pipeline, holding them to the
+    oracle of valid input (a rejection is reported too)."""
     tool = Campaign(args)
     status = 0
     for path in paths:
         text = Path(path).read_bytes().decode("utf-8", errors="surrogateescape")
         stages = fuzz_gen.PASSES + fuzz_gen.PIPELINES
         stages = [s.replace("%CF%", "2.0").replace("%T%", "7").replace("%R%", "3") for s in stages]
-        case = fuzz_gen.Case(0, 0, "mutant", path, text, stages)
+        case = fuzz_gen.Case(0, 0, "valid", path, text, stages)
         findings, ran, _ = tool.run_case(case)
         for cls, symptom, command, _ in findings:
             status = 1
