@@ -270,8 +270,8 @@ def _mutate_once(rng, text):
         else:
             lines[i], lines[j] = lines[j], lines[i]
         return op, "\n".join(lines)
-    pattern = {"int": r"(?:(?<=[<x])|(?<![\w.%#@]))\d+(?=x|[^\w.]|$)", "float": r"\d+\.\d+(?:e[-+]?\d+)?",
-               "keyword": None}[op]
+    pattern = {"int": r"(?:(?<=[<x])|(?<![\w.%#@]))\d+(?=x|[^\w.]|$)",
+               "float": r"\d+\.\d+(?:e[-+]?\d+)?", "keyword": None}[op]
     if op == "keyword":
         old, new = rng.choice(_SWAPS)
         if rng.random() < 0.5:

@@ -87,7 +87,8 @@ def sanitizer_env(env=None):
     UBSan fatal, and MOE_SANITIZE=1."""
     env = dict(os.environ if env is None else env)
     env.update(LD_PRELOAD=sanitizer_runtime(), MOE_SANITIZE="1",
-               ASAN_OPTIONS="detect_leaks=0:allow_user_poisoning=0", UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+               ASAN_OPTIONS="detect_leaks=0:allow_user_poisoning=0",
+               UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
     return env
 
 
@@ -190,7 +191,8 @@ class Function:
             raise RuntimeError(
                 "MOE_SANITIZE: the layer needs the ASan runtime loaded first; start Python with "
                 "LD_PRELOAD=$(clang-22 -print-file-name=libclang_rt.asan-x86_64.so) "
-                "ASAN_OPTIONS=detect_leaks=0:allow_user_poisoning=0 (runner.sanitizer_env() gives the environment)")
+                "ASAN_OPTIONS=detect_leaks=0:allow_user_poisoning=0 "
+                "(runner.sanitizer_env() gives the environment)")
         self._lib = ctypes.CDLL(str(library))
         self._fn = getattr(self._lib, f"_mlir_ciface_{signature.name}")
         self._fn.restype = None

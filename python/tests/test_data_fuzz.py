@@ -38,7 +38,8 @@ PIPELINES = {
 POLICIES = {
     "dropless": (TokenChoice(2, normalize=True), 8),
     "capacity-position": (TokenChoice(2, capacity_factor=1.0), 8),
-    "capacity-priority": (TokenChoice(2, capacity_factor=1.25, order="priority", normalize=True), 4),
+    "capacity-priority": (TokenChoice(2, capacity_factor=1.25, order="priority",
+                                      normalize=True), 4),
     "sigmoid-scaled": (TokenChoice(3, capacity_factor=1.5, score="sigmoid", normalize=True,
                                    routed_scaling_factor=2.5), 6),
     "deepseek-grouped": (TokenChoice(4, score="sigmoid", normalize=True, n_group=4, topk_group=2,
