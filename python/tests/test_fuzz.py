@@ -46,14 +46,16 @@ def test_classify(rc, err, want):
     assert (got[0] if got else None) == want
 
 
-def test_short_campaign(tmp_path):
+def test_short_campaign(tmp_path, capsys):
     build = os.environ.get("MOE_BUILD", str(runner.REPO_ROOT / "build"))
-    status = fuzz.main(["--seed", "2", "--cases", "6", "--time", "0", "--out", str(tmp_path),
+    status = fuzz.main(["--seed", "1", "--cases", "4", "--time", "0", "--out", str(tmp_path),
                         "--build", build])
     assert status in (0, 1)  # 1: it found a bug, which is its job
+    assert "verified" in capsys.readouterr().out
     cases = list(ET.parse(tmp_path / "fuzz.xml").getroot().iter("testcase"))
     assert len(cases) == len(fuzz.CLASSES)
     for line in (tmp_path / "failures.txt").read_text().splitlines():
         name = line.split("\t")[0]
         assert (tmp_path / "corpus" / name).exists()
-        assert len((tmp_path / "corpus" / name).with_suffix(".reason").read_text().splitlines()) == 1
+        reason = (tmp_path / "corpus" / name).with_suffix(".reason").read_text()
+        assert len(reason.splitlines()) == 1
