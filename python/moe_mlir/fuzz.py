@@ -312,6 +312,7 @@ class Campaign:
 def replay(args, paths):
     """Runs saved inputs through every pass and pipeline, holding them to the
     oracle of valid input (a rejection is reported too)."""
+    args.out = tempfile.mkdtemp(prefix="moe-fuzz-replay-")
     tool = Campaign(args)
     status = 0
     for path in paths:
@@ -340,7 +341,8 @@ def main(argv=None):
     p.add_argument("--cases", type=int, default=0, help="stop after N inputs (exact replay)")
     p.add_argument("--start", type=int, default=0, help="index of the first input")
     p.add_argument("--jobs", type=int, default=1, help="inputs run in parallel")
-    p.add_argument("--out", default="fuzz-out", help="output folder (corpus/, failures.txt)")
+    p.add_argument("--out", default=str(REPO_ROOT / "build" / "fuzz-out"),
+                   help="output folder: corpus/, failures.txt, fuzz.xml (default build/fuzz-out)")
     p.add_argument("--junit", default="", help="JUnit XML report (default OUT/fuzz.xml)")
     p.add_argument("--build", default=os.environ.get("MOE_BUILD", str(REPO_ROOT / "build")),
                    help="build folder with bin/moe-opt (default $MOE_BUILD or build/)")
