@@ -19,6 +19,20 @@ config.excludes = ["CMakeLists.txt", "README.txt", "lit.cfg.py", "lit.site.cfg.p
 # Captures in CHECK lines do not leak from one CHECK-LABEL block to the next.
 config.environment["FILECHECK_OPTS"] = "-enable-var-scope --dump-input=fail"
 
+# A MOE_ENABLE_SANITIZERS build: every process of a test preloads the shared
+# ASan runtime, so that uninstrumented hosts (Debian's mlir-opt with our
+# plugin, Python with our C API) can load our instrumented shared objects.
+# Leaks are not reported (Python and the LLVM tools leak by design), nor
+# manual poisoning (see tools/sanitizer-defaults.c); any
+# other report aborts the process, so the test fails.
+if config.moe_sanitizer_runtime:
+    config.environment["LD_PRELOAD"] = config.moe_sanitizer_runtime
+    config.environment["ASAN_OPTIONS"] = "detect_leaks=0:allow_user_poisoning=0"
+    config.environment["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1"
+    config.environment["ASAN_SYMBOLIZER_PATH"] = os.path.join(config.llvm_tools_dir,
+                                                              "llvm-symbolizer")
+    config.available_features.add("sanitizers")
+
 llvm_config.use_default_substitutions()
 llvm_config.with_system_environment(["HOME", "TMP", "TEMP"])
 # `not`, `count` and friends come from the same LLVM as FileCheck.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds moe-mlir and runs every test (lit, then pytest when there are Python
-# tests), ending with one line `N passed, N failed`.
+# tests, then both again under ASan + UBSan, then a fixed-seed fuzz campaign),
+# ending with one line `N passed, N failed`.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
@@ -17,6 +18,26 @@ if compgen -G "$MOE_ROOT/python/tests/test_*.py" >/dev/null; then
   PYTHONPATH="$MOE_ROOT/python" MOE_BUILD="$MOE_BUILD" \
     /usr/bin/python3 -m pytest -q "$MOE_ROOT/python/tests" \
     --junitxml="$results/pytest.xml" || status=1
+fi
+
+# The lit suite and the CPU execution tests again, built with ASan + UBSan
+# (MOE_SANITIZERS=0 skips them).
+asan_build="${MOE_ASAN_BUILD:-$MOE_ROOT/build-asan}"
+if [ "${MOE_SANITIZERS:-1}" != 0 ]; then
+  echo "== sanitizers"
+  MOE_ASAN_BUILD="$asan_build" bash "$MOE_ROOT/tools/check-sanitizers.sh" "$results" || status=1
+fi
+
+# A fixed-seed fuzz campaign of MOE_FUZZ_TIME seconds (0 skips it), against
+# the sanitized moe-opt when there is one; one JUnit testcase per oracle class.
+fuzz_time="${MOE_FUZZ_TIME:-240}"
+if [ "$fuzz_time" != 0 ]; then
+  echo "== fuzz (seed 1, $fuzz_time s)"
+  fuzz_build="$MOE_BUILD"
+  [ -x "$asan_build/bin/moe-opt" ] && [ "${MOE_SANITIZERS:-1}" != 0 ] && fuzz_build="$asan_build"
+  PYTHONPATH="$MOE_ROOT/python" /usr/bin/python3 -m moe_mlir.fuzz --seed 1 --time "$fuzz_time" \
+    --jobs 2 --build "$fuzz_build" --out "$results/fuzz-out" --junit "$results/fuzz.xml" ||
+    status=1
 fi
 
 /usr/bin/python3 "$MOE_ROOT/tools/test-summary.py" "$results"/*.xml || status=1

@@ -7,6 +7,20 @@ descriptors built with ctypes; bf16 tensors are passed as uint16 arrays
 holding bf16 bits. The result comes back as a descriptor of a buffer the
 library malloc'ed (the C interface's first argument); it is copied into a
 NumPy array and freed.
+
+With ``MOE_SANITIZE=1`` in the environment (or ``sanitize=True``), the
+library is compiled with ``-fsanitize=address,undefined``: AddressSanitizer
+instruments every function of the generated LLVM IR (clang only instruments
+functions that carry ``sanitize_address``, so the flag is forced onto all of
+them); UBSan's checks are inserted by clang's C/C++ front end and do not
+apply to LLVM IR input. The library then needs the ASan runtime loaded
+first, so Python must start with it preloaded (``sanitizer_env()`` gives the
+environment)::
+
+    LD_PRELOAD=$(clang-22 -print-file-name=libclang_rt.asan-x86_64.so) \
+    ASAN_OPTIONS=detect_leaks=0:allow_user_poisoning=0 MOE_SANITIZE=1 /usr/bin/python3 ...
+
+(leaks are not reported: the interpreter leaks by design).
 """
 
 import ctypes
@@ -49,8 +63,54 @@ def tool(name):
     return str(path)
 
 
+def sanitize_enabled():
+    """Whether MOE_SANITIZE asks for sanitized layers."""
+    return os.environ.get("MOE_SANITIZE", "") not in ("", "0")
+
+
+def _clang():
+    return tool("clang-22") if shutil.which("clang-22") else tool("clang")
+
+
+def sanitizer_runtime():
+    """Path of clang's shared ASan runtime (libclang-rt-22-dev)."""
+    path = subprocess.run([_clang(), "-print-file-name=libclang_rt.asan-x86_64.so"],
+                          capture_output=True, text=True).stdout.strip()
+    if not os.path.isabs(path) or not os.path.exists(path):
+        raise CompileError("clang has no libclang_rt.asan-x86_64.so: install libclang-rt-22-dev")
+    return path
+
+
+def sanitizer_env(env=None):
+    """`env` (default: this process's) plus what a Python process needs to
+    load sanitized layers: the ASan runtime preloaded, leaks not reported,
+    UBSan fatal, and MOE_SANITIZE=1."""
+    env = dict(os.environ if env is None else env)
+    env.update(LD_PRELOAD=sanitizer_runtime(), MOE_SANITIZE="1",
+               ASAN_OPTIONS="detect_leaks=0:allow_user_poisoning=0",
+               UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+    return env
+
+
+def _asan_loaded():
+    with open("/proc/self/maps") as maps:
+        return "libclang_rt.asan" in maps.read()
+
+
+def _tool_env():
+    """The tools run without a preloaded ASan runtime (a sanitized moe-opt
+    finds its own through its rpath)."""
+    env = dict(os.environ)
+    kept = [p for p in env.get("LD_PRELOAD", "").split() if "libclang_rt.asan" not in p]
+    if kept:
+        env["LD_PRELOAD"] = " ".join(kept)
+    else:
+        env.pop("LD_PRELOAD", None)
+    return env
+
+
 def _run(cmd, what):
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_tool_env())
     if proc.returncode != 0:
         raise CompileError(f"{what} failed ({' '.join(cmd)}):\n{proc.stderr}")
     return proc
@@ -62,8 +122,10 @@ DEFAULT_PIPELINE = "moe-cpu-pipeline{results-to-out-params=false}"
 
 
 def compile_module(mlir_text, out_dir, pipeline=DEFAULT_PIPELINE, opt_level="-O3",
-                   march="native"):
-    """Lowers `mlir_text` with `pipeline` and builds `out_dir/libmoe.so`."""
+                   march="native", sanitize=None):
+    """Lowers `mlir_text` with `pipeline` and builds `out_dir/libmoe.so`
+    (with ASan when `sanitize`, default: MOE_SANITIZE)."""
+    sanitize = sanitize_enabled() if sanitize is None else sanitize
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     src = out_dir / "layer.mlir"
@@ -75,11 +137,18 @@ def compile_module(mlir_text, out_dir, pipeline=DEFAULT_PIPELINE, opt_level="-O3
     _run([tool("mlir-translate"), "--mlir-to-llvmir", str(llvm_dialect), "-o", str(ll)],
          "mlir-translate")
     lib = out_dir / "libmoe.so"
-    clang = tool("clang-22") if shutil.which("clang-22") else tool("clang")
+    clang = _clang()
     runtime = LLVM_PREFIX / "lib"
+    flags = []
+    if sanitize:
+        # ASan runs in the optimization pipeline, which -O0 does not build;
+        # -O3 with ASan takes ~15x as long to compile as -O1.
+        opt_level = "-O1"
+        flags = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-shared-libsan",
+                 "-mllvm", "-force-attribute=sanitize_address"]
     # The host's widest vectors (AVX2 + FMA here) unless told otherwise.
     _run([clang, opt_level, f"-march={march}", "-shared", "-fPIC", "-Wno-override-module",
-          str(ll), "-o", str(lib),
+          *flags, str(ll), "-o", str(lib),
           f"-L{runtime}", "-lmlir_c_runner_utils", "-lomp", f"-Wl,-rpath,{runtime}", "-lm"],
          "clang")
     return lib
@@ -118,6 +187,12 @@ class Function:
 
     def __init__(self, library, signature: Signature):
         self.signature = signature
+        if sanitize_enabled() and not _asan_loaded():
+            raise RuntimeError(
+                "MOE_SANITIZE: the layer needs the ASan runtime loaded first; start Python with "
+                "LD_PRELOAD=$(clang-22 -print-file-name=libclang_rt.asan-x86_64.so) "
+                "ASAN_OPTIONS=detect_leaks=0:allow_user_poisoning=0 "
+                "(runner.sanitizer_env() gives the environment)")
         self._lib = ctypes.CDLL(str(library))
         self._fn = getattr(self._lib, f"_mlir_ciface_{signature.name}")
         self._fn.restype = None
