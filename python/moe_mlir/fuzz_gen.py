@@ -64,6 +64,8 @@ BAD_OPTIONS = [
     "moe-cpu-pipeline{threads=-2}",
     "moe-token-to-expert-choice{capacity-factor=-1.0}",
     "moe-token-to-expert-choice{capacity-factor=nan}",
+    # C = ceil(cf * T / E) past int64: the pass refuses to rewrite.
+    "moe-token-to-expert-choice{capacity-factor=1e300}",
     "moe-gpu-emulation-pipeline{tile-rows=0}",
 ]
 
@@ -110,7 +112,8 @@ def _tokens(rng):
 
 
 def _dims(rng):
-    """D and H: small, now and then 0 (zero-size layers are valid IR)."""
+    """D and H: small, now and then 0 (a static zero size is invalid IR
+    since issue 14: valid_case expects a diagnostic for it)."""
     pick = lambda: 0 if rng.random() < 0.02 else rng.choice([1, 2, 3, 8, 16, 24, 32, 33, 64])
     return pick(), pick()
 
@@ -155,7 +158,7 @@ def random_layer(rng):
 
 
 def _fill(stage, rng):
-    cf = rng.choice([str(round(_log_uniform(rng, -1, 1), 3))] * 8 + ["1e300", "1e-300"])
+    cf = rng.choice([str(round(_log_uniform(rng, -1, 1), 3))] * 8 + ["1e3", "1e-3"])
     return (stage.replace("%CF%", cf)
             .replace("%T%", str(rng.choice([1, 7, 4096])))
             .replace("%R%", str(rng.choice([1, 3, 4, 16, 100]))))
@@ -170,16 +173,24 @@ def _stages(rng):
     return chosen
 
 
+def _zero_sized(layer):
+    """Whether a static size of the layer is 0, which the verifiers reject
+    (dynamic T may be 0 at run time; a static T, D or H may not)."""
+    return 0 in (layer.tokens, layer.model_dim, layer.hidden_dim)
+
+
 def valid_case(rng, seed, index):
     layer = random_layer(rng)
+    expect = "invalid" if _zero_sized(layer) else "valid"
     if rng.random() < 0.15:
+        expect = "invalid" if layer.tokens == 0 else "valid"  # no D or H here
         text, _ = builder.build_route(layer.policy, layer.experts, layer.tokens)
         what = f"route-only {builder.policy_attr(layer.policy)} E={layer.experts} T={layer.tokens}"
     else:
         text, _ = builder.build_layer(layer)
         what = (f"layer {builder.policy_attr(layer.policy)} E={layer.experts} T={layer.tokens} "
                 f"D={layer.model_dim} H={layer.hidden_dim} {layer.activation} {layer.dtype}")
-    return Case(seed, index, "valid", what, text, _stages(rng))
+    return Case(seed, index, expect, what, text, _stages(rng))
 
 
 # -- Targeted invalid inputs ---------------------------------------------------

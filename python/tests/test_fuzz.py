@@ -20,15 +20,19 @@ def test_cases_are_deterministic():
 
 
 def test_generator_covers_every_policy_and_size():
-    seen = set()
+    seen, zero = set(), False
     for index in range(600):
         case = fuzz_gen.make_case(1, index)
         if case.expect == "valid":
             seen.update(word for word in ("token_choice", "expert_choice", "soft", "n_group",
                                           "priority", "sigmoid", "bias(", "bf16", "f16",
-                                          "tensor<0x", "tensor<1x", "tensor<?x")
+                                          "tensor<1x", "tensor<?x")
                         if word in case.text)
-    assert len(seen) == 12, seen
+            assert "tensor<0x" not in case.text
+        # Static zero sizes are generated, as inputs the verifiers reject.
+        zero |= case.expect == "invalid" and "tensor<0x" in case.text
+    assert len(seen) == 11, seen
+    assert zero
 
 
 @pytest.mark.parametrize("rc,err,want", [
@@ -59,3 +63,38 @@ def test_short_campaign(tmp_path, capsys):
         assert (tmp_path / "corpus" / name).exists()
         reason = (tmp_path / "corpus" / name).with_suffix(".reason").read_text()
         assert len(reason.splitlines()) == 1
+
+
+# Each input the first campaigns found (tools/fuzz-findings, issue 14) and
+# what it must do now: lower everywhere, or be rejected with a located
+# diagnostic naming the rule.
+FINDINGS = {
+    "zero-tokens-capacity-layer.mlir": "T is 0 in the scores",
+    "zero-tokens-soft-route.mlir": "T is 0 in the scores",
+    "gpu-e1-t1-route.mlir": None,
+    "gpu-t1-soft-route.mlir": None,
+    "dropless-tk-overflow.mlir": "which overflows int64",
+    "dropless-tk-wraps-to-zero.mlir": "which overflows int64",
+    "capacity-factor-1e300.mlir": "does not fit int64",
+    "token-to-ec-cf-1e300.mlir": None,
+    "hex-capacity-factor.mlir": "must be a positive finite number",
+}
+FINDING_PIPELINES = ["moe-cpu-pipeline", "moe-cpu-pipeline{fused=false}",
+                     "moe-gpu-emulation-pipeline", "moe-gpu-pipeline{chip=sm_80 format=isa}",
+                     "moe-token-to-expert-choice,moe-cpu-pipeline"]
+
+
+@pytest.mark.parametrize("name", sorted(FINDINGS))
+def test_fuzz_findings_stay_fixed(name):
+    import subprocess
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "fuzz-findings", name)
+    rejected = FINDINGS[name]
+    for pipeline in FINDING_PIPELINES:
+        proc = subprocess.run([str(runner.tool("moe-opt")), path,
+                               f"--pass-pipeline=builtin.module({pipeline})", "-o", os.devnull],
+                              capture_output=True, text=True, timeout=300)
+        assert fuzz.classify(proc.returncode, proc.stderr) is None, proc.stderr[-2000:]
+        if rejected is None:
+            assert proc.returncode == 0, f"{pipeline}: {proc.stderr[-2000:]}"
+        else:
+            assert proc.returncode == 1 and rejected in proc.stderr, f"{pipeline}: {proc.stderr}"
