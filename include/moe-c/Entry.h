@@ -51,7 +51,8 @@ typedef enum MoeEntryStatus {
   /// The offset is not 0.
   MOE_ENTRY_NONZERO_OFFSET = 5,
   /// The strides are not the contiguous row-major strides of the sizes
-  /// (the stride of a dimension of size 1 is not looked at).
+  /// (not looked at for a memref without elements, nor for a dimension of
+  /// size 1: nothing steps over them).
   MOE_ENTRY_NOT_CONTIGUOUS = 6,
   /// Two dynamic sizes that the function requires to be equal (e.g. the
   /// token count of two arguments one linalg op iterates together) differ;

@@ -221,7 +221,10 @@ Value buildStatus(OpBuilder &b, Location loc, ArrayRef<CheckedArg> args,
                                                : constant(shape[dim]));
       staticExpected.reset();
     }
-    addCheck(notContiguous, MOE_ENTRY_NOT_CONTIGUOUS, arg.index);
+    // Nothing is read through the strides of an empty memref (NumPy gives
+    // them 0).
+    addCheck(andOf(notContiguous, notEmpty), MOE_ENTRY_NOT_CONTIGUOUS,
+             arg.index);
   }
 
   auto sizeOf = [&](ArgDim argDim) {

@@ -366,8 +366,9 @@ def CheckedEntryPoints
        (`MOE_ENTRY_MISALIGNED_POINTER`);
     5. the offset is 0 (`MOE_ENTRY_NONZERO_OFFSET`);
     6. the strides are the contiguous row-major strides of the sizes, the
-       identity layout's (`MOE_ENTRY_NOT_CONTIGUOUS`; a dimension of size 1
-       is never stepped over, so its stride is not looked at);
+       identity layout's (`MOE_ENTRY_NOT_CONTIGUOUS`; not looked at for a
+       memref without elements or for a dimension of size 1, which nothing
+       steps over);
 
     then dynamic sizes the function ties together must be equal
     (`MOE_ENTRY_INCONSISTENT_SIZE`). A tie is derived only where `@f` itself
@@ -381,8 +382,8 @@ def CheckedEntryPoints
     `moe-c/Entry.h`: the kind of the first error in the low byte, the
     argument's index above it). Its arguments have fully dynamic strided
     types, so that no later fold can assume what is being checked; after the
-    checks they are reinterpreted with the contiguous strides and cast back
-    to the types of `@f`. If `@f` returns results (memrefs or scalars), the
+    checks they are reinterpreted (`memref.reinterpret_cast`) as the types of
+    `@f`, with the contiguous strides. If `@f` returns results (memrefs or scalars), the
     twin returns the status first, then `@f`'s results; on error those are
     zero-filled new buffers with the static sizes of their types and 0 for
     each dynamic size (zero scalars), so that the caller frees them as it
@@ -403,8 +404,8 @@ def CheckedEntryPoints
       ... (arith.cmpi, arith.select: the status) ...
       %ok = arith.cmpi eq, %status, %c0_i32 : i32
       scf.if %ok {
-        %cx = memref.reinterpret_cast %x to offset: [0], sizes: [%sizes#0, 8],
-            strides: [8, 1] : ... to memref<?x8xf32, strided<[8, 1]>>
+        %x2 = memref.reinterpret_cast %x to offset: [0], sizes: [%sizes#0, 8],
+            strides: [8, 1] : ... to memref<?x8xf32>
         ...
         func.call @f(%x2, %y2) : (memref<?x8xf32>, memref<4x8xf32>) -> ()
       }
