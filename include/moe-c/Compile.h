@@ -27,7 +27,10 @@ moeRunPassPipeline(MlirModule module, MlirStringRef pipeline,
 /// Parses `moduleText` in a fresh context, lowers it with
 /// moe-cpu-pipeline{`options`} (options may be empty, e.g.
 /// "results-to-out-params=false"), and builds the shared library
-/// `outputPath` whose functions have `_mlir_ciface_` entry points. Needs a
+/// `outputPath` whose functions have `_mlir_ciface_` entry points. Unless
+/// `options` say checked-entry-points=false, each public `f` also gets
+/// `_mlir_ciface_f_checked`, which validates the descriptors and returns a
+/// MoeEntryStatus (moe-c/Entry.h) instead of running on bad ones. Needs a
 /// clang (clang-22, or $MOE_CLANG) at run time.
 MLIR_CAPI_EXPORTED MlirLogicalResult moeCompileToSharedLibrary(
     MlirStringRef moduleText, MlirStringRef options, MlirStringRef outputPath,

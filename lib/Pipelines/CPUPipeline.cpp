@@ -9,6 +9,7 @@
 
 #include "moe/Conversion/Passes.h"
 #include "moe/Pipelines/CPUCodegen.h"
+#include "moe/Pipelines/CheckedEntryPoints.h"
 
 #include "PipelineParts.h"
 
@@ -81,6 +82,13 @@ void mlir::moe::buildCPUPipeline(OpPassManager &pm,
   bufferization::buildBufferDeallocationPipeline(pm, deallocation);
   if (vectorize)
     pm.addPass(createCPUCodegenPass(CPUCodegenStage::Lower));
+  // On buffers, after deallocation (the twins' zero results on error belong
+  // to the caller) and while linalg ops still show which sizes are tied.
+  if (options.checkedEntryPoints) {
+    if (options.emitCInterface)
+      pm.addNestedPass<func::FuncOp>(LLVM::createLLVMRequestCWrappersPass());
+    pm.addPass(createCheckedEntryPoints());
+  }
 
   // Buffers -> loops.
   bool parallel = options.threads > 1;

@@ -168,11 +168,15 @@ class CudaRuntime:
 
 class DeviceArray:
     """Device memory with a shape and dtype: allocated here (`owner`), or a
-    view of memory someone else owns (a torch CUDA tensor's data_ptr())."""
+    view of memory someone else owns (a torch CUDA tensor's data_ptr(), with
+    its `strides` in elements when it is a view: the artifacts take
+    contiguous row-major arrays only, and GpuFunction rejects other
+    strides)."""
 
-    def __init__(self, runtime, pointer, shape, dtype, owner=True):
+    def __init__(self, runtime, pointer, shape, dtype, owner=True, strides=None):
         self.runtime, self.pointer = runtime, pointer
         self.shape, self.dtype, self.owner = tuple(shape), np.dtype(dtype), owner
+        self.strides = tuple(strides) if strides is not None else contiguous_strides(self.shape)
 
     @classmethod
     def from_numpy(cls, runtime, array):
@@ -196,6 +200,64 @@ class DeviceArray:
             self.free()
         except Exception:  # interpreter shutdown
             pass
+
+
+def contiguous_strides(shape):
+    """Row-major strides of `shape`, in elements."""
+    strides, stride = [], 1
+    for size in reversed(shape):
+        strides.append(stride)
+        stride *= size
+    return tuple(reversed(strides))
+
+
+def validate_arguments(signature: Signature, args):
+    """Checks `args` (NumPy arrays or DeviceArrays) against `signature`
+    before anything is copied or launched: the types, dtypes, ranks and
+    shapes (symbolic sizes such as `T` must agree across arguments), and for
+    device memory a non-null pointer aligned to the item size and contiguous
+    row-major strides (a dimension of size 1 may have any stride). NumPy
+    arrays of any strides are fine: they are copied to contiguous device
+    memory. Raises TypeError or ValueError naming the argument; returns the
+    bound symbols."""
+    if len(args) != len(signature.args):
+        names = ", ".join(a.name for a in signature.args)
+        raise TypeError(f"{signature.name} takes {len(signature.args)} arguments ({names}), "
+                        f"got {len(args)}")
+    symbols = {}
+    for spec, value in zip(signature.args, args):
+        if not isinstance(value, (np.ndarray, DeviceArray)):
+            raise TypeError(f"argument '{spec.name}' must be a numpy array or a DeviceArray, "
+                            f"got {type(value).__name__}")
+        want = np.dtype(NUMPY_DTYPES[spec.dtype])
+        if value.dtype != want:
+            hint = " (bf16 values travel as uint16 bits)" if spec.dtype == "bf16" else ""
+            raise TypeError(f"argument '{spec.name}' must have dtype {want} for {spec.dtype}"
+                            f"{hint}, got {value.dtype}")
+        if len(value.shape) != len(spec.shape):
+            raise ValueError(f"argument '{spec.name}' must have rank {len(spec.shape)} "
+                             f"(shape {spec.shape}), got shape {value.shape}")
+        for axis, (want_dim, got) in enumerate(zip(spec.shape, value.shape)):
+            if isinstance(want_dim, str):
+                if symbols.setdefault(want_dim, got) != got:
+                    raise ValueError(f"argument '{spec.name}' dimension {axis} is {got}, but "
+                                     f"{want_dim} = {symbols[want_dim]} from an earlier argument")
+            elif want_dim != got:
+                raise ValueError(f"argument '{spec.name}' must have shape {spec.shape}, "
+                                 f"got {value.shape}")
+        if isinstance(value, DeviceArray):
+            size = int(np.prod(value.shape))
+            if size and not value.pointer:
+                raise ValueError(f"argument '{spec.name}' is a null device pointer")
+            if (value.pointer or 0) % want.itemsize:
+                raise ValueError(f"argument '{spec.name}' device pointer {value.pointer:#x} is "
+                                 f"not aligned to {want.itemsize} bytes")
+            expected = contiguous_strides(value.shape)
+            if size and any(n != 1 and got != exp for n, got, exp in
+                            zip(value.shape, value.strides, expected)):
+                raise ValueError(f"argument '{spec.name}' must be contiguous (row-major "
+                                 f"strides {expected}), got strides {value.strides}")
+    return symbols
 
 
 def _descriptor_type(rank):
@@ -231,30 +293,11 @@ class GpuFunction:
         self._fn = getattr(self._lib, f"_mlir_ciface_{signature.name}")
         self._fn.restype = None
 
-    def _bind(self, spec, value, symbols):
-        want = np.dtype(NUMPY_DTYPES[spec.dtype])
-        if value.dtype != want:
-            raise TypeError(f"argument '{spec.name}' must have dtype {want} for {spec.dtype}, "
-                            f"got {value.dtype}")
-        if len(value.shape) != len(spec.shape):
-            raise ValueError(f"argument '{spec.name}' must have shape {spec.shape}, "
-                             f"got {value.shape}")
-        for want_dim, got in zip(spec.shape, value.shape):
-            if isinstance(want_dim, str):
-                if symbols.setdefault(want_dim, got) != got:
-                    raise ValueError(f"argument '{spec.name}': {want_dim} = {got}, but "
-                                     f"{symbols[want_dim]} from an earlier argument")
-            elif want_dim != got:
-                raise ValueError(f"argument '{spec.name}' must have shape {spec.shape}, "
-                                 f"got {value.shape}")
-
     def __call__(self, *args, keep_on_device=False):
         sig = self.signature
-        if len(args) != len(sig.args):
-            raise TypeError(f"{sig.name} takes {len(sig.args)} arguments, got {len(args)}")
-        symbols, temporaries, device = {}, [], []
-        for spec, value in zip(sig.args, args):
-            self._bind(spec, value, symbols)
+        validate_arguments(sig, args)
+        temporaries, device = [], []
+        for value in args:
             if isinstance(value, np.ndarray):
                 value = DeviceArray.from_numpy(self.runtime, value)
                 temporaries.append(value)

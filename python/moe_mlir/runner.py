@@ -21,6 +21,12 @@ environment)::
     ASAN_OPTIONS=detect_leaks=0:allow_user_poisoning=0 MOE_SANITIZE=1 /usr/bin/python3 ...
 
 (leaks are not reported: the interpreter leaks by design).
+
+With ``checked=True`` the runner calls the ``_mlir_ciface_<name>_checked``
+twin that moe-cpu-pipeline adds (``checked-entry-points``, see
+``include/moe-c/Entry.h``): it validates every descriptor in native code and
+returns a status first, which the runner turns into an ``EntryError`` naming
+the status and the argument. The Python-side checks run before it either way.
 """
 
 import ctypes
@@ -43,6 +49,35 @@ NUMPY_DTYPES = {"f32": np.float32, "f16": np.float16, "bf16": np.uint16, "i32": 
 
 class CompileError(RuntimeError):
     """A tool of the compile chain failed; the message holds its stderr."""
+
+
+# MoeEntryStatus of include/moe-c/Entry.h: the low byte of a checked entry's
+# status; the index of the offending argument is above it.
+ENTRY_STATUS_NAMES = {
+    0: "MOE_ENTRY_OK",
+    1: "MOE_ENTRY_NEGATIVE_SIZE",
+    2: "MOE_ENTRY_WRONG_STATIC_SIZE",
+    3: "MOE_ENTRY_NULL_POINTER",
+    4: "MOE_ENTRY_MISALIGNED_POINTER",
+    5: "MOE_ENTRY_NONZERO_OFFSET",
+    6: "MOE_ENTRY_NOT_CONTIGUOUS",
+    7: "MOE_ENTRY_INCONSISTENT_SIZE",
+}
+
+
+class EntryError(RuntimeError):
+    """A checked entry point rejected its arguments; the layer did not run.
+
+    `status` is the raw code, `name` its kind (a MoeEntryStatus name),
+    `argument` the index of the offending argument in the signature."""
+
+    def __init__(self, function, status, arg_names):
+        self.status, self.argument = status, status >> 8
+        self.name = ENTRY_STATUS_NAMES.get(status & 0xFF, "MOE_ENTRY_UNKNOWN")
+        which = (f"'{arg_names[self.argument]}'" if self.argument < len(arg_names)
+                 else f"#{self.argument}")
+        super().__init__(f"{function}_checked rejected argument {which}: {self.name} "
+                         f"(status {status})")
 
 
 def _build_dir():
@@ -167,7 +202,11 @@ def _descriptor_type(rank):
     return MemRefDescriptor
 
 
-def _descriptor(array):
+def descriptor(array):
+    """The memref descriptor of `array` (its pointer, shape and strides in
+    elements, offset 0), as the C interface takes it. Strides that are not a
+    multiple of the item size are truncated: the checked entry rejects them
+    as non-contiguous."""
     desc = _descriptor_type(array.ndim)()
     desc.allocated = desc.aligned = array.ctypes.data
     desc.offset = 0
@@ -182,11 +221,13 @@ class Function:
 
     Calling it checks every array's rank, shape and dtype against the
     signature (binding symbolic sizes such as the token count `T`) and raises
-    ValueError/TypeError before any native code runs.
+    ValueError/TypeError before any native code runs. With `checked`, the
+    native `_checked` entry validates the descriptors too and a nonzero
+    status raises EntryError.
     """
 
-    def __init__(self, library, signature: Signature):
-        self.signature = signature
+    def __init__(self, library, signature: Signature, checked=False):
+        self.signature, self.library, self.checked = signature, library, checked
         if sanitize_enabled() and not _asan_loaded():
             raise RuntimeError(
                 "MOE_SANITIZE: the layer needs the ASan runtime loaded first; start Python with "
@@ -194,7 +235,8 @@ class Function:
                 "ASAN_OPTIONS=detect_leaks=0:allow_user_poisoning=0 "
                 "(runner.sanitizer_env() gives the environment)")
         self._lib = ctypes.CDLL(str(library))
-        self._fn = getattr(self._lib, f"_mlir_ciface_{signature.name}")
+        suffix = "_checked" if checked else ""
+        self._fn = getattr(self._lib, f"_mlir_ciface_{signature.name}{suffix}")
         self._fn.restype = None
         self._free = ctypes.CDLL(None).free
         self._free.argtypes = [ctypes.c_void_p]
@@ -228,18 +270,30 @@ class Function:
             raise TypeError(f"{sig.name} takes {len(sig.args)} arrays ({names}), got {len(arrays)}")
         symbols = {}
         bound = [self._bind(spec, a, symbols) for spec, a in zip(sig.args, arrays)]
+        return self.call_descriptors([descriptor(a) for a in bound], symbols)
+
+    def call_descriptors(self, descriptors, symbols=None):
+        """Calls the native entry on memref descriptors as they are (no
+        Python-side checks: only the checked entry protects this call), and
+        returns the results like __call__."""
+        sig = self.signature
         # The C interface returns every result through one struct of
-        # descriptors passed as the first argument.
+        # descriptors passed as the first argument; the checked twin returns
+        # its status first in the same struct.
+        fields = [("status", ctypes.c_int32)] if self.checked else []
         types = [_descriptor_type(len(r.shape)) for r in sig.results]
-        packed = type("Results", (ctypes.Structure,),
-                      {"_fields_": [(f"r{i}", t) for i, t in enumerate(types)]})
-        results = packed() if len(types) > 1 else types[0]()
-        descriptors = [results] + [_descriptor(a) for a in bound]
-        self._fn(*[ctypes.byref(d) for d in descriptors])
-        outs = []
-        for i, spec in enumerate(sig.results):
-            desc = getattr(results, f"r{i}") if len(types) > 1 else results
-            outs.append(self._take(spec, desc, symbols))
+        fields += [(f"r{i}", t) for i, t in enumerate(types)]
+        packed = len(fields) > 1
+        results = (type("Results", (ctypes.Structure,), {"_fields_": fields})() if packed
+                   else types[0]())
+        self._fn(*[ctypes.byref(d) for d in [results] + list(descriptors)])
+        descs = [getattr(results, f"r{i}") if packed else results for i in range(len(types))]
+        if self.checked and results.status != 0:
+            # The twin returned zero-filled buffers of its own: free them.
+            for desc in descs:
+                self._free(desc.allocated)
+            raise EntryError(sig.name, results.status, [a.name for a in sig.args])
+        outs = [self._take(spec, desc, symbols or {}) for spec, desc in zip(sig.results, descs)]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def _take(self, spec, desc, symbols):
@@ -269,8 +323,10 @@ def cpu_pipeline(threads=1, **options):
     return f"moe-cpu-pipeline{{threads={threads} results-to-out-params=false {text}}}".replace(" }", "}")
 
 
-def compile_function(mlir_text, signature: Signature, workdir=None, **kwargs):
-    """Compiles `mlir_text` and returns the callable entry point."""
+def compile_function(mlir_text, signature: Signature, workdir=None, checked=False, **kwargs):
+    """Compiles `mlir_text` and returns the callable entry point (the
+    `_checked` one with `checked`; the pipeline must then keep
+    checked-entry-points=true, its default)."""
     workdir = Path(workdir or tempfile.mkdtemp(prefix="moe-mlir-"))
     lib = compile_module(mlir_text, workdir, **kwargs)
-    return Function(lib, signature)
+    return Function(lib, signature, checked=checked)

@@ -344,4 +344,81 @@ def DumpGPUObjects : Pass<"moe-dump-gpu-objects", "::mlir::ModuleOp"> {
   ];
 }
 
+def CheckedEntryPoints
+    : Pass<"moe-checked-entry-points", "::mlir::ModuleOp"> {
+  let summary = "Give every C entry point a twin that validates its memref "
+                "descriptors before running it";
+  let description = [{
+    For every public `func.func @f` with `llvm.emit_c_interface` whose memref
+    arguments have the identity layout (the form bufferization gives function
+    boundaries), adds a public `@f_checked`, also with a C interface, that
+    takes the same descriptors, checks them, and calls `@f` only if all
+    checks pass. The checks are branch-free integer arithmetic ending in one
+    `scf.if`; for each memref argument, in this order:
+
+    1. every dynamic size is non-negative (`MOE_ENTRY_NEGATIVE_SIZE`);
+    2. every static size equals the declared one
+       (`MOE_ENTRY_WRONG_STATIC_SIZE`);
+    3. the aligned pointer is not null unless the memref has no element
+       (`MOE_ENTRY_NULL_POINTER`);
+    4. the aligned pointer is a multiple of the element's ABI alignment, which
+       is what the compiled loads and stores (vector ones included) assume
+       (`MOE_ENTRY_MISALIGNED_POINTER`);
+    5. the offset is 0 (`MOE_ENTRY_NONZERO_OFFSET`);
+    6. the strides are the contiguous row-major strides of the sizes, the
+       identity layout's (`MOE_ENTRY_NOT_CONTIGUOUS`; not looked at for a
+       memref without elements or for a dimension of size 1, which nothing
+       steps over);
+
+    then dynamic sizes the function ties together must be equal
+    (`MOE_ENTRY_INCONSISTENT_SIZE`). A tie is derived only where `@f` itself
+    requires it, so that a check never rejects an input `@f` handles: two
+    operands of one `linalg` structured op (or of a `memref.copy`) that are
+    arguments of `@f` and whose dimensions the op's indexing maps send to the
+    same loop. Sizes that are only conventionally equal (the same `?` in two
+    types) are not tied.
+
+    The twin returns an `i32` status (`MoeEntryStatus` in
+    `moe-c/Entry.h`: the kind of the first error in the low byte, the
+    argument's index above it). Its arguments have fully dynamic strided
+    types, so that no later fold can assume what is being checked; after the
+    checks they are reinterpreted (`memref.reinterpret_cast`) as the types of
+    `@f`, with the contiguous strides. If `@f` returns results (memrefs or scalars), the
+    twin returns the status first, then `@f`'s results; on error those are
+    zero-filled new buffers with the static sizes of their types and 0 for
+    each dynamic size (zero scalars), so that the caller frees them as it
+    would the real ones.
+
+    Example:
+
+    ```mlir
+    // Before
+    func.func @f(%x: memref<?x8xf32>, %y: memref<4x8xf32>)
+        attributes {llvm.emit_c_interface} { ... }
+    // After
+    func.func @f_checked(%x: memref<?x?xf32, strided<[?, ?], offset: ?>>,
+                         %y: memref<?x?xf32, strided<[?, ?], offset: ?>>)
+        -> i32 attributes {llvm.emit_c_interface} {
+      %base, %offset, %sizes:2, %strides:2 = memref.extract_strided_metadata %x
+      %p = memref.extract_aligned_pointer_as_index %x
+      ... (arith.cmpi, arith.select: the status) ...
+      %ok = arith.cmpi eq, %status, %c0_i32 : i32
+      scf.if %ok {
+        %x2 = memref.reinterpret_cast %x to offset: [0], sizes: [%sizes#0, 8],
+            strides: [8, 1] : ... to memref<?x8xf32>
+        ...
+        func.call @f(%x2, %y2) : (memref<?x8xf32>, memref<4x8xf32>) -> ()
+      }
+      return %status : i32
+    }
+    ```
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::linalg::LinalgDialect",
+    "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect",
+  ];
+}
+
 #endif // MOE_CONVERSION_PASSES_TD

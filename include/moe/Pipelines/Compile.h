@@ -30,7 +30,9 @@ LogicalResult runPipeline(ModuleOp module, StringRef pipeline,
 /// builds the shared library `outputPath` with clang (`-O3 -march=native
 /// -shared`, or -march=$MOE_MARCH; linking
 /// the MLIR C runner utilities). Every function gets its `_mlir_ciface_`
-/// entry point. clang is `$MOE_CLANG`, else clang-22 or clang on PATH, else
+/// entry point and, with options.checkedEntryPoints (the default), every
+/// public one a checked twin `_mlir_ciface_<name>_checked` returning a
+/// MoeEntryStatus (moe-c/Entry.h; moe-checked-entry-points). clang is `$MOE_CLANG`, else clang-22 or clang on PATH, else
 /// the one of the LLVM this was built with. Failures are described in
 /// `diagnostics`.
 LogicalResult compileToSharedLibrary(ModuleOp module,

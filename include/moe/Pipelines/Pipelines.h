@@ -57,6 +57,14 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
                      "only for results of static shape (a call with a "
                      "dynamically shaped result is an error)"),
       llvm::cl::init(false)};
+  PassOptions::Option<bool> checkedEntryPoints{
+      *this, "checked-entry-points",
+      llvm::cl::desc("Give every public function with a C interface a twin "
+                     "`<name>_checked` that validates the memref descriptors "
+                     "before running it and returns a status "
+                     "(moe-checked-entry-points, moe-c/Entry.h); the "
+                     "unchecked entry stays"),
+      llvm::cl::init(true)};
 };
 
 /// The most rows of an expert per tile `moe-cpu-pipeline` takes (a tile
