@@ -3,9 +3,10 @@
 # build-asan/ (-DMOE_ENABLE_SANITIZERS=ON; libMLIR.so stays uninstrumented),
 # then runs under them, each step time-boxed:
 #   - the lit suite (check-moe),
-#   - the CPU execution tests (test_layers.py -k "fused or reference" and
-#     test_data_fuzz.py) with the compiled layers built with ASan too
-#     (MOE_SANITIZE=1, the ASan runtime preloaded into Python).
+#   - the CPU execution tests of bad data (test_data_fuzz.py: NaN/Inf/huge
+#     values; test_untrusted_routing.py: out-of-range ids and offsets, T = 0;
+#     test_layers.py's special-value layers) with the compiled layers built
+#     with ASan too (MOE_SANITIZE=1, the ASan runtime preloaded into Python).
 # JUnit reports go to RESULTS (first argument; default build-asan/test-results):
 # lit-asan.xml, pytest-asan.xml, plus a failing sanitizers-*.xml for a step
 # that ran out of time or a failed build. Exits non-zero when a step failed.
@@ -82,6 +83,7 @@ step pytest "$STEP_TIMEOUT" env PYTHONPATH="$MOE_ROOT/python" MOE_BUILD="$ASAN_B
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ASAN_SYMBOLIZER_PATH="$LLVM_PREFIX/bin/llvm-symbolizer" \
   /usr/bin/python3 -m pytest -q -p no:cacheprovider \
-  "$MOE_ROOT/python/tests/test_layers.py" "$MOE_ROOT/python/tests/test_data_fuzz.py" \
-  -k "fused or reference" --junitxml="$RESULTS/pytest-asan.xml"
+  "$MOE_ROOT/python/tests/test_data_fuzz.py" "$MOE_ROOT/python/tests/test_untrusted_routing.py" \
+  "$MOE_ROOT/python/tests/test_layers.py" \
+  -k "special or untrusted" --junitxml="$RESULTS/pytest-asan.xml"
 exit $status
