@@ -204,12 +204,14 @@ Value buildStatus(OpBuilder &b, Location loc, ArrayRef<CheckedArg> args,
         notContiguous =
             orOf(notContiguous, cmp(arith::CmpIPredicate::ne, arg.strides[dim],
                                     expectedValue));
-      if (dynamic)
-        notContiguous =
-            orOf(notContiguous,
-                 andOf(cmp(arith::CmpIPredicate::ne, arg.strides[dim],
-                           expectedValue),
-                       cmp(arith::CmpIPredicate::ne, arg.sizes[dim], one)));
+      if (dynamic) {
+        // (Named first: the IR must not depend on the order in which the
+        // compiler evaluates arguments.)
+        Value wrongStride =
+            cmp(arith::CmpIPredicate::ne, arg.strides[dim], expectedValue);
+        Value stepped = cmp(arith::CmpIPredicate::ne, arg.sizes[dim], one);
+        notContiguous = orOf(notContiguous, andOf(wrongStride, stepped));
+      }
       if (dim == 0)
         break;
       if (staticExpected && !dynamic) {
