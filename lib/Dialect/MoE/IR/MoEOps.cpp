@@ -1,8 +1,9 @@
 //===- MoEOps.cpp - MoE dialect ops -----------------------------*- C++ -*-===//
 //
-// This file implements the builders, accessors and verifiers of the `moe`
-// ops. The verifiers check that every consumer of a routing agrees with its
-// shapes (E, C, D, slots) and say which sizes disagree.
+// This file implements the builders, accessors and verifiers of the ops
+// that consume a routing: moe.dispatch, moe.expert and moe.combine (moe.route
+// is in RouteOp.cpp). The verifiers check that every consumer agrees with
+// the routing's shapes (E, C, D, slots) and say which sizes disagree.
 //
 //===----------------------------------------------------------------------===//
 
@@ -44,305 +45,6 @@ static bool compatible(ArrayRef<int64_t> lhs, ArrayRef<int64_t> rhs) {
 /// Returns whether two sizes agree when both are static.
 static bool compatible(int64_t lhs, int64_t rhs) {
   return ShapedType::isDynamic(lhs) || ShapedType::isDynamic(rhs) || lhs == rhs;
-}
-
-LogicalResult
-mlir::moe::verifyTensorSizes(function_ref<InFlightDiagnostic()> emitError,
-                             StringRef what, ShapedType type,
-                             ArrayRef<StringRef> dimNames) {
-  ArrayRef<int64_t> shape = type.getShape();
-  for (auto [index, dim] : llvm::enumerate(shape)) {
-    if (dim != 0)
-      continue;
-    InFlightDiagnostic diag = emitError();
-    if (index < dimNames.size())
-      diag << dimNames[index];
-    else
-      diag << "dimension #" << index;
-    diag << " is 0 in " << what << " " << type
-         << "; every static size of a layer must be at least 1 (with no "
-            "tokens, features, hidden units or experts there is nothing to "
-            "compute)";
-    if (index < dimNames.size() && dimNames[index] == "T")
-      diag << "; write a token count that is only known at run time, and "
-              "may be 0, as '?'";
-    return diag;
-  }
-  // Products of the static sizes, as the lowerings compute them (element
-  // counts, then bytes), must not wrap.
-  auto staticSizes = [&] {
-    std::string text;
-    llvm::raw_string_ostream os(text);
-    llvm::interleave(
-        llvm::make_filter_range(
-            shape, [](int64_t dim) { return !ShapedType::isDynamic(dim); }),
-        os, " * ");
-    return text;
-  };
-  int64_t elements = 1;
-  for (int64_t dim : shape) {
-    if (ShapedType::isDynamic(dim))
-      continue;
-    std::optional<int64_t> product = llvm::checkedMul(elements, dim);
-    if (!product)
-      return emitError() << "too many elements in " << what << " " << type
-                         << ": " << staticSizes()
-                         << " overflows int64; use smaller sizes";
-    elements = *product;
-  }
-  Type elementType = type.getElementType();
-  if (!elementType.isIntOrFloat())
-    return success();
-  int64_t bytes =
-      llvm::divideCeil(elementType.getIntOrFloatBitWidth(), uint64_t{8});
-  if (!llvm::checkedMul(elements, bytes))
-    return emitError() << "too many bytes in " << what << " " << type << ": "
-                       << staticSizes() << " elements of " << bytes
-                       << " bytes overflow int64; use smaller sizes";
-  return success();
-}
-
-/// Verifies the sizes of `value`'s tensor type with verifyTensorSizes,
-/// reporting on `op`.
-static LogicalResult verifySizes(Operation *op, StringRef what, Value value,
-                                 ArrayRef<StringRef> dimNames = {}) {
-  auto type = dyn_cast<ShapedType>(value.getType());
-  if (!type || !type.hasRank())
-    return success();
-  return verifyTensorSizes([op] { return op->emitOpError(); }, what, type,
-                           dimNames);
-}
-
-//===----------------------------------------------------------------------===//
-// RouteOp
-//===----------------------------------------------------------------------===//
-
-static ArrayRef<StringRef> getResultNames(RoutingLayout layout) {
-  static const StringRef capacity[] = {"token ids", "gates"};
-  static const StringRef grouped[] = {"token ids", "gates", "offsets"};
-  static const StringRef soft[] = {"dispatch weights", "combine weights"};
-  switch (layout) {
-  case RoutingLayout::Capacity:
-    return capacity;
-  case RoutingLayout::Grouped:
-    return grouped;
-  case RoutingLayout::Soft:
-    return soft;
-  }
-  llvm_unreachable("unknown routing layout");
-}
-
-/// The result types of a route for `routed` rows or slots (dynamic or not).
-static SmallVector<Type> buildResultTypes(RoutingPolicyAttrInterface policy,
-                                          RankedTensorType scoresType,
-                                          Type idType, int64_t routed) {
-  Type floatType = scoresType.getElementType();
-  int64_t numExperts = policy.getNumExperts(scoresType.getDimSize(1));
-  switch (policy.getLayout()) {
-  case RoutingLayout::Capacity:
-    return {RankedTensorType::get({numExperts, routed}, idType),
-            RankedTensorType::get({numExperts, routed}, floatType)};
-  case RoutingLayout::Grouped: {
-    std::optional<int64_t> numOffsets =
-        llvm::checkedAdd(numExperts, int64_t{1});
-    return {RankedTensorType::get({routed}, idType),
-            RankedTensorType::get({routed}, floatType),
-            RankedTensorType::get({numOffsets.value_or(ShapedType::kDynamic)},
-                                  idType)};
-  }
-  case RoutingLayout::Soft:
-    return {scoresType, scoresType};
-  }
-  llvm_unreachable("unknown routing layout");
-}
-
-FailureOr<SmallVector<Type>>
-RouteOp::inferResultTypes(RoutingPolicyAttrInterface policy,
-                          RankedTensorType scoresType, Type idType,
-                          function_ref<InFlightDiagnostic()> emitError) {
-  if (!idType)
-    idType = IntegerType::get(scoresType.getContext(), 32);
-  int64_t numTokens = scoresType.getDimSize(0);
-  int64_t numExperts = policy.getNumExperts(scoresType.getDimSize(1));
-  FailureOr<int64_t> routed =
-      policy.getRoutedSize(numTokens, numExperts, emitError);
-  if (failed(routed))
-    return failure();
-  if (policy.getLayout() == RoutingLayout::Grouped &&
-      !llvm::checkedAdd(numExperts, int64_t{1})) {
-    if (emitError)
-      emitError() << "the offsets of E = " << numExperts
-                  << " experts would have E + 1 entries, which overflows "
-                     "int64; use fewer experts";
-    return failure();
-  }
-  return buildResultTypes(policy, scoresType, idType, *routed);
-}
-
-void RouteOp::build(OpBuilder &builder, OperationState &state,
-                    RoutingPolicyAttrInterface policy, Value scores, Value bias,
-                    Type idType) {
-  auto scoresType = cast<RankedTensorType>(scores.getType());
-  if (!idType)
-    idType = builder.getI32Type();
-  // Sizes that do not fit become dynamic here; the verifier says why.
-  FailureOr<SmallVector<Type>> types =
-      inferResultTypes(policy, scoresType, idType);
-  build(builder, state,
-        succeeded(types) ? *types
-                         : buildResultTypes(policy, scoresType, idType,
-                                            ShapedType::kDynamic),
-        scores, bias, policy);
-}
-
-void RouteOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
-  static const char *sparse[] = {"ids", "gates", "offsets"};
-  static const char *soft[] = {"dispatch", "combine"};
-  bool isSoft = getLayout() == RoutingLayout::Soft;
-  for (auto [index, result] : llvm::enumerate(getResults())) {
-    if (index < (isSoft ? 2u : 3u))
-      setNameFn(result, isSoft ? soft[index] : sparse[index]);
-  }
-}
-
-int64_t RouteOp::getNumExperts() {
-  return getPolicy().getNumExperts(getScores().getType().getDimSize(1));
-}
-
-static TypedValue<RankedTensorType> getResultIf(RouteOp op, bool present,
-                                                unsigned index) {
-  if (!present || index >= op.getNumResults())
-    return {};
-  return cast<TypedValue<RankedTensorType>>(op.getResult(index));
-}
-
-TypedValue<RankedTensorType> RouteOp::getTokenIds() {
-  return getResultIf(*this, getLayout() != RoutingLayout::Soft, 0);
-}
-TypedValue<RankedTensorType> RouteOp::getGates() {
-  return getResultIf(*this, getLayout() != RoutingLayout::Soft, 1);
-}
-TypedValue<RankedTensorType> RouteOp::getOffsets() {
-  return getResultIf(*this, getLayout() == RoutingLayout::Grouped, 2);
-}
-TypedValue<RankedTensorType> RouteOp::getDispatchWeights() {
-  return getResultIf(*this, getLayout() == RoutingLayout::Soft, 0);
-}
-TypedValue<RankedTensorType> RouteOp::getCombineWeights() {
-  return getResultIf(*this, getLayout() == RoutingLayout::Soft, 1);
-}
-
-LogicalResult RouteOp::verify() {
-  RankedTensorType scoresType = getScores().getType();
-  RoutingPolicyAttrInterface policy = getPolicy();
-  int64_t numColumns = scoresType.getDimSize(1);
-  if (ShapedType::isDynamic(numColumns))
-    return emitOpError("needs a static number of score columns (experts), "
-                       "got scores ")
-           << scoresType;
-  if (numColumns < 1)
-    return emitOpError("needs at least one expert, got scores ") << scoresType;
-  auto emitError = [&] { return emitOpError(); };
-  if (failed(policy.verifyScoreColumns(emitError, numColumns)))
-    return failure();
-  int64_t numExperts = policy.getNumExperts(numColumns);
-  // The routed size first, so that an overflow names its product (T * k or
-  // the capacity); T = 0 is reported as such below.
-  int64_t numTokens = scoresType.getDimSize(0);
-  if (numTokens != 0 &&
-      failed(policy.getRoutedSize(numTokens, numExperts, emitError)))
-    return failure();
-  bool soft = policy.getLayout() == RoutingLayout::Soft;
-  if (failed(verifySizes(*this, "the scores", getScores(),
-                         {"T", soft ? "E*S" : "E"})))
-    return failure();
-
-  if (Value bias = getBias()) {
-    auto biasType = cast<RankedTensorType>(bias.getType());
-    if (!isa<TokenChoiceAttr>(policy))
-      return emitOpError("takes a score bias only with #moe.token_choice "
-                         "routing, got policy ")
-             << policy;
-    if (biasType.getDimSize(0) != numExperts)
-      return emitOpError("bias must hold one value per expert (E = ")
-             << numExperts << "), got " << biasType;
-    if (biasType.getElementType() != scoresType.getElementType())
-      return emitOpError("bias element type ")
-             << biasType.getElementType()
-             << " must match the scores' element type "
-             << scoresType.getElementType();
-  }
-
-  RoutingLayout layout = policy.getLayout();
-  ArrayRef<StringRef> names = getResultNames(layout);
-  if (getNumResults() != names.size()) {
-    InFlightDiagnostic diag = emitOpError("with ")
-                              << stringifyRoutingLayout(layout)
-                              << "-layout policy " << policy << " has "
-                              << names.size() << " results (";
-    llvm::interleaveComma(names, diag);
-    return diag << "), got " << getNumResults();
-  }
-
-  // Token ids fix the integer type; everything else follows from the policy.
-  Type idType;
-  if (layout != RoutingLayout::Soft) {
-    auto idsType = dyn_cast<RankedTensorType>(getResult(0).getType());
-    idType = idsType ? idsType.getElementType() : Type();
-    if (!idType || !idType.isSignlessInteger() ||
-        (idType.getIntOrFloatBitWidth() != 32 &&
-         idType.getIntOrFloatBitWidth() != 64))
-      return emitOpError("token ids must be a tensor of i32 or i64, got ")
-             << getResult(0).getType();
-  }
-  FailureOr<SmallVector<Type>> expected =
-      inferResultTypes(policy, scoresType, idType, emitError);
-  if (failed(expected))
-    return failure();
-  for (auto [index, pair] :
-       llvm::enumerate(llvm::zip(getResultTypes(), *expected))) {
-    auto [actual, want] = pair;
-    if (actual == want)
-      continue;
-    InFlightDiagnostic diag = emitOpError("result #")
-                              << index << " (" << names[index] << ") must be "
-                              << want << ", got " << actual;
-    auto capacity = dyn_cast<TokenChoiceAttr>(policy);
-    double factor = 0.0;
-    int64_t topK = 1;
-    if (capacity && !capacity.isDropless()) {
-      factor = *capacity.getCapacityFactorValue();
-      topK = capacity.getTopK();
-    } else if (auto expertChoice = dyn_cast<ExpertChoiceAttr>(policy)) {
-      factor = expertChoice.getCapacityFactorValue();
-    }
-    if (layout == RoutingLayout::Capacity) {
-      if (ShapedType::isDynamic(numTokens))
-        diag.attachNote() << "the capacity C depends on the token count T, so "
-                             "it is '?' when T is";
-      else
-        diag.attachNote() << "C = ceil(capacity_factor * k * T / E) = ceil("
-                          << detail::formatF64(factor) << " * " << topK << " * "
-                          << numTokens << " / " << numExperts << ") = "
-                          << *computeCapacity(factor, topK, numTokens,
-                                              numExperts);
-    }
-    return diag;
-  }
-  // The results are as inferred; their element counts and bytes must fit.
-  SmallVector<StringRef> capacityDims = {"E", "C"}, softDims = {"T", "E*S"};
-  SmallVector<StringRef> rowDims = {"T*k"}, offsetDims = {"E+1"};
-  for (auto [index, result] : llvm::enumerate(getResults())) {
-    ArrayRef<StringRef> dims = layout == RoutingLayout::Capacity ? capacityDims
-                               : layout == RoutingLayout::Soft   ? softDims
-                               : index == 2                      ? offsetDims
-                                                                 : rowDims;
-    std::string what =
-        ("result #" + Twine(index) + " (" + names[index] + ")").str();
-    if (failed(verifySizes(*this, what, result, dims)))
-      return failure();
-  }
-  return success();
 }
 
 /// Verifies Soft MoE slots `[E, S, D]` (named `slotsName` in messages)
@@ -422,16 +124,16 @@ LogicalResult DispatchOp::verify() {
            << resultType.getElementType()
            << " must match the tokens' element type "
            << tokensType.getElementType();
-  if (failed(verifySizes(*this, "the tokens", getTokens(), {"T", "D"})))
+  if (failed(verifyValueSizes(*this, "the tokens", getTokens(), {"T", "D"})))
     return failure();
-  if (indices &&
-      failed(verifySizes(*this, "the indices", indices, indexDims(indices))))
+  if (indices && failed(verifyValueSizes(*this, "the indices", indices,
+                                         indexDims(indices))))
     return failure();
-  if (weights &&
-      failed(verifySizes(*this, "the dispatch weights", weights, {"T", "E*S"})))
+  if (weights && failed(verifyValueSizes(*this, "the dispatch weights", weights,
+                                         {"T", "E*S"})))
     return failure();
-  if (failed(verifySizes(*this, "the result", getResult(),
-                         rowsDims(getResult(), indices))))
+  if (failed(verifyValueSizes(*this, "the result", getResult(),
+                              rowsDims(getResult(), indices))))
     return failure();
   int64_t numTokens = tokensType.getDimSize(0);
   int64_t modelDim = tokensType.getDimSize(1);
@@ -490,17 +192,18 @@ LogicalResult ExpertOp::verify() {
   static const StringRef rowDims3[] = {"E", "C", "D"};
   static const StringRef rowDims2[] = {"T*k", "D"};
   ArrayRef<StringRef> rowDims = rank == 3 ? ArrayRef(rowDims3) : rowDims2;
-  if (failed(verifySizes(*this, "the inputs", getInputs(), rowDims)))
+  if (failed(verifyValueSizes(*this, "the inputs", getInputs(), rowDims)))
     return failure();
   if (Value offsets = getOffsets();
-      offsets && failed(verifySizes(*this, "the offsets", offsets, {"E+1"})))
+      offsets &&
+      failed(verifyValueSizes(*this, "the offsets", offsets, {"E+1"})))
     return failure();
   for (auto [index, weight] : llvm::enumerate(getWeights()))
-    if (failed(verifySizes(*this, ("weight #" + Twine(index)).str(), weight,
-                           {"E"})))
+    if (failed(verifyValueSizes(*this, ("weight #" + Twine(index)).str(),
+                                weight, {"E"})))
       return failure();
   if (resultType.getRank() == rank &&
-      failed(verifySizes(*this, "the result", getResult(), rowDims)))
+      failed(verifyValueSizes(*this, "the result", getResult(), rowDims)))
     return failure();
 
   int64_t numExperts = ShapedType::kDynamic;
@@ -587,17 +290,19 @@ LogicalResult CombineOp::verify() {
   RankedTensorType weightsType = getWeights().getType();
   RankedTensorType initType = getInit().getType();
   Value routingIndices = getIndices();
-  if (failed(verifySizes(*this, "the destination", getInit(), {"T", "D"})))
+  if (failed(verifyValueSizes(*this, "the destination", getInit(), {"T", "D"})))
     return failure();
-  if (failed(verifySizes(*this, "the expert outputs", getExpertOutputs(),
-                         rowsDims(getExpertOutputs(), routingIndices))))
+  if (failed(verifyValueSizes(*this, "the expert outputs", getExpertOutputs(),
+                              rowsDims(getExpertOutputs(), routingIndices))))
     return failure();
-  if (routingIndices && failed(verifySizes(*this, "the indices", routingIndices,
-                                           indexDims(routingIndices))))
+  if (routingIndices &&
+      failed(verifyValueSizes(*this, "the indices", routingIndices,
+                              indexDims(routingIndices))))
     return failure();
-  if (failed(verifySizes(*this, "the weights", getWeights(),
-                         routingIndices ? indexDims(routingIndices)
-                                        : ArrayRef<StringRef>{"T", "E*S"})))
+  if (failed(verifyValueSizes(*this, "the weights", getWeights(),
+                              routingIndices
+                                  ? indexDims(routingIndices)
+                                  : ArrayRef<StringRef>{"T", "E*S"})))
     return failure();
   int64_t numTokens = initType.getDimSize(0);
   int64_t modelDim = initType.getDimSize(1);

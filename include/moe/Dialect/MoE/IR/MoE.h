@@ -44,6 +44,10 @@ FailureOr<int64_t> computeCapacity(double capacityFactor, int64_t topK,
 LogicalResult verifyTensorSizes(function_ref<InFlightDiagnostic()> emitError,
                                 StringRef what, ShapedType type,
                                 ArrayRef<StringRef> dimNames = {});
+/// verifyTensorSizes on `value`'s type (when it is a ranked shaped type),
+/// reporting on `op`.
+LogicalResult verifyValueSizes(Operation *op, StringRef what, Value value,
+                               ArrayRef<StringRef> dimNames = {});
 
 namespace detail {
 /// Parse and print the real-valued and boolean parameters of the routing
