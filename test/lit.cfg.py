@@ -50,6 +50,9 @@ config.substitutions.append(("%python", config.python_executable))
 config.substitutions.append(
     ("%mlir_runner_utils",
      os.path.join(config.llvm_lib_dir, "libmlir_runner_utils" + config.llvm_shlib_ext)))
+# moe-cpu-pipeline runs on every core by default (OpenMP).
+config.substitutions.append(
+    ("%libomp", os.path.join(config.llvm_lib_dir, "libomp" + config.llvm_shlib_ext)))
 config.substitutions.append(
     ("%mlir_c_runner_utils",
      os.path.join(config.llvm_lib_dir, "libmlir_c_runner_utils" + config.llvm_shlib_ext)))

@@ -1,26 +1,32 @@
 //===- CPUCodegen.cpp - Vector code for the fused expert tiles --*- C++ -*-===//
 //
-// This file implements the CPU codegen of the fused expert tiles as two
-// transform-dialect scripts applied by a pass: block each marked
-// contraction's reduction by KC (a right-hand-side panel stays in L1), tile
-// it to 4 x 16 register blocks with 4-deep reduction steps and vectorize it
-// (on tensors); then hoist the accumulator transfers out of the reduction
-// loop and lower the contractions to outer products, i.e. FMAs on 8-wide
-// vectors (on buffers).
+// This file implements the CPU codegen of the fused expert tiles with
+// upstream's C++ transforms, sized by the target's micro-kernel
+// (CPUTarget.h). On tensors: split each marked contraction's columns
+// across threads, block its reduction by KC (a right-hand-side panel stays
+// in L1), tile it to M0 x N0 x K0 register blocks and vectorize it. On
+// buffers: hoist the accumulator transfers out of the reduction loop and
+// lower the contractions to outer products, i.e. FMAs on vector registers.
 //
 //===----------------------------------------------------------------------===//
 
 #include "moe/Pipelines/CPUCodegen.h"
+#include "moe/Pipelines/CPUTarget.h"
 
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
-#include "mlir/Dialect/Transform/IR/TransformDialect.h"
-#include "mlir/Dialect/Transform/Transforms/TransformInterpreterUtils.h"
+#include "mlir/Dialect/Linalg/Transforms/Hoisting.h"
+#include "mlir/Dialect/Linalg/Transforms/Transforms.h"
+#include "mlir/Dialect/MemRef/Transforms/Transforms.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/SCF/Transforms/TileUsingInterface.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/Dialect/Vector/Transforms/LoweringPatterns.h"
+#include "mlir/Dialect/Vector/Transforms/VectorRewritePatterns.h"
 #include "mlir/IR/BuiltinOps.h"
-#include "mlir/Parser/Parser.h"
+#include "mlir/Transforms/CSE.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
-
-#include <set>
+#include "mlir/Transforms/LoopInvariantCodeMotionUtils.h"
 
 namespace mlir::moe {
 #define GEN_PASS_DEF_CPUCODEGEN
@@ -31,10 +37,14 @@ using namespace mlir;
 
 namespace {
 
-/// The reduction depths a contraction's K loop is blocked by, largest
-/// first: a 16-column panel of the right-hand side, KC rows deep, stays in
-/// L1 (KC = 256: 16 KiB) while every 4-row block of the tile sweeps it.
-constexpr int64_t kReductionBlocks[] = {256, 128, 64, 32, 16, 8, 4};
+/// The markers convert-moe-to-fused-linalg puts on the contractions of a
+/// tile (ExpertBody.h declares them for the lowering).
+constexpr StringLiteral kExpertTileAttr = "moe.expert_tile";
+constexpr StringLiteral kPackedPanelAttr = "moe.packed_panel";
+
+/// The reduction blocks tried, largest first.
+constexpr int64_t kReductionBlocks[] = {4096, 2048, 1024, 512, 256, 128, 64,
+                                        32,   16,   8,    4,   2,   1};
 
 /// Tiles of at most kFewRows rows (decode, small experts) reuse a weight
 /// panel too little to keep it in L1; they stream the weights once, and a
@@ -44,121 +54,142 @@ constexpr int64_t kReductionBlocks[] = {256, 128, 64, 32, 16, 8, 4};
 constexpr int64_t kFewRows = 8;
 constexpr int64_t kFewRowsReductionBlock = 8;
 
-/// Builds the script that tiles and vectorizes the contractions the fused
-/// lowering marked, each marked with its column panel per thread
-/// (moe.expert_split = S) and its reduction block (moe.expert_tile = KC):
-/// the left-hand tile is transposed first (so that a reduction step reads
-/// its 4 rows' values contiguously, without shuffles), then an scf.forall
-/// over panels of S columns (one per thread), K blocks of KC, 16-column
-/// strips, 4-row blocks and 4-deep reduction steps, each step a
-/// 4 x 16 x 4 vector.contract.
-std::string
-buildVectorizeScript(const std::set<std::pair<int64_t, int64_t>> &blocks) {
-  std::string script = R"mlir(
-module attributes {transform.with_named_sequence} {
-  transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
-)mlir";
-  int64_t index = 0;
-  for (auto [split, kc] : blocks) {
-    std::string n = std::to_string(index++);
-    std::string s = std::to_string(split), k = std::to_string(kc);
-    script += "    %mm" + n +
-              " = transform.structured.match ops{[\"linalg.matmul\"]} "
-              "attributes {moe.expert_split = " +
-              s + " : i64, moe.expert_tile = " + k + R"mlir( : i64} in %root
-        : (!transform.any_op) -> !transform.any_op
-    transform.foreach %mm)mlir" +
-              n + R"mlir( : !transform.any_op {
-    ^bb0(%mm: !transform.any_op):
-      %mmt = transform.structured.transpose_matmul %mm <lhs> : (!transform.any_op) -> !transform.any_op
-      %panel, %forall = transform.structured.tile_using_forall %mmt tile_sizes [0, )mlir" +
-              s + R"mlir(]
-          : (!transform.any_op) -> (!transform.any_op, !transform.any_op)
-      %blocked, %k0 = transform.structured.tile_using_for %panel tile_sizes [0, 0, )mlir" +
-              k + R"mlir(]
-          : (!transform.any_op) -> (!transform.any_op, !transform.any_op)
-      %tile, %j, %i, %k = transform.structured.tile_using_for %blocked tile_sizes [4, 16, 4] interchange = [1, 0, 2]
-          : (!transform.any_op) -> (!transform.any_op, !transform.any_op, !transform.any_op, !transform.any_op)
-      transform.structured.vectorize %tile : !transform.any_op
-    }
-)mlir";
-  }
-  script += R"mlir(
-    %funcs = transform.structured.match ops{["func.func"]} in %root : (!transform.any_op) -> !transform.any_op
-    transform.apply_patterns to %funcs {
-      transform.apply_patterns.vector.reduction_to_contract
-      transform.apply_patterns.vector.transfer_permutation_patterns
-      transform.apply_patterns.canonicalization
-    } : !transform.any_op
-    transform.yield
-  }
-}
-)mlir";
-  return script;
+/// How one contraction is tiled.
+struct Blocking {
+  /// Columns per thread (an scf.forall over them); N when not split.
+  int64_t split;
+  /// The reduction block.
+  int64_t kc;
+  /// The register block.
+  int64_t m0, n0, k0;
+  /// Whether the left-hand tile is transposed first (so that a reduction
+  /// step reads its M0 values contiguously); packed-panel contractions
+  /// read a left-hand side the lowering already transposed.
+  bool transposeLhs;
+};
+
+/// The largest of `candidates` that divides `size` and is at most `most`.
+static int64_t largestDivisor(int64_t size, ArrayRef<int64_t> candidates,
+                              int64_t most) {
+  for (int64_t c : candidates)
+    if (c <= most && size % c == 0)
+      return c;
+  return 0;
 }
 
-/// Keeps accumulators in registers and lowers contractions to FMAs.
-constexpr const char *kLowerScript = R"mlir(
-module attributes {transform.with_named_sequence} {
-  transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
-    %funcs = transform.structured.match ops{["func.func"]} in %root : (!transform.any_op) -> !transform.any_op
-    // Hoisting skips transfers on views (and tiling on tensors made the
-    // accumulator's subview inside the reduction loop): fold the subviews
-    // into the transfers' indices, so that the accumulator stays in
-    // registers across the reduction rather than being stored and reloaded
-    // at every step.
-    transform.apply_cse to %funcs : !transform.any_op
-    transform.apply_patterns to %funcs {
-      transform.apply_patterns.memref.fold_memref_alias_ops
-      transform.apply_patterns.canonicalization
-    } : !transform.any_op
-    // The folded read and write compute equal indices separately; they must
-    // be the same values to match.
-    transform.apply_cse to %funcs : !transform.any_op
-    %loops = transform.structured.match ops{["scf.for"]} in %root : (!transform.any_op) -> !transform.any_op
-    transform.apply_licm to %loops : !transform.any_op
-    %hoisted = transform.structured.hoist_redundant_vector_transfers %funcs
-        : (!transform.any_op) -> !transform.any_op
-    transform.apply_patterns to %hoisted {
-      transform.apply_patterns.vector.lower_contraction lowering_strategy = "outerproduct"
-      transform.apply_patterns.vector.lower_outerproduct
-      transform.apply_patterns.canonicalization
-    } : !transform.any_op
-    transform.yield
-  }
+/// The blocking of `matmul` for `kernel`, or nullopt when its sizes do not
+/// tile into vector registers (it then keeps its scalar loops).
+static std::optional<Blocking> chooseBlocking(linalg::MatmulOp matmul,
+                                              const moe::CPUMicroKernel &kernel,
+                                              int64_t threads) {
+  SmallVector<int64_t> ranges = matmul.getStaticLoopRanges();
+  if (llvm::any_of(ranges, ShapedType::isDynamic))
+    return std::nullopt;
+  int64_t m = ranges[0], n = ranges[1], k = ranges[2];
+  Blocking b;
+  b.transposeLhs = !matmul->hasAttr(kPackedPanelAttr);
+  if (!b.transposeLhs && !matmul.hasUserDefinedMaps())
+    return std::nullopt;
+  // Rows: the kernel's, or fewer for small tiles.
+  b.m0 = largestDivisor(m, {kernel.rows, 4, 2, 1}, kernel.rows);
+  // Columns: the widest multiple of the vector lanes dividing N.
+  int64_t lanes = kernel.lanes();
+  b.n0 = 0;
+  for (int64_t cols = kernel.cols; cols >= lanes && !b.n0; cols -= lanes)
+    if (n % cols == 0)
+      b.n0 = cols;
+  if (!b.n0)
+    return std::nullopt;
+  b.k0 = largestDivisor(k, {kernel.depth, 2, 1}, kernel.depth);
+  // A packed panel is one contiguous stream: few rows read it once, front
+  // to back, with their accumulators in registers all the way.
+  int64_t kcMost = kernel.reductionBlock;
+  if (m <= kFewRows)
+    kcMost = b.transposeLhs ? kFewRowsReductionBlock : k;
+  b.kc = largestDivisor(k, kReductionBlocks, kcMost);
+  if (b.kc % b.k0 != 0)
+    b.k0 = 1;
+  // Packed panels run on threads as a loop of their own; other
+  // contractions split their columns when they divide evenly.
+  b.split = n;
+  if (b.transposeLhs && threads > 1 && n % (b.n0 * threads) == 0)
+    b.split = n / threads;
+  return b;
 }
-)mlir";
 
-/// Lowers what is left of the vector ops to 1-D loads, stores and FMAs.
-constexpr const char *kLowerTransfersScript = R"mlir(
-module attributes {transform.with_named_sequence} {
-  transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
-    %funcs = transform.structured.match ops{["func.func"]} in %root : (!transform.any_op) -> !transform.any_op
-    transform.apply_patterns to %funcs {
-      transform.apply_patterns.vector.transfer_permutation_patterns
-      transform.apply_patterns.vector.lower_transfer max_transfer_rank = 1
-      transform.apply_patterns.vector.lower_transpose
-      transform.apply_patterns.vector.lower_shape_cast
-      transform.apply_patterns.vector.lower_broadcast
-      transform.apply_patterns.canonicalization
-    } : !transform.any_op
-    transform.yield
-  }
-}
-)mlir";
-
-/// Runs the transform script `text` on `root`.
-static LogicalResult runScript(ModuleOp root, StringRef text) {
-  OwningOpRef<ModuleOp> library = parseSourceString<ModuleOp>(
-      text, ParserConfig(root.getContext()), "moe-cpu-codegen");
-  if (!library)
-    return root.emitError("moe-cpu-codegen: cannot parse its script");
-  Operation *entry = transform::detail::findTransformEntryPoint(
-      root, *library, "__transform_main");
-  if (!entry)
+/// Tiles `op` by `sizes` (0: not tiled) with `loopType` loops; returns the
+/// tiled op.
+static FailureOr<TilingInterface> tile(RewriterBase &rewriter,
+                                       TilingInterface op,
+                                       ArrayRef<int64_t> sizes,
+                                       scf::SCFTilingOptions::LoopType loopType,
+                                       ArrayRef<int64_t> interchange = {}) {
+  scf::SCFTilingOptions options;
+  options.setTileSizes(getAsIndexOpFoldResult(rewriter.getContext(), sizes));
+  options.setLoopType(loopType);
+  if (!interchange.empty())
+    options.setInterchange(interchange);
+  rewriter.setInsertionPoint(op);
+  FailureOr<scf::SCFTilingResult> tiled =
+      scf::tileUsingSCF(rewriter, op, options);
+  if (failed(tiled))
     return failure();
-  return transform::applyTransformNamedSequence(root, entry, *library,
-                                                transform::TransformOptions());
+  rewriter.replaceOp(op, tiled->replacements);
+  return cast<TilingInterface>(tiled->tiledOps.front());
+}
+
+/// Tiles and vectorizes `matmul` as `b` says.
+static LogicalResult vectorizeMatmul(RewriterBase &rewriter,
+                                     linalg::MatmulOp matmul,
+                                     const Blocking &b) {
+  Operation *op = matmul;
+  if (b.transposeLhs) {
+    rewriter.setInsertionPoint(matmul);
+    FailureOr<Operation *> transposed =
+        linalg::transposeMatmul(rewriter, matmul, /*transposeLHS=*/true);
+    if (failed(transposed))
+      return failure();
+    op = *transposed;
+  }
+  using LoopType = scf::SCFTilingOptions::LoopType;
+  auto tileable = cast<TilingInterface>(op);
+  int64_t n = cast<linalg::LinalgOp>(op).getStaticLoopRanges()[1];
+  FailureOr<TilingInterface> tiled = tileable;
+  if (b.split != n)
+    tiled = tile(rewriter, tileable, {0, b.split}, LoopType::ForallOp);
+  if (succeeded(tiled))
+    tiled = tile(rewriter, *tiled, {0, 0, b.kc}, LoopType::ForOp);
+  if (succeeded(tiled))
+    tiled = tile(rewriter, *tiled, {b.m0, b.n0, b.k0}, LoopType::ForOp,
+                 /*interchange=*/{1, 0, 2});
+  if (failed(tiled))
+    return failure();
+  rewriter.setInsertionPoint(*tiled);
+  FailureOr<linalg::VectorizationResult> vectorized =
+      linalg::vectorize(rewriter, *tiled);
+  if (failed(vectorized))
+    return failure();
+  rewriter.replaceOp(*tiled, vectorized->replacements);
+  return success();
+}
+
+/// Adds the canonicalization patterns of every loaded dialect and op.
+static void addCanonicalizations(RewritePatternSet &patterns) {
+  MLIRContext *context = patterns.getContext();
+  for (Dialect *dialect : context->getLoadedDialects())
+    dialect->getCanonicalizationPatterns(patterns);
+  for (RegisteredOperationName op : context->getRegisteredOperations())
+    op.getCanonicalizationPatterns(patterns, context);
+}
+
+static LogicalResult applyPatterns(Operation *root,
+                                   function_ref<void(RewritePatternSet &)> add,
+                                   bool canonicalize = true) {
+  RewritePatternSet patterns(root->getContext());
+  add(patterns);
+  if (canonicalize)
+    addCanonicalizations(patterns);
+  return applyPatternsGreedily(root, std::move(patterns));
 }
 
 struct CPUCodegenPass : moe::impl::CPUCodegenBase<CPUCodegenPass> {
@@ -171,52 +202,102 @@ struct CPUCodegenPass : moe::impl::CPUCodegenBase<CPUCodegenPass> {
           << static_cast<int64_t>(threads);
       return signalPassFailure();
     }
-    // Only contractions that tile exactly into register blocks are
-    // vectorized (the others keep their scalar loops); each gets the
-    // largest reduction block that divides its K (at most
-    // kFewRowsReductionBlock for few rows), and its columns are split
-    // into one panel per thread when they divide evenly.
-    std::set<std::pair<int64_t, int64_t>> blocks;
-    if (stage == moe::CPUCodegenStage::Vectorize)
-      getOperation()->walk([&](linalg::MatmulOp matmul) {
-        if (!matmul->hasAttr("moe.expert_tile"))
-          return;
-        matmul->removeAttr("moe.expert_tile");
-        SmallVector<int64_t> ranges = matmul.getStaticLoopRanges();
-        const int64_t block[] = {4, 16, 4};
-        for (auto [range, size] : llvm::zip(ranges, block))
-          if (ShapedType::isDynamic(range) || range % size != 0)
-            return;
-        int64_t split = ranges[1];
-        if (threads > 1 && ranges[1] % (16 * threads) == 0)
-          split = ranges[1] / threads;
-        auto i64 = IntegerType::get(&getContext(), 64);
-        int64_t kcMax = ranges[0] <= kFewRows ? kFewRowsReductionBlock
-                                              : kReductionBlocks[0];
-        for (int64_t kc : kReductionBlocks)
-          if (ranges[2] % kc == 0 && kc <= kcMax) {
-            matmul->setAttr("moe.expert_tile", IntegerAttr::get(i64, kc));
-            matmul->setAttr("moe.expert_split", IntegerAttr::get(i64, split));
-            blocks.insert({split, kc});
-            return;
-          }
-      });
-    if (stage == moe::CPUCodegenStage::Vectorize) {
-      if (failed(runScript(getOperation(), buildVectorizeScript(blocks))))
-        signalPassFailure();
-      return;
+    std::string error;
+    const moe::CPUMicroKernel *kernel =
+        moe::getCPUMicroKernel(targetCpu, error);
+    if (!kernel) {
+      getOperation()->emitError("moe-cpu-codegen: ") << error;
+      return signalPassFailure();
     }
-    if (failed(runScript(getOperation(), kLowerScript)))
+    if (stage == moe::CPUCodegenStage::Vectorize)
+      runVectorize(*kernel);
+    else
+      runLower();
+  }
+
+  void runVectorize(const moe::CPUMicroKernel &kernel) {
+    SmallVector<std::pair<linalg::MatmulOp, Blocking>> work;
+    getOperation()->walk([&](linalg::MatmulOp matmul) {
+      if (!matmul->hasAttr(kExpertTileAttr))
+        return;
+      matmul->removeAttr(kExpertTileAttr);
+      if (std::optional<Blocking> b = chooseBlocking(matmul, kernel, threads))
+        work.push_back({matmul, *b});
+    });
+    IRRewriter rewriter(&getContext());
+    for (auto [matmul, blocking] : work)
+      if (failed(vectorizeMatmul(rewriter, matmul, blocking))) {
+        matmul.emitError("moe-cpu-codegen: cannot tile and vectorize this "
+                         "contraction");
+        return signalPassFailure();
+      }
+    if (failed(applyPatterns(getOperation(), [](RewritePatternSet &p) {
+          vector::populateVectorReductionToContractPatterns(p);
+          vector::populateVectorTransferPermutationMapLoweringPatterns(p);
+        })))
+      signalPassFailure();
+  }
+
+  void runLower() {
+    ModuleOp module = getOperation();
+    MLIRContext *context = &getContext();
+    IRRewriter rewriter(context);
+    // Hoisting skips transfers on views (and tiling on tensors made the
+    // accumulator's subview inside the reduction loop): fold the subviews
+    // into the transfers' indices, so that the accumulator stays in
+    // registers across the reduction rather than being stored and reloaded
+    // at every step. The folded read and write compute equal indices
+    // separately; CSE makes them the same values so that they match.
+    module.walk([&](func::FuncOp func) {
+      DominanceInfo dominance(func);
+      eliminateCommonSubExpressions(rewriter, dominance, func);
+    });
+    if (failed(applyPatterns(module, [](RewritePatternSet &p) {
+          memref::populateFoldMemRefAliasOpPatterns(p);
+        })))
+      return signalPassFailure();
+    module.walk([&](func::FuncOp func) {
+      DominanceInfo dominance(func);
+      eliminateCommonSubExpressions(rewriter, dominance, func);
+    });
+    module.walk([](scf::ForOp loop) { moveLoopInvariantCode(loop); });
+    module.walk(
+        [](func::FuncOp func) { linalg::hoistRedundantVectorTransfers(func); });
+    if (failed(applyPatterns(module, [](RewritePatternSet &p) {
+          vector::populateVectorContractLoweringPatterns(
+              p, vector::VectorContractLowering::OuterProduct);
+          vector::populateVectorOuterProductLoweringPatterns(p);
+        })))
       return signalPassFailure();
     // The outer products take the left-hand elements one by one: read each
     // with a scalar load (a broadcast from memory) rather than loading the
     // block's row as a vector and extracting from it, which needs shuffles
-    // and registers (a 6-element row is loaded in two parts).
-    RewritePatternSet scalarLoads(&getContext());
-    vector::populateScalarVectorTransferLoweringPatterns(
-        scalarLoads, /*benefit=*/1, /*allowMultipleUses=*/true);
-    if (failed(applyPatternsGreedily(getOperation(), std::move(scalarLoads))) ||
-        failed(runScript(getOperation(), kLowerTransfersScript)))
+    // and registers.
+    if (failed(applyPatterns(
+            module,
+            [](RewritePatternSet &p) {
+              vector::populateScalarVectorTransferLoweringPatterns(
+                  p, /*benefit=*/1, /*allowMultipleUses=*/true);
+            },
+            /*canonicalize=*/false)))
+      return signalPassFailure();
+    // What is left of the vector ops: 1-D loads, stores and FMAs.
+    if (failed(applyPatterns(
+            module,
+            [](RewritePatternSet &p) {
+              vector::populateVectorTransferPermutationMapLoweringPatterns(p);
+              vector::populateVectorTransferLoweringPatterns(
+                  p,
+                  /*maxTransferRank=*/1);
+              vector::populateVectorTransposeLoweringPatterns(
+                  p, vector::VectorTransposeLowering::EltWise);
+              vector::populateVectorShapeCastLoweringPatterns(p);
+              vector::populateVectorBroadcastLoweringPatterns(p);
+            },
+            // (With the canonicalizations, broadcast lowering and folding
+            // rewrite each other's results forever; the pipeline canonicalizes
+            // after this pass.)
+            /*canonicalize=*/false)))
       signalPassFailure();
   }
 };
@@ -224,9 +305,11 @@ struct CPUCodegenPass : moe::impl::CPUCodegenBase<CPUCodegenPass> {
 } // namespace
 
 std::unique_ptr<Pass> mlir::moe::createCPUCodegenPass(CPUCodegenStage stage,
-                                                      int64_t threads) {
+                                                      int64_t threads,
+                                                      StringRef targetCpu) {
   CPUCodegenOptions options;
   options.stage = stage;
   options.threads = threads;
+  options.targetCpu = targetCpu.str();
   return createCPUCodegen(options);
 }

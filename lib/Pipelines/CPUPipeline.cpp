@@ -8,7 +8,9 @@
 #include "moe/Pipelines/Pipelines.h"
 
 #include "moe/Conversion/Passes.h"
+#include "moe/Dialect/MoE/Transforms/Passes.h"
 #include "moe/Pipelines/CPUCodegen.h"
+#include "moe/Pipelines/CPUTarget.h"
 #include "moe/Pipelines/CheckedEntryPoints.h"
 
 #include "PipelineParts.h"
@@ -27,6 +29,9 @@
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Transforms/Passes.h"
+#include "llvm/Support/Threading.h"
+
+#include <algorithm>
 
 using namespace mlir;
 
@@ -38,16 +43,42 @@ mlir::moe::verifyCPUPipelineOptions(const CPUPipelineOptions &options,
               "], got " + std::to_string(options.tileRows);
     return failure();
   }
-  if (options.threads < 1 || options.threads > kMaxCPUThreads) {
-    message = "threads must be in [1, " + std::to_string(kMaxCPUThreads) +
-              "], got " + std::to_string(options.threads);
+  if (options.threads < 0 || options.threads > kMaxCPUThreads) {
+    message = "threads must be in [0, " + std::to_string(kMaxCPUThreads) +
+              "] (0: every core), got " + std::to_string(options.threads);
+    return failure();
+  }
+  std::string error;
+  if (!getCPUMicroKernel(options.targetCpu, error)) {
+    message = error;
     return failure();
   }
   return success();
 }
 
+int64_t mlir::moe::resolveCPUThreads(int64_t threads) {
+  if (threads > 0)
+    return threads;
+  unsigned cores = llvm::get_physical_cores();
+  if (int(cores) <= 0)
+    cores = llvm::hardware_concurrency().compute_thread_count();
+  return std::clamp<int64_t>(cores, 1, kMaxCPUThreads);
+}
+
 void mlir::moe::buildCPUPipeline(OpPassManager &pm,
                                  const CPUPipelineOptions &options) {
+  int64_t threads = resolveCPUThreads(options.threads);
+  std::string error;
+  const CPUMicroKernel *kernel = getCPUMicroKernel(options.targetCpu, error);
+  // (verifyCPUPipelineOptions rejected unknown CPUs; this is a fallback for
+  // callers that did not verify.)
+  if (!kernel)
+    kernel = &getCPUMicroKernels().back();
+  if (options.packWeights) {
+    MoEPackExpertWeightsOptions pack;
+    pack.panel = kernel->cols;
+    pm.addPass(createMoEPackExpertWeights(pack));
+  }
   // moe -> linalg, tensor, scf on tensors.
   if (options.fused) {
     ConvertMoEToFusedLinalgOptions fusedOptions;
@@ -60,8 +91,8 @@ void mlir::moe::buildCPUPipeline(OpPassManager &pm,
   pm.addPass(createCSEPass());
   bool vectorize = options.fused && options.vectorize;
   if (vectorize) {
-    pm.addPass(
-        createCPUCodegenPass(CPUCodegenStage::Vectorize, options.threads));
+    pm.addPass(createCPUCodegenPass(CPUCodegenStage::Vectorize, threads,
+                                    options.targetCpu));
     pm.addPass(createCanonicalizerPass());
   }
 
@@ -81,7 +112,8 @@ void mlir::moe::buildCPUPipeline(OpPassManager &pm,
   bufferization::BufferDeallocationPipelineOptions deallocation;
   bufferization::buildBufferDeallocationPipeline(pm, deallocation);
   if (vectorize)
-    pm.addPass(createCPUCodegenPass(CPUCodegenStage::Lower));
+    pm.addPass(createCPUCodegenPass(CPUCodegenStage::Lower, threads,
+                                    options.targetCpu));
   // On buffers, after deallocation (the twins' zero results on error belong
   // to the caller) and while linalg ops still show which sizes are tied.
   if (options.checkedEntryPoints) {
@@ -91,18 +123,18 @@ void mlir::moe::buildCPUPipeline(OpPassManager &pm,
   }
 
   // Buffers -> loops.
-  bool parallel = options.threads > 1;
+  bool parallel = threads > 1;
   if (parallel) {
     // Threads take whole row tiles of an expert when it has enough of them,
     // column panels of each contraction otherwise.
     if (options.fused) {
       ParallelExpertTilesOptions tiles;
-      tiles.minTiles = options.threads;
+      tiles.minTiles = threads;
       pm.addNestedPass<func::FuncOp>(createParallelExpertTiles(tiles));
     }
     pm.addNestedPass<func::FuncOp>(createForallToParallelLoopPass());
     ConvertSCFToOpenMPPassOptions openmp;
-    openmp.numThreads = options.threads;
+    openmp.numThreads = threads;
     pm.addPass(createConvertSCFToOpenMPPass(openmp));
     // Inlines the memref.alloca_scope the conversion wraps loop bodies in
     // (they hold no allocas here), which would not survive scf-to-cf.

@@ -1,16 +1,21 @@
-// RUN: moe-opt %s --moe-cpu-codegen=stage=vectorize | FileCheck %s
-// RUN: moe-opt %s --moe-cpu-codegen="stage=vectorize threads=2" | FileCheck %s --check-prefix=THREADS
-// RUN: moe-opt %s --moe-cpu-codegen=stage=vectorize \
-// RUN:   --one-shot-bufferize=bufferize-function-boundaries --moe-cpu-codegen=stage=lower \
-// RUN:   | FileCheck %s --check-prefix=LOWER
+// RUN: moe-opt %s --moe-cpu-codegen="stage=vectorize target-cpu=haswell" | FileCheck %s
+// RUN: moe-opt %s --moe-cpu-codegen="stage=vectorize target-cpu=skylake-avx512" \
+// RUN:   | FileCheck %s --check-prefix=AVX512
+// RUN: moe-opt %s --moe-cpu-codegen="stage=vectorize threads=2 target-cpu=haswell" \
+// RUN:   | FileCheck %s --check-prefix=THREADS
+// RUN: moe-opt %s --moe-cpu-codegen="stage=vectorize target-cpu=haswell" \
+// RUN:   --one-shot-bufferize=bufferize-function-boundaries \
+// RUN:   --moe-cpu-codegen="stage=lower target-cpu=haswell" | FileCheck %s --check-prefix=LOWER
 // RUN: not moe-opt %s --moe-cpu-codegen=threads=0 2>&1 | FileCheck %s --check-prefix=OPTION
 // RUN: not moe-opt %s --moe-cpu-codegen=threads=2000 2>&1 | FileCheck %s --check-prefix=OPTION-MANY
+// RUN: not moe-opt %s --moe-cpu-codegen=target-cpu=pentium-z 2>&1 | FileCheck %s --check-prefix=CPU
 
 // OPTION: error: moe-cpu-codegen: threads must be in [1, 1024], got 0
 // OPTION-MANY: error: moe-cpu-codegen: threads must be in [1, 1024], got 2000
+// CPU: error: moe-cpu-codegen: unknown target-cpu 'pentium-z' (an x86-64 CPU name
 
-// The marked 64-row contraction: left-hand tile transposed, K blocked by
-// 256, 16-column strips, 4-row blocks, 4-deep steps of 4 x 16 x 4.
+// AVX2 + FMA (haswell): 4 x 16 register blocks here (24 columns, the
+// kernel's width, do not divide 64), K blocked by 256, 4-deep steps.
 // CHECK-LABEL: func.func @tiles
 // CHECK:         linalg.transpose ins(%{{.+}} : tensor<64x512xf32>)
 // CHECK:         scf.for %{{.+}} = %c0 to %c512 step %c256
@@ -23,16 +28,40 @@
 // CHECK:         scf.for %{{.+}} = %c0 to %c512 step %c8
 // CHECK:               scf.for %{{.+}} = %c0 to %c8 step %c4
 // CHECK:                 vector.contract
-// Rows that do not fill 4-row blocks, and unmarked contractions, stay as
-// they are.
-// CHECK:         linalg.matmul ins(%{{.+}}, %{{.+}} : tensor<5x512xf32>, tensor<512x64xf32>)
+// Rows that do not fill 4-row blocks take 1-row blocks; unmarked
+// contractions stay as they are.
+// CHECK:         vector.contract {{.+}} : vector<4x1xf32>, vector<4x16xf32> into vector<1x16xf32>
 // CHECK:         linalg.matmul ins(%{{.+}}, %{{.+}} : tensor<64x512xf32>, tensor<512x64xf32>)
 // CHECK-NOT:     moe.expert_tile
+// 48 columns: the AVX2 kernel's full 4 x 24 block (12 accumulators).
+// CHECK-LABEL: func.func @wide
+// CHECK:         vector.contract {{.+}} : vector<4x4xf32>, vector<4x24xf32> into vector<4x24xf32>
+// A packed panel: no transpose (its left-hand side is), KC = K for few
+// rows (one pass over the contiguous panel).
+// CHECK-LABEL: func.func @panel
+// CHECK-NOT:     linalg.transpose
+// CHECK:         scf.for %{{.+}} = %c0 to %c512 step %c4
+// CHECK:           vector.contract {{.+}} : vector<4x4xf32>, vector<4x16xf32> into vector<4x16xf32>
 
-// Two threads: the 64 columns in two panels of 32.
+// AVX-512 (skylake-avx512): 4 x 64 blocks (16 zmm accumulators), K
+// blocked by 128.
+// AVX512-LABEL: func.func @tiles
+// AVX512:         scf.for %{{.+}} = %c0 to %c512 step %c128
+// AVX512:           scf.for %{{.+}} = %c0 to %c64 step %c4
+// AVX512:             scf.for %{{.+}} = %c0 to %c128 step %c4
+// AVX512:               vector.contract {{.+}} : vector<4x4xf32>, vector<4x64xf32> into vector<4x64xf32>
+// AVX512-LABEL: func.func @wide
+// AVX512:         vector.contract {{.+}} : vector<4x4xf32>, vector<4x48xf32> into vector<4x48xf32>
+// AVX512-LABEL: func.func @panel
+// AVX512:         vector.contract {{.+}} : vector<4x4xf32>, vector<4x64xf32> into vector<4x64xf32>
+
+// Two threads: the 64 columns in two panels of 32; a packed panel is not
+// split (the panels are the parallel loop).
 // THREADS-LABEL: func.func @tiles
-// THREADS:         scf.forall (%{{.+}}) in (2)
+// THREADS:         scf.forall (%{{.+}}) = (0) to (64) step (32)
 // THREADS:           scf.for %{{.+}} = %c0 to %c512 step %c256
+// THREADS-LABEL: func.func @panel
+// THREADS-NOT:     scf.forall
 
 // On buffers: the 4 x 16 accumulator block is read before the reduction
 // loop, carried through it, and written after it; the steps are FMAs of
@@ -58,4 +87,24 @@ func.func @tiles(%a: tensor<64x512xf32>, %b: tensor<512x64xf32>, %c: tensor<64x6
   %3 = linalg.matmul ins(%a, %b : tensor<64x512xf32>, tensor<512x64xf32>)
       outs(%c : tensor<64x64xf32>) -> tensor<64x64xf32>
   return %0, %1, %2, %3 : tensor<64x64xf32>, tensor<8x64xf32>, tensor<5x64xf32>, tensor<64x64xf32>
+}
+
+func.func @wide(%a: tensor<64x512xf32>, %b: tensor<512x48xf32>, %c: tensor<64x48xf32>)
+    -> tensor<64x48xf32> {
+  %0 = linalg.matmul {moe.expert_tile} ins(%a, %b : tensor<64x512xf32>, tensor<512x48xf32>)
+      outs(%c : tensor<64x48xf32>) -> tensor<64x48xf32>
+  return %0 : tensor<64x48xf32>
+}
+
+// One column panel of a packed weight, as convert-moe-to-fused-linalg
+// emits it: the left-hand side transposed ([K, M]).
+func.func @panel(%at: tensor<512x8xf32>, %b: tensor<512x64xf32>, %c: tensor<8x64xf32>)
+    -> tensor<8x64xf32> {
+  %0 = linalg.matmul indexing_maps = [affine_map<(m, n, k) -> (k, m)>,
+                                      affine_map<(m, n, k) -> (k, n)>,
+                                      affine_map<(m, n, k) -> (m, n)>]
+      {moe.expert_tile, moe.packed_panel = 64 : i64}
+      ins(%at, %b : tensor<512x8xf32>, tensor<512x64xf32>)
+      outs(%c : tensor<8x64xf32>) -> tensor<8x64xf32>
+  return %0 : tensor<8x64xf32>
 }

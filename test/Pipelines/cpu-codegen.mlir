@@ -1,22 +1,33 @@
-// RUN: moe-opt %s --moe-cpu-pipeline | FileCheck %s
+// RUN: moe-opt %s --pass-pipeline='builtin.module(moe-cpu-pipeline{threads=1 target-cpu=haswell})' | FileCheck %s
+// RUN: moe-opt %s --pass-pipeline='builtin.module(moe-cpu-pipeline{threads=1 target-cpu=skylake-avx512})' \
+// RUN:   | FileCheck %s --check-prefix=AVX512
 // RUN: moe-opt %s --pass-pipeline='builtin.module(moe-cpu-pipeline{vectorize=false})' | FileCheck %s --check-prefix=SCALAR
 // RUN: moe-opt %s --pass-pipeline='builtin.module(moe-cpu-pipeline{fused=false})' | FileCheck %s --check-prefix=SCALAR
-// RUN: moe-opt %s --pass-pipeline='builtin.module(moe-cpu-pipeline{threads=2})' | FileCheck %s --check-prefix=THREADS
+// RUN: moe-opt %s --pass-pipeline='builtin.module(moe-cpu-pipeline{threads=2 target-cpu=haswell})' \
+// RUN:   | FileCheck %s --check-prefix=THREADS
+// RUN: not moe-opt %s --pass-pipeline='builtin.module(moe-cpu-pipeline{target-cpu=pentium-z})' 2>&1 \
+// RUN:   | FileCheck %s --check-prefix=CPU
 
 // On the fused path, the expert tile's contraction [64, 32] x [32, 32] is
-// tiled to 4 x 16 register blocks and becomes 16-wide FMAs (two AVX2
-// registers each) whose accumulators stay in registers across the
-// reduction; the reference path and vectorize=false keep scalar loops.
-// The reduction loop carries the accumulators as block arguments (they are
-// not stored and reloaded at every step, although the scatter reads the
-// output buffer afterwards).
+// tiled to the target's register blocks and becomes FMAs on full vector
+// registers whose accumulators stay in registers across the reduction; the
+// reference path and vectorize=false keep scalar loops. The reduction loop
+// carries the accumulators as block arguments (they are not stored and
+// reloaded at every step, although the scatter reads the output buffer
+// afterwards).
+// AVX2 (haswell): 4 x 16 blocks, 8 ymm accumulators.
 // CHECK:       ^bb{{[0-9]+}}({{.*}}: !llvm.array<4 x vector<16xf32>>
 // CHECK:       llvm.intr.fmuladd({{.*}}) : (vector<16xf32>, vector<16xf32>, vector<16xf32>) -> vector<16xf32>
+// AVX-512 (skylake-avx512): the 32 columns in one 4 x 32 block, 8 zmm
+// accumulators (its 4 x 64 kernel needs 64 columns).
+// AVX512:      ^bb{{[0-9]+}}({{.*}}: !llvm.array<4 x vector<32xf32>>
+// AVX512:      llvm.intr.fmuladd({{.*}}) : (vector<32xf32>, vector<32xf32>, vector<32xf32>) -> vector<32xf32>
 // SCALAR-NOT:  vector<16xf32>
 // With threads=2 the 32 columns are two 16-column panels, one per OpenMP
 // thread.
 // THREADS:     omp.parallel num_threads
 // THREADS:     llvm.intr.fmuladd
+// CPU: error: invalid options for 'moe-cpu-pipeline': unknown target-cpu 'pentium-z'
 
 func.func @layer(%x: tensor<?x32xf32>, %ids: tensor<4x?xi32>, %g: tensor<4x?xf32>, %w: tensor<4x32x32xf32>,
                  %acc: tensor<?x32xf32>) -> tensor<?x32xf32> {

@@ -5,7 +5,7 @@
 // RUN: not moe-opt %s --pass-pipeline='builtin.module(moe-cpu-pipeline{fast=1})' 2>&1 | FileCheck %s --check-prefix=OPTION
 // RUN: not moe-opt %s --pass-pipeline='builtin.module(moe-cpu-pipeline{tile-rows=9223372036854775807})' 2>&1 | FileCheck %s --check-prefix=TILEROWS
 // RUN: not moe-opt %s --pass-pipeline='builtin.module(moe-cpu-pipeline{tile-rows=0})' 2>&1 | FileCheck %s --check-prefix=TILEROWS0
-// RUN: not moe-opt %s --pass-pipeline='builtin.module(moe-cpu-pipeline{threads=0})' 2>&1 | FileCheck %s --check-prefix=THREADS
+// RUN: not moe-opt %s --pass-pipeline='builtin.module(moe-cpu-pipeline{threads=-1})' 2>&1 | FileCheck %s --check-prefix=THREADS
 // RUN: not moe-opt %s --pass-pipeline='builtin.module(moe-cpu-pipeline{threads=100000})' 2>&1 | FileCheck %s --check-prefix=THREADS-MANY
 
 // The whole layer goes to the LLVM dialect: nothing of moe, linalg, tensor,
@@ -29,8 +29,8 @@
 // Options out of range are errors when the pipeline is built.
 // TILEROWS:      error: invalid options for 'moe-cpu-pipeline': tile-rows must be in [1, 4096], got 9223372036854775807
 // TILEROWS0:     error: invalid options for 'moe-cpu-pipeline': tile-rows must be in [1, 4096], got 0
-// THREADS:       error: invalid options for 'moe-cpu-pipeline': threads must be in [1, 1024], got 0
-// THREADS-MANY:  error: invalid options for 'moe-cpu-pipeline': threads must be in [1, 1024], got 100000
+// THREADS:       error: invalid options for 'moe-cpu-pipeline': threads must be in [0, 1024] (0: every core), got -1
+// THREADS-MANY:  error: invalid options for 'moe-cpu-pipeline': threads must be in [0, 1024] (0: every core), got 100000
 
 func.func @layer(%x: tensor<?x8xf32>, %logits: tensor<?x4xf32>, %w1: tensor<4x8x16xf32>,
                  %w2: tensor<4x16x8xf32>) -> tensor<?x8xf32> {

@@ -184,40 +184,53 @@ def ParallelExpertTiles
 
 def CPUCodegen : Pass<"moe-cpu-codegen", "::mlir::ModuleOp"> {
   let summary = "Turn the fused expert tiles' contractions into register-"
-                "blocked vector code (transform-dialect scripts)";
+                "blocked vector code sized for the target CPU";
   let description = [{
     The CPU codegen of `moe-cpu-pipeline`, in two stages around
-    bufferization.
+    bufferization, with the micro-kernel the target's features select
+    (`target-cpu`, default the host; the table is in docs/cpu-codegen.md):
+    an `M0 x N0` register block of `M0 * N0 / lanes` accumulators, `K0`
+    reduction steps per iteration and a reduction block `KC`.
 
     `stage=vectorize` (on tensors): every `linalg.matmul` marked
-    `moe.expert_tile` (by `convert-moe-to-fused-linalg`) whose sizes tile
-    exactly into 4 x 16 x 4 blocks has its left-hand tile transposed (a
-    reduction step then reads its 4 rows' values contiguously), its columns
-    split into `threads` panels (an `scf.forall`) when they divide evenly, its
-    reduction blocked by KC (the largest of 256, 128, ... 4 dividing K; at
-    most 8 for tiles of 8 rows or fewer, which stream each weight row once)
-    and is tiled to 16-column strips, 4-row blocks and 4-deep steps, each a
-    4 x 16 x 4 `vector.contract`. Other contractions keep their loops.
+    `moe.expert_tile` (by `convert-moe-to-fused-linalg`) whose static sizes
+    tile into vector registers has its left-hand tile transposed (a
+    reduction step then reads its rows' values contiguously; contractions
+    on a packed weight panel, marked `moe.packed_panel`, read a left-hand
+    side transposed once for all panels), its columns split into `threads`
+    panels (an `scf.forall`) when they divide evenly (packed panels are a
+    parallel loop already), its reduction blocked by KC (at most 8 for tiles
+    of 8 rows or fewer, which stream each weight row once), and is tiled to
+    `M0 x N0 x K0` blocks, each a `vector.contract`: `M0` is the kernel's
+    rows or the largest of 4, 2, 1 dividing M; `N0` the widest multiple of
+    the vector lanes up to the kernel's columns dividing N. Other
+    contractions keep their loops.
 
-    `stage=lower` (on buffers): folds the subviews into the vector transfers,
-    hoists the accumulator transfers out of the reduction loops (so that the
-    4 x 16 C block stays in registers) and lowers the contractions to
-    outer products, i.e. FMAs on 8-wide vectors whose left-hand elements are
-    scalar loads (broadcasts from memory).
+    `stage=lower` (on buffers): folds the subviews into the vector
+    transfers, hoists the accumulator transfers out of the reduction loops
+    (so that the C block stays in registers) and lowers the contractions to
+    outer products, i.e. FMAs on full vector registers whose left-hand
+    elements are scalar loads (broadcasts from memory).
   }];
   let options = [
     Option<"stage", "stage", "::mlir::moe::CPUCodegenStage",
            "::mlir::moe::CPUCodegenStage::Vectorize",
-           "Which script to run", [{::llvm::cl::values(
+           "Which stage to run", [{::llvm::cl::values(
              clEnumValN(::mlir::moe::CPUCodegenStage::Vectorize, "vectorize",
                         "tile and vectorize the marked contractions (tensors)"),
              clEnumValN(::mlir::moe::CPUCodegenStage::Lower, "lower",
                         "hoist accumulators, lower to FMAs (buffers)"))}]>,
     Option<"threads", "threads", "int64_t", /*default=*/"1",
-           "Column panels per contraction (an scf.forall over them), in "
-           "[1, 1024]">
+           "Column panels per unpacked contraction (an scf.forall over "
+           "them), in [1, 1024]">,
+    Option<"targetCpu", "target-cpu", "std::string", /*default=*/"\"\"",
+           "The CPU whose micro-kernel to use (an x86-64 CPU name such as "
+           "haswell or skylake-avx512; empty or native: the host)">
   ];
-  let dependentDialects = ["::mlir::transform::TransformDialect"];
+  let dependentDialects = [
+    "::mlir::scf::SCFDialect",
+    "::mlir::vector::VectorDialect"
+  ];
 }
 
 def MapLoopsToGPU : Pass<"moe-map-loops-to-gpu", "::mlir::func::FuncOp"> {

@@ -1,8 +1,8 @@
 //===- CPUCodegen.h - Vector code for the fused expert tiles ----*- C++ -*-===//
 //
 // This file declares the pass that turns the contractions of the fused
-// expert tiles into register-blocked vector code with transform-dialect
-// scripts, in two stages around bufferization.
+// expert tiles into register-blocked vector code with upstream's tiling,
+// vectorization and vector lowerings, in two stages around bufferization.
 //
 //===----------------------------------------------------------------------===//
 
@@ -28,11 +28,13 @@ enum class CPUCodegenStage {
 #define GEN_PASS_DECL_CPUCODEGEN
 #include "moe/Conversion/Passes.h.inc"
 
-/// Creates moe-cpu-codegen running the transform script of `stage`; with
-/// `threads` > 1, each contraction's columns are split into that many
-/// panels computed by an scf.forall.
+/// Creates moe-cpu-codegen running `stage` with the micro-kernel of
+/// `targetCpu` (empty: the host's, CPUTarget.h); with `threads` > 1, each
+/// unpacked contraction's columns are split into that many panels computed
+/// by an scf.forall.
 std::unique_ptr<Pass> createCPUCodegenPass(CPUCodegenStage stage,
-                                           int64_t threads = 1);
+                                           int64_t threads = 1,
+                                           StringRef targetCpu = "");
 
 } // namespace mlir::moe
 

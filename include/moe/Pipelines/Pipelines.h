@@ -35,10 +35,25 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
       llvm::cl::init(true)};
   PassOptions::Option<int64_t> threads{
       *this, "threads",
-      llvm::cl::desc("Threads for the fused contractions' column panels and "
-                     "the experts of the reference path, in [1, 1024] "
-                     "(OpenMP; the program then needs libomp)"),
-      llvm::cl::init(1)};
+      llvm::cl::desc("Threads for the fused layer's row tiles and column "
+                     "panels and the experts of the reference path, in "
+                     "[0, 1024]: 0 = every core of the host (OpenMP; the "
+                     "program then needs libomp)"),
+      llvm::cl::init(0)};
+  PassOptions::Option<std::string> targetCpu{
+      *this, "target-cpu",
+      llvm::cl::desc("The CPU whose micro-kernel the fused contractions use "
+                     "(an x86-64 CPU name such as haswell or "
+                     "skylake-avx512; empty or native: the host); build the "
+                     "object code for the same CPU"),
+      llvm::cl::init("")};
+  PassOptions::Option<bool> packWeights{
+      *this, "pack-weights",
+      llvm::cl::desc("Add `<f>_pack_weights` and `<f>_packed` next to every "
+                     "layer function (moe-pack-expert-weights, panels of "
+                     "the target's micro-kernel width): pack the weights "
+                     "once, then call the packed entry"),
+      llvm::cl::init(false)};
   PassOptions::Option<int64_t> tileRows{
       *this, "tile-rows",
       llvm::cl::desc("Rows of an expert per tile on the fused path, in "
@@ -74,8 +89,13 @@ constexpr int64_t kMaxCPUTileRows = 4096;
 /// The most threads `moe-cpu-pipeline` takes.
 constexpr int64_t kMaxCPUThreads = 1024;
 
+/// The thread count `threads` stands for: itself, or the host's cores for
+/// 0.
+int64_t resolveCPUThreads(int64_t threads);
+
 /// Checks that `options` are in range (tile-rows in [1, kMaxCPUTileRows],
-/// threads in [1, kMaxCPUThreads]); the message says what to change.
+/// threads in [0, kMaxCPUThreads], a known target-cpu); the message says
+/// what to change.
 LogicalResult verifyCPUPipelineOptions(const CPUPipelineOptions &options,
                                        std::string &message);
 

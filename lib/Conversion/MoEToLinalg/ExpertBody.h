@@ -18,15 +18,23 @@ namespace mlir::moe::detail {
 /// expert body, for the CPU codegen to find them.
 constexpr StringLiteral kExpertTileAttrName = "moe.expert_tile";
 
+/// The attribute the fused lowering puts on the contractions of one column
+/// panel of a packed weight (#moe.packed): its value is the panel width.
+constexpr StringLiteral kPackedPanelAttrName = "moe.packed_panel";
+
 /// Clones the body of `expert` at the rewriter's insertion point, applied to
 /// `rows` (of the body's row type) and to expert `expertIndex`'s slice of
 /// every weight of `weights`; returns the yielded output rows. With
 /// `markTile`, the cloned linalg ops get the kExpertTileAttrName attribute.
+/// Packed weights are unpacked into the matrix the body reads, except
+/// (with `markTile`) where the body multiplies by them with linalg.matmul:
+/// those contractions run panel by panel on the packed slice.
 Value cloneExpertBody(RewriterBase &rewriter, ExpertOp expert, Value rows,
                       Value expertIndex, ValueRange weights,
                       bool markTile = false);
 
-/// Expert `expertIndex`'s slice of each weight (the body's weight types).
+/// Expert `expertIndex`'s slice of each weight (the body's weight types, or
+/// the packed slice of a packed weight).
 SmallVector<Value> sliceExpertWeights(RewriterBase &rewriter, ExpertOp expert,
                                       Value expertIndex, ValueRange weights);
 

@@ -100,7 +100,9 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
   for (BlockArgument weightSlice : region.getArguments().drop_front()) {
     auto type = cast<RankedTensorType>(weightSlice.getType());
     unsigned bits = type.getElementTypeBitWidth();
-    bool bad = type.getRank() == 2 && type.hasStaticShape() &&
+    // (Packed panels are read front to back: no rows to alias.)
+    bool bad = !expert.getWeightLayout(weightSlice.getArgNumber() - 1) &&
+               type.getRank() == 2 && type.hasStaticShape() &&
                (type.getDimSize(1) * bits / 8) % 4096 == 0;
     aliased.push_back(bad);
     if (bad)

@@ -1,5 +1,5 @@
 // RUN: moe-opt %s --moe-cpu-pipeline | mlir-runner -e main -entry-point-result=void \
-// RUN:   --shared-libs=%mlir_c_runner_utils,%mlir_runner_utils | FileCheck %s
+// RUN:   --shared-libs=%mlir_c_runner_utils,%mlir_runner_utils,%libomp | FileCheck %s
 // The GPU mapping of moe-gpu-pipeline, run on the host:
 // RUN: moe-opt %s --moe-gpu-emulation-pipeline='tile-rows=3 max-blocks=5' \
 // RUN:   | mlir-runner -e main -entry-point-result=void \

@@ -199,7 +199,7 @@ def generate(name, description, layer, passes="", reference=None, gpu=False):
     else:
         out = [
             f"// RUN: moe-opt %s {pre}--moe-cpu-pipeline | mlir-runner -e main -entry-point-result=void \\",
-            "// RUN:   --shared-libs=%mlir_c_runner_utils,%mlir_runner_utils | FileCheck %s",
+            "// RUN:   --shared-libs=%mlir_c_runner_utils,%mlir_runner_utils,%libomp | FileCheck %s",
             "// The GPU mapping of moe-gpu-pipeline, run on the host:",
             f"// RUN: moe-opt %s {pre}--moe-gpu-emulation-pipeline='tile-rows=3 max-blocks=5' \\",
             "// RUN:   | mlir-runner -e main -entry-point-result=void \\",

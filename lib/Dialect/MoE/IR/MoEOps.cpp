@@ -168,6 +168,15 @@ RankedTensorType ExpertOp::getExpertRowsType() {
                                inputs.getElementType());
 }
 
+int64_t ExpertOp::getNumExperts() {
+  if (!isGrouped())
+    return getInputs().getType().getDimSize(0);
+  if (!getOffsets())
+    return ShapedType::kDynamic;
+  int64_t numOffsets = getOffsets().getType().getDimSize(0);
+  return ShapedType::isDynamic(numOffsets) ? numOffsets : numOffsets - 1;
+}
+
 Value ExpertOp::getYieldedValue() {
   return cast<YieldOp>(getBody().front().getTerminator()).getValue();
 }
@@ -206,14 +215,7 @@ LogicalResult ExpertOp::verify() {
       failed(verifyValueSizes(*this, "the result", getResult(), rowDims)))
     return failure();
 
-  int64_t numExperts = ShapedType::kDynamic;
-  if (rank == 3) {
-    numExperts = inputsType.getDimSize(0);
-  } else {
-    int64_t numOffsets = getOffsets().getType().getDimSize(0);
-    if (!ShapedType::isDynamic(numOffsets))
-      numExperts = numOffsets - 1;
-  }
+  int64_t numExperts = getNumExperts();
   if (ShapedType::isDynamic(numExperts))
     return emitOpError("needs a static number of experts, got inputs ")
            << inputsType;
@@ -256,7 +258,11 @@ LogicalResult ExpertOp::verifyRegions() {
   if (body.getArgument(0).getType() != rowsType)
     return emitOpError("body argument #0 must be the expert's rows ")
            << rowsType << ", got " << body.getArgument(0).getType();
+  if (failed(verifyWeightLayouts()))
+    return failure();
   for (auto [index, weight] : llvm::enumerate(getWeights())) {
+    if (getWeightLayout(index))
+      continue; // Checked against the body argument above.
     auto weightType = cast<RankedTensorType>(weight.getType());
     auto slice = RankedTensorType::get(weightType.getShape().drop_front(),
                                        weightType.getElementType(),

@@ -85,6 +85,15 @@ LogicalResult mlir::moe::convertSoftToDense(RewriterBase &rewriter,
     for (Operation *user : dispatch.getResult().getUsers())
       if (auto expert = dyn_cast<ExpertOp>(user);
           expert && expert.getInputs() == dispatch.getResult()) {
+        // Batched ops read every weight as the body does.
+        if (llvm::any_of(
+                llvm::seq<unsigned>(expert.getWeights().size()),
+                [&](unsigned i) { return expert.getWeightLayout(i); })) {
+          if (emitRemarks)
+            expert.emitRemark("Soft MoE experts stay a moe.expert: their "
+                              "weights are packed");
+          continue;
+        }
         if (Operation *blocker = findUnbatchableOp(expert)) {
           if (emitRemarks)
             expert.emitRemark("Soft MoE experts stay a moe.expert: '")

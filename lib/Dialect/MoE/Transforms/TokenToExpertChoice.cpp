@@ -314,7 +314,8 @@ FailureOr<RouteOp> mlir::moe::convertTokenToExpertChoice(
         oldResult.getElementType());
     auto newExpert =
         ExpertOp::create(rewriter, expert.getLoc(), resultType, inputs,
-                         /*offsets=*/Value(), expert.getWeights());
+                         /*offsets=*/Value(), expert.getWeights(),
+                         expert.getWeightLayoutsAttr());
     Block &oldBody = expert.getBody().front();
     SmallVector<Type> argTypes = {RankedTensorType::get(
         inputsType.getShape().drop_front(), inputsType.getElementType())};

@@ -240,4 +240,53 @@ def MoE_SoftAttr : MoE_PolicyAttr<"Soft", "soft"> {
   let parameters = (ins "int64_t":$slots_per_expert);
 }
 
+//===----------------------------------------------------------------------===//
+// Weight layouts
+//===----------------------------------------------------------------------===//
+
+def MoE_PackedWeightAttr : MoE_Attr<"PackedWeight", "packed"> {
+  let summary = "an expert weight stored as column panels for the CPU tiles";
+  let description = [{
+    The layout of a `moe.expert` weight operand whose body argument is a
+    matrix `[K, N]` (the right-hand side of `x * W`): the columns are cut
+    into `ceil(N / panel)` panels of `panel` columns, and each panel is
+    stored as its `K` rows of `panel` contiguous elements. The operand is
+    `[E, ceil(N / panel), K, panel]` and holds
+
+    ```
+    packed[e, n / panel, k, n % panel] = W[e, k, n]
+    ```
+
+    with zeros in the columns past `N` of the last panel. This is
+    `linalg.pack %w outer_dims_perm = [0, 2, 1] inner_dims_pos = [2]
+    inner_tiles = [panel] padding_value(0)` of the `[E, K, N]` weight: the
+    right-hand-side layout of `linalg.mmt4d` with a reduction tile of 1. A
+    micro-kernel reads a panel front to back, one cache line after the
+    other, whatever `N` is, instead of `K` rows `4 N` bytes apart (rows a
+    multiple of 4 KiB apart fall into the same cache sets).
+
+    `moe-pack-expert-weights` makes the layer entry point that takes packed
+    weights and the function that packs them (once); the body of the expert
+    is still written on the logical `[K, N]` matrix, so any body works.
+
+    Example (panels of 64 columns of a `[1024, 2048]` weight):
+
+    ```mlir
+    moe.expert ... weights(%w : tensor<8x32x1024x64xf32>)
+        ... attributes {weight_layouts = [#moe.packed<panel = 64>]} {
+    ^bb0(%x: tensor<?x1024xf32>, %w_e: tensor<1024x2048xf32>):
+    ```
+  }];
+  let parameters = (ins "int64_t":$panel);
+  let assemblyFormat = "`<` struct(params) `>`";
+  let genVerifyDecl = 1;
+  let extraClassDeclaration = [{
+    /// The packed slice of one expert ([ceil(N / panel), K, panel]) for a
+    /// logical [K, N] slice.
+    ::mlir::RankedTensorType getPackedSliceType(::mlir::RankedTensorType logical) const;
+    /// The largest panel this attribute accepts.
+    static constexpr int64_t kMaxPanel = 4096;
+  }];
+}
+
 #endif // MOE_DIALECT_MOE_IR_MOEATTRS_TD

@@ -184,6 +184,11 @@ def MoE_ExpertOp : MoE_Op<"expert", [
     Every weight has `E` as its leading dimension. The body is isolated
     from above: everything it uses is an argument or defined inside.
 
+    `weight_layouts`, when present, has one entry per weight: `unit` for a
+    weight stored as the body reads it, or a layout such as
+    `#moe.packed<panel = P>` for a weight stored packed (its operand type is
+    then the packed one, and the body argument stays the logical matrix).
+
     Example (a two-layer ReLU FFN):
 
     ```mlir
@@ -200,9 +205,18 @@ def MoE_ExpertOp : MoE_Op<"expert", [
   }];
   let arguments = (ins MoE_FloatTensor:$inputs,
                        Optional<MoE_Id1DTensor>:$offsets,
-                       Variadic<AnyRankedTensor>:$weights);
+                       Variadic<AnyRankedTensor>:$weights,
+                       OptionalAttr<ArrayAttr>:$weight_layouts);
   let results = (outs MoE_FloatTensor:$result);
   let regions = (region SizedRegion<1>:$body);
+  let builders = [
+    // Every weight stored as the body reads it.
+    OpBuilder<(ins "::mlir::Type":$result, "::mlir::Value":$inputs,
+                   "::mlir::Value":$offsets, "::mlir::ValueRange":$weights), [{
+      build($_builder, $_state, result, inputs, offsets, weights,
+            ::mlir::ArrayAttr());
+    }]>
+  ];
   let assemblyFormat = [{
     $inputs (`offsets` `(` $offsets^ `:` type($offsets) `)`)?
     (`weights` `(` $weights^ `:` type($weights) `)`)?
@@ -215,6 +229,13 @@ def MoE_ExpertOp : MoE_Op<"expert", [
     ::mlir::RankedTensorType getExpertRowsType();
     /// Returns the yielded value of the body.
     ::mlir::Value getYieldedValue();
+    /// Returns the layout of weight `index` when it is packed
+    /// (`weight_layouts`), null when it is stored as the body reads it.
+    ::mlir::moe::PackedWeightAttr getWeightLayout(unsigned index);
+    /// Returns the number of experts E (dynamic when the offsets are).
+    int64_t getNumExperts();
+    /// Checks `weight_layouts` against the weights and the body arguments.
+    ::mlir::LogicalResult verifyWeightLayouts();
   }];
   let hasVerifier = 1;
   let hasRegionVerifier = 1;

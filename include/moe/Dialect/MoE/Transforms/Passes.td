@@ -141,4 +141,52 @@ def MoESoftToDense : Pass<"moe-soft-to-dense"> {
   ];
 }
 
+def MoEPackExpertWeights : Pass<"moe-pack-expert-weights", "::mlir::ModuleOp"> {
+  let summary = "Add entry points that take expert weights packed in panels, "
+                "and the functions that pack them";
+  let description = [{
+    For every public function `@f` whose arguments are `moe.expert` weights
+    that the expert body multiplies by (`linalg.matmul` with the weight on
+    the right, default maps, static `[K, N]` body argument), adds
+
+    * `@f_pack_weights(w...) -> (p...)`: the packed copy of each such
+      weight, in argument order, in the `#moe.packed<panel = P>` layout
+      (`[E, ceil(N / P), K, P]`, zero-padded columns); it is
+      `linalg.pack outer_dims_perm = [0, 2, 1] inner_dims_pos = [2]
+      inner_tiles = [P]`, lowered here to pad, reshape and transpose;
+    * `@f_packed`: `@f` taking those packed weights in their places, its
+      `moe.expert` ops marked with `weight_layouts`.
+
+    `@f` is unchanged, so callers that pass `[E, K, N]` weights keep
+    working; a caller that calls one layer many times packs its weights
+    once with `@f_pack_weights` and calls `@f_packed`. A weight used in any
+    other way (or outside moe.expert) is not packed; a function with no
+    weight to pack gets no new functions.
+
+    Example:
+
+    ```mlir
+    // Before
+    func.func @layer(%x: tensor<?x64xf32>, ..., %w: tensor<4x64x128xf32>) ...
+    // After
+    func.func @layer(...)                         // as before
+    func.func @layer_pack_weights(%w: tensor<4x64x128xf32>) -> tensor<4x2x64x64xf32>
+    func.func @layer_packed(%x: tensor<?x64xf32>, ..., %w: tensor<4x2x64x64xf32>) ...
+        moe.expert ... weights(%w : tensor<4x2x64x64xf32>) ...
+            attributes {weight_layouts = [#moe.packed<panel = 64>]}
+    ```
+  }];
+  let options = [
+    Option<"panel", "panel", "int64_t", /*default=*/"64",
+           "Columns per panel, in [1, 4096] (moe-cpu-pipeline passes the "
+           "micro-kernel's panel width for the target)">
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::func::FuncDialect",
+    "::mlir::linalg::LinalgDialect",
+    "::mlir::tensor::TensorDialect"
+  ];
+}
+
 #endif // MOE_DIALECT_MOE_TRANSFORMS_PASSES_TD

@@ -1,0 +1,63 @@
+//===- CPUTarget.h - Micro-kernels per CPU ----------------------*- C++ -*-===//
+//
+// This file declares the table of the micro-kernels the CPU codegen tiles
+// the fused expert contractions to, keyed by the features of the target CPU
+// (the host's, or a named CPU's for cross-compiling).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_PIPELINES_CPUTARGET_H
+#define MOE_PIPELINES_CPUTARGET_H
+
+#include "mlir/Support/LLVM.h"
+#include "llvm/ADT/StringMap.h"
+
+#include <string>
+
+namespace mlir::moe {
+
+/// One entry of the micro-kernel table: the register block of an f32
+/// contraction C[M0, N0] += A[M0, K0] * B[K0, N0] and the cache blocking
+/// around it. See docs/cpu-codegen.md for why each entry is what it is.
+struct CPUMicroKernel {
+  /// The entry's name (`avx512`, `avx2`, ...), as remarks and tests see it.
+  const char *name;
+  /// The features an entry needs, all of them (LLVM feature names).
+  const char *const *features;
+  /// The width of a vector register in bits.
+  int64_t vectorBits;
+  /// M0: rows of the register block (left-hand elements broadcast).
+  int64_t rows;
+  /// N0: columns of the register block, a multiple of the vector lanes; it
+  /// is also the panel width of packed weights (#moe.packed).
+  int64_t cols;
+  /// K0: reduction steps per iteration of the innermost loop.
+  int64_t depth;
+  /// KC: the reduction block of tiles with more rows than kFewRows, so that
+  /// a KC x N0 panel of the right-hand side stays in L1 while the row
+  /// blocks sweep it.
+  int64_t reductionBlock;
+
+  /// f32 lanes of a vector register.
+  int64_t lanes() const { return vectorBits / 32; }
+  /// Accumulator registers the register block holds.
+  int64_t accumulators() const { return rows * cols / lanes(); }
+};
+
+/// The table, best entry first; the last entry needs no feature.
+ArrayRef<CPUMicroKernel> getCPUMicroKernels();
+
+/// The first entry of the table whose features `features` all has.
+const CPUMicroKernel &
+selectCPUMicroKernel(const llvm::StringMap<bool> &features);
+
+/// The entry for `targetCpu`: the host's features when it is empty or
+/// `native`, else the features of that x86 CPU (`haswell`,
+/// `skylake-avx512`, `x86-64`, ...). Null, with `error` set, when the CPU is
+/// unknown.
+const CPUMicroKernel *getCPUMicroKernel(StringRef targetCpu,
+                                        std::string &error);
+
+} // namespace mlir::moe
+
+#endif // MOE_PIPELINES_CPUTARGET_H

@@ -1,0 +1,73 @@
+//===- CPUTarget.cpp - Micro-kernels per CPU --------------------*- C++ -*-===//
+//
+// This file implements the micro-kernel table and its selection from the
+// host's or a named CPU's features.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Pipelines/CPUTarget.h"
+
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/TargetParser/Host.h"
+#include "llvm/TargetParser/X86TargetParser.h"
+
+using namespace mlir;
+using namespace mlir::moe;
+
+namespace {
+const char *const kAvx512Bf16[] = {"avx512f", "avx512bf16", nullptr};
+const char *const kAvx512[] = {"avx512f", nullptr};
+const char *const kAvx2[] = {"avx2", "fma", nullptr};
+const char *const kNone[] = {nullptr};
+
+// Why these sizes (docs/cpu-codegen.md has the measurements):
+// * AVX-512 (32 zmm): 4 rows x 4 zmm = 16 accumulators, 4 zmm of B and one
+//   broadcast register; 16 FMAs per reduction step against 4 loads of B and
+//   4 broadcasts keep both FMA ports fed across their 4-cycle latency. KC =
+//   128: a 128 x 64 f32 panel (32 KiB) stays in the 48 KiB L1.
+// * AVX2 + FMA (16 ymm): 4 rows x 3 ymm = 12 accumulators, 3 of B, one
+//   broadcast (BLIS's Haswell kernel has 12 too). KC = 256 (24 KiB panel).
+// * Without FMA: 4 x 8 on SSE registers, what the old single kernel was.
+// The bf16 entry keeps the AVX-512 f32 tiles: it is the slot for the
+// vdpbf16ps kernels of low-precision weights.
+const CPUMicroKernel kTable[] = {
+    {"avx512-bf16", kAvx512Bf16, 512, 4, 64, 4, 128},
+    {"avx512", kAvx512, 512, 4, 64, 4, 128},
+    {"avx2", kAvx2, 256, 4, 24, 4, 256},
+    {"sse", kNone, 128, 4, 8, 4, 256},
+};
+} // namespace
+
+ArrayRef<CPUMicroKernel> mlir::moe::getCPUMicroKernels() { return kTable; }
+
+const CPUMicroKernel &
+mlir::moe::selectCPUMicroKernel(const llvm::StringMap<bool> &features) {
+  for (const CPUMicroKernel &entry : kTable) {
+    bool all = true;
+    for (const char *const *feature = entry.features; *feature; ++feature)
+      all &= features.lookup(*feature);
+    if (all)
+      return entry;
+  }
+  return kTable[std::size(kTable) - 1];
+}
+
+const CPUMicroKernel *mlir::moe::getCPUMicroKernel(StringRef targetCpu,
+                                                   std::string &error) {
+  if (targetCpu.empty() || targetCpu == "native")
+    return &selectCPUMicroKernel(llvm::sys::getHostCPUFeatures());
+  if (llvm::X86::parseArchX86(targetCpu, /*Only64Bit=*/true) ==
+      llvm::X86::CK_None) {
+    error = ("unknown target-cpu '" + targetCpu +
+             "' (an x86-64 CPU name such as haswell, skylake-avx512, "
+             "znver4, x86-64; or native)")
+                .str();
+    return nullptr;
+  }
+  SmallVector<StringRef> names;
+  llvm::X86::getFeaturesForCPU(targetCpu, names, /*NeedPlus=*/false);
+  llvm::StringMap<bool> features;
+  for (StringRef name : names)
+    features[name] = true;
+  return &selectCPUMicroKernel(features);
+}
