@@ -1,0 +1,147 @@
+"""Layers whose expert weights are packed once, then called many times.
+
+``compile_packed(text, signature)`` compiles a layer with
+``moe-pack-expert-weights`` (docs/Passes/MoEPasses.md) in front of the CPU
+pipeline, and returns a ``PackedLayer``::
+
+    layer = packed.compile_packed(text, sig)
+    layer.prepare(w_gate, w_up, w_down)   # <name>_pack_weights, once
+    y = layer(x, router)                  # <name>_packed, every call
+
+The packed weights are column panels (``#moe.packed<panel = P>``,
+``[E, ceil(N / P), K, P]``) whose width is the micro-kernel's for the host
+(docs/cpu-codegen.md); which arguments are weights, and their packed types,
+are read from the functions the pass adds.
+"""
+
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+from . import runner
+from .builder import ArgSpec, Signature
+
+# The panel widths of the micro-kernel table (lib/Pipelines/CPUTarget.cpp),
+# by the features of the host: the first entry whose features it has.
+_PANELS = [(("avx512f",), 64), (("avx2", "fma"), 24), ((), 8)]
+
+_FUNC = re.compile(r"func\.func @([\w$.]+)\((.*?)\)\s*(?:->\s*(\(.*?\)|tensor<[^>]*>))?\s*(?:attributes|\{)")
+_TENSOR = re.compile(r"tensor<([^>]*)>")
+
+
+def default_panel(cpuinfo="/proc/cpuinfo"):
+    """The panel width moe-cpu-pipeline's micro-kernel table gives this
+    host."""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in open(cpuinfo)
+                      if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    for needs, panel in _PANELS:
+        if all(f in flags for f in needs):
+            return panel
+    return _PANELS[-1][1]
+
+
+def _specs(text):
+    """The ArgSpecs of a list of tensor types (in order)."""
+    specs = []
+    for i, inner in enumerate(_TENSOR.findall(text)):
+        *dims, dtype = inner.split("x")
+        shape = tuple(int(d) if d != "?" else f"?{i}" for d in dims)
+        specs.append((shape, dtype))
+    return specs
+
+
+def _functions(module_text):
+    """name -> (argument types, result types) of every func.func."""
+    funcs = {}
+    for name, args, results in _FUNC.findall(module_text):
+        funcs[name] = (_specs(args), _specs(results or ""))
+    return funcs
+
+
+class PackedLayer:
+    """A layer compiled with its pack-once entry points.
+
+    ``prepare(*weights)`` packs the weights (arrays of the unpacked entry's
+    shapes) and keeps them; ``__call__(*arrays)`` takes the other arguments
+    of the layer and runs the packed entry. ``pack`` returns the packed
+    arrays without keeping them; ``unpacked`` is the original entry."""
+
+    def __init__(self, library, signature, weight_positions, pack_signature, packed_signature,
+                 checked=False):
+        self.signature = signature
+        self.weight_positions = weight_positions
+        self.weight_names = [signature.args[i].name for i in weight_positions]
+        self._pack = runner.Function(library, pack_signature, checked=checked)
+        self._packed = runner.Function(library, packed_signature, checked=checked)
+        self.unpacked = runner.Function(library, signature, checked=checked)
+        self.packed_weights = None
+
+    def pack(self, *weights):
+        if len(weights) != len(self.weight_positions):
+            raise TypeError(f"pack takes the {len(self.weight_positions)} weights "
+                            f"({', '.join(self.weight_names)}), got {len(weights)}")
+        packed = self._pack(*weights)
+        return packed if isinstance(packed, tuple) else (packed,)
+
+    def prepare(self, *weights):
+        """Packs `weights` once for every later call; returns self."""
+        self.packed_weights = self.pack(*weights)
+        return self
+
+    def __call__(self, *arrays):
+        if self.packed_weights is None:
+            raise RuntimeError("call prepare(" + ", ".join(self.weight_names) + ") first")
+        args, rest = [], iter(arrays)
+        count = len(self.signature.args) - len(self.weight_positions)
+        if len(arrays) != count:
+            names = [a.name for i, a in enumerate(self.signature.args)
+                     if i not in self.weight_positions]
+            raise TypeError(f"the packed layer takes {count} arrays ({', '.join(names)}), "
+                            f"got {len(arrays)}")
+        weights = iter(self.packed_weights)
+        for i in range(len(self.signature.args)):
+            args.append(next(weights) if i in self.weight_positions else next(rest))
+        return self._packed(*args)
+
+
+def compile_packed(mlir_text, signature: Signature, workdir=None, panel=None, checked=False,
+                   threads=0, pipeline=None, **kwargs):
+    """Compiles `mlir_text` with its packed entry points and returns a
+    PackedLayer for `signature`'s function. `panel` defaults to the host's
+    micro-kernel width; `pipeline` to runner.cpu_pipeline(threads)."""
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="moe-mlir-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    panel = panel or default_panel()
+    pack = f"moe-pack-expert-weights{{panel={panel}}}"
+    src = workdir / "layer.mlir"
+    src.write_text(mlir_text)
+    proc = subprocess.run([runner.tool("moe-opt"), f"--pass-pipeline=builtin.module({pack})",
+                           str(src)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise runner.CompileError(f"moe-opt {pack} failed:\n{proc.stderr}")
+    funcs = _functions(proc.stdout)
+    name = signature.name
+    if f"{name}_packed" not in funcs:
+        raise runner.CompileError(f"moe-pack-expert-weights found no expert weight of @{name} "
+                                  "to pack (weights must be arguments that the expert body "
+                                  "multiplies by with linalg.matmul)")
+    unpacked_args, _ = funcs[name]
+    packed_args, _ = funcs[f"{name}_packed"]
+    positions = [i for i, (a, b) in enumerate(zip(unpacked_args, packed_args)) if a != b]
+    spec = lambda base, shape, dtype: ArgSpec(base, shape, dtype)
+    packed_specs = [spec("packed_" + signature.args[i].name, packed_args[i][0], packed_args[i][1])
+                    for i in positions]
+    pack_sig = Signature(f"{name}_pack_weights", [signature.args[i] for i in positions],
+                         packed_specs)
+    packed_sig = Signature(f"{name}_packed",
+                           [packed_specs[positions.index(i)] if i in positions else a
+                            for i, a in enumerate(signature.args)],
+                           signature.results)
+    lib = runner.compile_module(mlir_text, workdir,
+                                pipeline=f"{pack},{pipeline or runner.cpu_pipeline(threads)}",
+                                **kwargs)
+    return PackedLayer(lib, signature, positions, pack_sig, packed_sig, checked=checked)

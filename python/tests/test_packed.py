@@ -1,0 +1,116 @@
+"""Layers compiled with packed expert weights (moe-pack-expert-weights,
+#moe.packed): the packed entry matches the NumPy reference on every layer of
+layer_cases.py (every policy, f32/f16/bf16, dynamic T, ties, empty experts,
+C > T), the pack function writes exactly linalg.pack's layout, and a panel
+that does not divide N pads with zeros."""
+
+import numpy as np
+import pytest
+
+from layer_cases import LAYERS, _layer, check_layer
+from moe_mlir import builder, packed, runner
+from moe_mlir.policies import TokenChoice
+
+
+class Repacking:
+    """Calls a PackedLayer as the unpacked entry is called (weights last),
+    packing the weights of each call: check_layer's cases draw new ones."""
+
+    def __init__(self, layer):
+        self.layer, self.signature = layer, layer.signature
+
+    def __call__(self, *arrays):
+        positions = self.layer.weight_positions
+        self.layer.prepare(*[arrays[i] for i in positions])
+        return self.layer(*[a for i, a in enumerate(arrays) if i not in positions])
+
+
+@pytest.fixture(scope="module")
+def compile_packed(tmp_path_factory):
+    cache = {}
+
+    def get(layer, panel=None, threads=1, **kwargs):
+        key = (repr(layer), panel, threads, tuple(sorted(kwargs.items())))
+        if key not in cache:
+            text, sig = builder.build_layer(layer)
+            cache[key] = packed.compile_packed(text, sig, tmp_path_factory.mktemp("packed"),
+                                               panel=panel, threads=threads, **kwargs)
+        return cache[key]
+
+    return get
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_packed_layer_matches_reference(compile_packed, name, seed):
+    layer = LAYERS[name]
+    check_layer(layer, Repacking(compile_packed(layer)), seed)
+
+
+@pytest.mark.parametrize("panel", [8, 16, 64])
+def test_panels_that_pad(compile_packed, panel):
+    """H = 40, D = 24: panels of 16 and 64 leave zero columns at the end."""
+    layer = _layer(TokenChoice(2, normalize=True), 4, "swiglu", "f32")
+    fn = compile_packed(layer, panel=panel, threads=2)
+    for seed in range(3):
+        check_layer(layer, Repacking(fn), seed)
+
+
+def test_pack_is_linalg_pack(compile_packed):
+    layer = _layer(TokenChoice(2, normalize=True), 4, "swiglu", "f32")
+    fn = compile_packed(layer, panel=16)
+    rng = np.random.default_rng(0)
+    weights = [rng.standard_normal(s).astype(np.float32) for s in layer.weight_shapes()]
+    for w, p in zip(weights, fn.pack(*weights)):
+        e, k, n = w.shape
+        panels = -(-n // 16)
+        want = np.zeros((e, k, panels * 16), np.float32)
+        want[:, :, :n] = w
+        want = want.reshape(e, k, panels, 16).transpose(0, 2, 1, 3)
+        assert p.shape == (e, panels, k, 16)
+        np.testing.assert_array_equal(p, want)
+
+
+def test_unpacked_entry_still_works(compile_packed):
+    layer = LAYERS["mixtral-dropless-swiglu-f32"]
+    check_layer(layer, compile_packed(layer).unpacked, 0)
+
+
+def test_prepare_first_and_argument_counts(compile_packed):
+    layer = _layer(TokenChoice(2, normalize=True), 4, "swiglu", "f32")
+    fn = compile_packed(layer)
+    fresh = packed.PackedLayer(fn.unpacked.library, fn.signature, fn.weight_positions,
+                               fn._pack.signature, fn._packed.signature)
+    x = np.zeros((3, 24), np.float32)
+    router = np.zeros((24, 4), np.float32)
+    with pytest.raises(RuntimeError, match=r"call prepare\(w_gate, w_up, w_down\) first"):
+        fresh(x, router)
+    with pytest.raises(TypeError, match="pack takes the 3 weights"):
+        fresh.prepare(x)
+    weights = [np.zeros(s, np.float32) for s in layer.weight_shapes()]
+    fresh.prepare(*weights)
+    with pytest.raises(TypeError, match=r"takes 2 arrays \(x, router\), got 1"):
+        fresh(x)
+    np.testing.assert_array_equal(fresh(x, router), np.zeros((3, 24), np.float32))
+
+
+def test_nothing_to_pack_is_an_error(tmp_path):
+    text = """
+func.func @f(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
+  return %x : tensor<4x8xf32>
+}
+"""
+    sig = builder.Signature("f", [builder.ArgSpec("x", (4, 8), "f32")],
+                            [builder.ArgSpec("y", (4, 8), "f32")])
+    with pytest.raises(runner.CompileError, match="found no expert weight of @f to pack"):
+        packed.compile_packed(text, sig, tmp_path)
+
+
+def test_default_panel_follows_the_table(tmp_path):
+    def panel(flags):
+        info = tmp_path / "cpuinfo"
+        info.write_text("processor : 0\nflags : " + " ".join(flags) + "\n")
+        return packed.default_panel(str(info))
+    assert panel(["sse2", "avx2", "fma", "avx512f"]) == 64
+    assert panel(["sse2", "avx2", "fma"]) == 24
+    assert panel(["sse2", "avx"]) == 8

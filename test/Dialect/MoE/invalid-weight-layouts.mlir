@@ -1,0 +1,82 @@
+// RUN: moe-opt %s -split-input-file -verify-diagnostics
+
+// A packed [64, 96] weight in panels of 64 is [E, 2, 64, 64].
+func.func @wrong_packed_shape(%x: tensor<4x8x64xf32>, %w: tensor<4x1x64x96xf32>) -> tensor<4x8x96xf32> {
+  // expected-error @+1 {{packed weight #0 of the [64, 96] body argument in panels of 64 must be 'tensor<4x2x64x64xf32>' ([E, ceil(N / panel), K, panel]), got 'tensor<4x1x64x96xf32>'}}
+  %y = moe.expert %x weights(%w : tensor<4x1x64x96xf32>) : tensor<4x8x64xf32> -> tensor<4x8x96xf32>
+      attributes {weight_layouts = [#moe.packed<panel = 64>]} {
+  ^bb0(%r: tensor<8x64xf32>, %a: tensor<64x96xf32>):
+    %e = tensor.empty() : tensor<8x96xf32>
+    %m = linalg.matmul ins(%r, %a : tensor<8x64xf32>, tensor<64x96xf32>) outs(%e : tensor<8x96xf32>) -> tensor<8x96xf32>
+    moe.yield %m : tensor<8x96xf32>
+  }
+  return %y : tensor<4x8x96xf32>
+}
+
+// -----
+
+func.func @wrong_element_type(%x: tensor<4x8x64xf32>, %w: tensor<4x2x64x64xbf16>) -> tensor<4x8x96xf32> {
+  // expected-error @+1 {{packed weight #0 of the [64, 96] body argument in panels of 64 must be 'tensor<4x2x64x64xf32>'}}
+  %y = moe.expert %x weights(%w : tensor<4x2x64x64xbf16>) : tensor<4x8x64xf32> -> tensor<4x8x96xf32>
+      attributes {weight_layouts = [#moe.packed<panel = 64>]} {
+  ^bb0(%r: tensor<8x64xf32>, %a: tensor<64x96xf32>):
+    %e = tensor.empty() : tensor<8x96xf32>
+    %m = linalg.matmul ins(%r, %a : tensor<8x64xf32>, tensor<64x96xf32>) outs(%e : tensor<8x96xf32>) -> tensor<8x96xf32>
+    moe.yield %m : tensor<8x96xf32>
+  }
+  return %y : tensor<4x8x96xf32>
+}
+
+// -----
+
+func.func @entry_count(%x: tensor<4x8x64xf32>, %w: tensor<4x64x96xf32>) -> tensor<4x8x96xf32> {
+  // expected-error @+1 {{'weight_layouts' must have one entry per weight (1), got 2}}
+  %y = moe.expert %x weights(%w : tensor<4x64x96xf32>) : tensor<4x8x64xf32> -> tensor<4x8x96xf32>
+      attributes {weight_layouts = [unit, unit]} {
+  ^bb0(%r: tensor<8x64xf32>, %a: tensor<64x96xf32>):
+    %e = tensor.empty() : tensor<8x96xf32>
+    %m = linalg.matmul ins(%r, %a : tensor<8x64xf32>, tensor<64x96xf32>) outs(%e : tensor<8x96xf32>) -> tensor<8x96xf32>
+    moe.yield %m : tensor<8x96xf32>
+  }
+  return %y : tensor<4x8x96xf32>
+}
+
+// -----
+
+func.func @entry_kind(%x: tensor<4x8x64xf32>, %w: tensor<4x64x96xf32>) -> tensor<4x8x96xf32> {
+  // expected-error @+1 {{'weight_layouts' entry #0 must be 'unit' (unpacked) or #moe.packed<...>, got 64 : i64}}
+  %y = moe.expert %x weights(%w : tensor<4x64x96xf32>) : tensor<4x8x64xf32> -> tensor<4x8x96xf32>
+      attributes {weight_layouts = [64]} {
+  ^bb0(%r: tensor<8x64xf32>, %a: tensor<64x96xf32>):
+    %e = tensor.empty() : tensor<8x96xf32>
+    %m = linalg.matmul ins(%r, %a : tensor<8x64xf32>, tensor<64x96xf32>) outs(%e : tensor<8x96xf32>) -> tensor<8x96xf32>
+    moe.yield %m : tensor<8x96xf32>
+  }
+  return %y : tensor<4x8x96xf32>
+}
+
+// -----
+
+func.func @packed_vector(%x: tensor<4x8x64xf32>, %w: tensor<4x2x1x64xf32>) -> tensor<4x8x64xf32> {
+  // expected-error @+1 {{packed weight #0 needs a body argument of static shape [K, N], got 'tensor<96xf32>'}}
+  %y = moe.expert %x weights(%w : tensor<4x2x1x64xf32>) : tensor<4x8x64xf32> -> tensor<4x8x64xf32>
+      attributes {weight_layouts = [#moe.packed<panel = 64>]} {
+  ^bb0(%r: tensor<8x64xf32>, %a: tensor<96xf32>):
+    moe.yield %r : tensor<8x64xf32>
+  }
+  return %y : tensor<4x8x64xf32>
+}
+
+// -----
+
+func.func @bad_panel(%x: tensor<4x8x64xf32>, %w: tensor<4x64x96xf32>) -> tensor<4x8x96xf32> {
+  %y = moe.expert %x weights(%w : tensor<4x64x96xf32>) : tensor<4x8x64xf32> -> tensor<4x8x96xf32>
+      // expected-error @+1 {{#moe.packed: panel must be in [1, 4096] columns, got 0}}
+      attributes {weight_layouts = [#moe.packed<panel = 0>]} {
+  ^bb0(%r: tensor<8x64xf32>, %a: tensor<64x96xf32>):
+    %e = tensor.empty() : tensor<8x96xf32>
+    %m = linalg.matmul ins(%r, %a : tensor<8x64xf32>, tensor<64x96xf32>) outs(%e : tensor<8x96xf32>) -> tensor<8x96xf32>
+    moe.yield %m : tensor<8x96xf32>
+  }
+  return %y : tensor<4x8x96xf32>
+}
