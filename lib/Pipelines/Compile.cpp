@@ -140,8 +140,12 @@ LogicalResult mlir::moe::compileToSharedLibrary(
 
   std::string clang = findClang();
   std::string runtimeDir = MOE_LLVM_LIBRARY_DIR;
-  // The host's widest vectors; $MOE_MARCH targets another CPU.
+  // The CPU the micro-kernels were chosen for (target-cpu, default the
+  // host's widest vectors); $MOE_MARCH overrides it.
+  std::string targetCpu = options.targetCpu;
   const char *march = std::getenv("MOE_MARCH");
+  if (!march && !targetCpu.empty())
+    march = targetCpu.c_str();
   SmallVector<std::string> args = {clang,
                                    "-O3",
                                    std::string("-march=") +

@@ -63,7 +63,7 @@ os.environ.setdefault("OMP_NUM_THREADS", os.environ["OPENBLAS_NUM_THREADS"])
 
 import numpy as np  # noqa: E402
 
-from . import builder, runner  # noqa: E402
+from . import builder, packed, runner  # noqa: E402
 from . import reference as R  # noqa: E402
 from .policies import ExpertChoice, Layer, TokenChoice  # noqa: E402
 
@@ -402,7 +402,17 @@ def fused_contenders(layer, text, sig, args, workdir, threads):
     refers to. Further variants (e.g. packed weights) are added here."""
     fused = runner.compile_function(text, sig, os.path.join(workdir, "fused"),
                                     pipeline=runner.cpu_pipeline(threads))
-    return {"fused": Contender(lambda: fused(*args))}
+    contenders = {"fused": Contender(lambda: fused(*args))}
+    # Weights packed once (moe-pack-expert-weights), then the packed entry.
+    layer_packed = packed.compile_packed(text, sig, os.path.join(workdir, "packed"),
+                                         threads=threads)
+    weights = [args[i] for i in layer_packed.weight_positions]
+    rest = [a for i, a in enumerate(args) if i not in layer_packed.weight_positions]
+    start = time.perf_counter()
+    layer_packed.prepare(*weights)
+    pack_ms = (time.perf_counter() - start) * 1e3
+    contenders["fused-packed"] = Contender(lambda: layer_packed(*rest), pack_ms=pack_ms)
+    return contenders
 
 
 def compiled_route(layer, workdir, threads):

@@ -5,6 +5,7 @@ random inputs and checked against the NumPy reference.
 """
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -28,8 +29,8 @@ def main(argv=None):
     parser.add_argument("--dtype", choices=["f32", "f16", "bf16"], default="f32")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="OpenMP threads of the compiled layer")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="OpenMP threads of the compiled layer (0: every core)")
     args = parser.parse_args(argv)
 
     layer = Layer(args.dim, args.hidden, args.experts, TokenChoice(args.top_k, normalize=True),
@@ -72,7 +73,7 @@ def main(argv=None):
           f"tolerance {tolerance:.3g})")
     print(f"time per call: {best * 1e3:.2f} ms best, {statistics.median(times) * 1e3:.2f} ms median "
           f"of {args.repeats} ({flops / best / 1e9:.2f} GFLOP/s of expert FFN work; "
-          f"fused path, {args.threads} thread(s))")
+          f"fused path, {args.threads or os.cpu_count()} thread(s))")
     print(f"NumPy reference: {ref_time * 1e3:.1f} ms")
     if not np.isfinite(y).all() or err > tolerance:
         print("FAILED: the compiled layer disagrees with the reference", file=sys.stderr)

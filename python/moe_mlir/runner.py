@@ -317,8 +317,9 @@ class Function:
         return out
 
 
-def cpu_pipeline(threads=1, **options):
-    """The moe-cpu-pipeline spelling the runner compiles with."""
+def cpu_pipeline(threads=0, **options):
+    """The moe-cpu-pipeline spelling the runner compiles with (threads=0:
+    every core of the host)."""
     text = " ".join(f"{k.replace('_', '-')}={str(v).lower()}" for k, v in options.items())
     return f"moe-cpu-pipeline{{threads={threads} results-to-out-params=false {text}}}".replace(" }", "}")
 
