@@ -24,7 +24,7 @@ from .builder import ArgSpec, Signature
 
 # The panel widths of the micro-kernel table (lib/Pipelines/CPUTarget.cpp),
 # by the features of the host: the first entry whose features it has.
-_PANELS = [(("avx512f",), 64), (("avx2", "fma"), 24), ((), 8)]
+_PANELS = [(("avx512f",), 64), (("avx2", "fma"), 16), ((), 8)]
 
 _FUNC = re.compile(r"func\.func @([\w$.]+)\((.*?)\)\s*(?:->\s*(\(.*?\)|tensor<[^>]*>))?\s*(?:attributes|\{)")
 _TENSOR = re.compile(r"tensor<([^>]*)>")

@@ -112,5 +112,5 @@ def test_default_panel_follows_the_table(tmp_path):
         info.write_text("processor : 0\nflags : " + " ".join(flags) + "\n")
         return packed.default_panel(str(info))
     assert panel(["sse2", "avx2", "fma", "avx512f"]) == 64
-    assert panel(["sse2", "avx2", "fma"]) == 24
+    assert panel(["sse2", "avx2", "fma"]) == 16
     assert panel(["sse2", "avx"]) == 8

@@ -14,8 +14,8 @@
 // OPTION-MANY: error: moe-cpu-codegen: threads must be in [1, 1024], got 2000
 // CPU: error: moe-cpu-codegen: unknown target-cpu 'pentium-z' (an x86-64 CPU name
 
-// AVX2 + FMA (haswell): 4 x 16 register blocks here (24 columns, the
-// kernel's width, do not divide 64), K blocked by 256, 4-deep steps.
+// AVX2 + FMA (haswell): 4 x 16 register blocks (8 ymm accumulators), K
+// blocked by 256, 4-deep steps.
 // CHECK-LABEL: func.func @tiles
 // CHECK:         linalg.transpose ins(%{{.+}} : tensor<64x512xf32>)
 // CHECK:         scf.for %{{.+}} = %c0 to %c512 step %c256
@@ -33,9 +33,10 @@
 // CHECK:         vector.contract {{.+}} : vector<4x1xf32>, vector<4x16xf32> into vector<1x16xf32>
 // CHECK:         linalg.matmul ins(%{{.+}}, %{{.+}} : tensor<64x512xf32>, tensor<512x64xf32>)
 // CHECK-NOT:     moe.expert_tile
-// 48 columns: the AVX2 kernel's full 4 x 24 block (12 accumulators).
+// 48 columns: still 4 x 16 on AVX2; AVX-512 takes 4 x 48 (3 zmm per row),
+// the widest multiple of 16 up to 64 that divides 48.
 // CHECK-LABEL: func.func @wide
-// CHECK:         vector.contract {{.+}} : vector<4x4xf32>, vector<4x24xf32> into vector<4x24xf32>
+// CHECK:         vector.contract {{.+}} : vector<4x4xf32>, vector<4x16xf32> into vector<4x16xf32>
 // A packed panel: no transpose (its left-hand side is), KC = K for few
 // rows (one pass over the contiguous panel).
 // CHECK-LABEL: func.func @panel
