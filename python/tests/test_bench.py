@@ -15,7 +15,8 @@ PYTHON_DIR = Path(__file__).resolve().parents[1]
 def test_bench_quick(tmp_path):
     out = tmp_path / "bench.json"
     env = dict(os.environ, PYTHONPATH=str(PYTHON_DIR))
-    env.setdefault("MOE_BUILD", str(PYTHON_DIR.parent / "build"))
+    # (Absolute: the benchmark runs in tmp_path.)
+    env["MOE_BUILD"] = str(Path(env.get("MOE_BUILD", PYTHON_DIR.parent / "build")).resolve())
     proc = subprocess.run([sys.executable, "-m", "moe_mlir.bench", "--quick", "--threads", "1",
                            "--json", str(out)],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
