@@ -11,6 +11,8 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe/Pipelines/CPUCodegen.h"
+
+#include "moe/Conversion/MoEToLinalg/MoEToLinalg.h"
 #include "moe/Pipelines/CPUTarget.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -36,11 +38,6 @@ namespace mlir::moe {
 using namespace mlir;
 
 namespace {
-
-/// The markers convert-moe-to-fused-linalg puts on the contractions of a
-/// tile (ExpertBody.h declares them for the lowering).
-constexpr StringLiteral kExpertTileAttr = "moe.expert_tile";
-constexpr StringLiteral kPackedPanelAttr = "moe.packed_panel";
 
 /// The reduction blocks tried, largest first.
 constexpr int64_t kReductionBlocks[] = {4096, 2048, 1024, 512, 256, 128, 64,
@@ -87,7 +84,7 @@ static std::optional<Blocking> chooseBlocking(linalg::MatmulOp matmul,
     return std::nullopt;
   int64_t m = ranges[0], n = ranges[1], k = ranges[2];
   Blocking b;
-  b.transposeLhs = !matmul->hasAttr(kPackedPanelAttr);
+  b.transposeLhs = !matmul->hasAttr(moe::kPackedPanelAttrName);
   if (!b.transposeLhs && !matmul.hasUserDefinedMaps())
     return std::nullopt;
   // Rows: the kernel's, or fewer for small tiles.
@@ -218,9 +215,9 @@ struct CPUCodegenPass : moe::impl::CPUCodegenBase<CPUCodegenPass> {
   void runVectorize(const moe::CPUMicroKernel &kernel) {
     SmallVector<std::pair<linalg::MatmulOp, Blocking>> work;
     getOperation()->walk([&](linalg::MatmulOp matmul) {
-      if (!matmul->hasAttr(kExpertTileAttr))
+      if (!matmul->hasAttr(moe::kExpertTileAttrName))
         return;
-      matmul->removeAttr(kExpertTileAttr);
+      matmul->removeAttr(moe::kExpertTileAttrName);
       if (std::optional<Blocking> b = chooseBlocking(matmul, kernel, threads))
         work.push_back({matmul, *b});
     });

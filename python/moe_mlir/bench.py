@@ -32,7 +32,6 @@ What makes the comparison honest:
 """
 
 import argparse
-import ctypes
 import json
 import os
 import sys
@@ -64,6 +63,10 @@ os.environ.setdefault("OMP_NUM_THREADS", os.environ["OPENBLAS_NUM_THREADS"])
 import numpy as np  # noqa: E402
 
 from . import builder, packed, runner  # noqa: E402
+from .bench_machine import (best_time, describe_machine, fmt_bytes, machine_info,  # noqa: E402
+                            mapped_libraries, mib, rerun_with_matching_blas_core,
+                            sgemm_rate, streaming_bandwidth)
+from .bench_torch import torch_layer  # noqa: E402
 from . import reference as R  # noqa: E402
 from .policies import ExpertChoice, Layer, TokenChoice  # noqa: E402
 
@@ -91,290 +94,9 @@ REFERENCE_GFLOPS = 1.2
 REFERENCE_WEIGHTS_GBPS = 0.5
 REFERENCE_BUDGET_S = 5.0  # skip the reference lowering where it would take longer
 
-# ISA extensions worth naming for dense f32/bf16/int8 kernels (/proc/cpuinfo
-# spellings).
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512dq", "avx512bw", "avx512vl", "avx512_vnni",
-             "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
-
-# OpenBLAS core names whose SGEMM kernels use AVX-512 / AVX2 (DYNAMIC_ARCH
-# builds); anything else on a CPU with those extensions is a fallback.
-AVX512_CORES = {"skylakex", "cooperlake", "sapphirerapids"}
-AVX2_CORES = AVX512_CORES | {"haswell", "zen", "excavator"}
-
-
-# ----------------------------------------------------------------------------
-# The machine
-# ----------------------------------------------------------------------------
-
-
-def cpu_info():
-    """Model name, family/model/stepping numbers and flags of the first CPU
-    in /proc/cpuinfo (the benchmark's threads run on identical cores)."""
-    fields = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if not line.strip():
-                    break  # end of the first processor's block
-                key, _, value = line.partition(":")
-                fields[key.strip()] = value.strip()
-    except OSError:
-        pass
-    flags = set(fields.get("flags", "").split())
-    return {
-        "model_name": fields.get("model name", "unknown"),
-        "vendor": fields.get("vendor_id"),
-        "family": int(fields["cpu family"]) if "cpu family" in fields else None,
-        "model": int(fields["model"]) if "model" in fields else None,
-        "stepping": int(fields["stepping"]) if fields.get("stepping", "").isdigit() else None,
-        "isa": [flag for flag in ISA_FLAGS if flag in flags],
-        "amx": sorted(flag for flag in flags if flag.startswith("amx")),
-        "flags": flags,
-    }
-
-
-def _size_bytes(text):
-    """'48K', '2048K', '300M' (sysfs cache sizes) in bytes."""
-    text = text.strip()
-    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:].upper())
-    return int(text[:-1]) * scale if scale else int(text)
-
-
-def cache_info():
-    """The caches of cpu0 from sysfs: [{level, type, size_bytes}], and the
-    last-level cache (highest level holding data)."""
-    base = "/sys/devices/system/cpu/cpu0/cache"
-    caches = []
-    try:
-        names = sorted(n for n in os.listdir(base) if n.startswith("index"))
-    except OSError:
-        names = []
-    for name in names:
-        try:
-            read = lambda leaf: open(os.path.join(base, name, leaf)).read().strip()  # noqa: E731
-            caches.append({"level": int(read("level")), "type": read("type"),
-                           "size_bytes": _size_bytes(read("size"))})
-        except (OSError, ValueError):
-            continue
-    data = [c for c in caches if c["type"] != "Instruction"]
-    llc = max(data, key=lambda c: (c["level"], c["size_bytes"])) if data else None
-    return caches, llc
-
-
-def _mapped_libraries(*needles):
-    """Paths of the shared objects mapped into this process whose path
-    contains one of `needles` (case-insensitive)."""
-    paths = []
-    try:
-        with open("/proc/self/maps") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 6 and parts[5].startswith("/"):
-                    path = parts[5]
-                    if any(n in path.lower() for n in needles) and path not in paths:
-                        paths.append(path)
-    except OSError:
-        pass
-    return paths
-
-
-def blas_info():
-    """The OpenBLAS NumPy loaded (found in /proc/self/maps) and the kernel
-    core it picked: {library, corename, config}; library None when NumPy
-    runs on another BLAS."""
-    candidates = sorted(_mapped_libraries("openblas"),
-                        key=lambda p: "openblas" not in os.path.basename(p).lower())
-    for path in candidates:
-        try:
-            lib = ctypes.CDLL(path)
-            get_corename = lib.openblas_get_corename
-        except (OSError, AttributeError):
-            continue
-        get_corename.restype = ctypes.c_char_p
-        info = {"library": path, "corename": get_corename().decode(), "config": None}
-        if hasattr(lib, "openblas_get_config"):
-            lib.openblas_get_config.restype = ctypes.c_char_p
-            info["config"] = lib.openblas_get_config().decode()
-        return info
-    others = [os.path.basename(p) for p in _mapped_libraries("blas", "mkl", "blis")]
-    return {"library": None, "corename": None, "config": None,
-            "note": "NumPy does not use OpenBLAS" + (f" ({', '.join(others)})" if others else "")}
-
-
-def matching_coretype(corename, flags):
-    """The OPENBLAS_CORETYPE this CPU deserves when OpenBLAS picked a core
-    below its ISA (e.g. Prescott on an AVX-512 CPU), else None."""
-    if corename is None:
-        return None
-    core = corename.lower()
-    if {"avx512f", "avx512dq", "avx512bw", "avx512vl"} <= flags:
-        return "SkylakeX" if core not in AVX512_CORES else None
-    if {"avx2", "fma"} <= flags:
-        return "Haswell" if core not in AVX2_CORES else None
-    return None
-
-
-def _isa_level(flags):
-    return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "pre-AVX2"
-
-
-def rerun_with_matching_blas_core(argv):
-    """Re-executes this benchmark with OPENBLAS_CORETYPE set when OpenBLAS
-    chose a generic core on a more capable CPU. OpenBLAS reads the variable
-    only when it loads, so the whole process must start again; the probe is
-    the OpenBLAS this very process loaded (NumPy is imported above). A user's
-    own OPENBLAS_CORETYPE is left alone."""
-    if "OPENBLAS_CORETYPE" in os.environ:
-        return
-    cpu, blas = cpu_info(), blas_info()
-    want = matching_coretype(blas["corename"], cpu["flags"])
-    if want is None:
-        return
-    print(f"OpenBLAS chose {blas['corename']} on an {_isa_level(cpu['flags'])} CPU; "
-          f"rerunning with OPENBLAS_CORETYPE={want}", flush=True)
-    env = dict(os.environ, OPENBLAS_CORETYPE=want, MOE_BENCH_BLAS_DEFAULT_CORE=blas["corename"])
-    module = __spec__.name if __spec__ is not None else "moe_mlir.bench"
-    sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", module] + list(argv), env)
-
-
-def machine_info(threads):
-    """Everything the JSON's machine record holds, and the notes to print."""
-    cpu = cpu_info()
-    caches, llc = cache_info()
-    blas = blas_info()
-    notes = []
-    default_core = os.environ.get("MOE_BENCH_BLAS_DEFAULT_CORE")
-    forced = os.environ.get("OPENBLAS_CORETYPE")
-    blas["coretype_env"] = forced
-    blas["default_corename"] = default_core
-    if default_core is not None:
-        blas["coretype_took"] = blas["corename"] != default_core
-        if blas["coretype_took"]:
-            notes.append(f"OpenBLAS core is now {blas['corename']} "
-                         f"(was {default_core} without OPENBLAS_CORETYPE)")
-        else:
-            notes.append(f"warning: OPENBLAS_CORETYPE={forced} did not take: OpenBLAS still "
-                         f"runs {blas['corename']}; the peers run on a generic kernel")
-    want = matching_coretype(blas["corename"], cpu["flags"])
-    if want is not None and default_core is None:
-        notes.append(f"warning: OpenBLAS runs {blas['corename']} on an {_isa_level(cpu['flags'])} "
-                     f"CPU (OPENBLAS_CORETYPE={want} would fix it; `python3 -m moe_mlir.bench` "
-                     "does so by itself); the peers are slower than they should be")
-    if blas["library"] is None:
-        notes.append(blas["note"])
-    flags = cpu.pop("flags")
-    cpu["isa_level"] = _isa_level(flags)
-    return {
-        "cpu": cpu,
-        "caches": caches,
-        "llc_bytes": llc["size_bytes"] if llc else None,
-        "llc_level": llc["level"] if llc else None,
-        "cpu_count": os.cpu_count(),
-        "threads": threads,
-        "blas": blas,
-    }, notes
-
-
-def _mib(nbytes):
-    return nbytes / (1 << 20)
-
-
-def _describe_machine(machine):
-    cpu = machine["cpu"]
-    caches = ", ".join(f"L{c['level']}{c['type'][0].lower() if c['type'] != 'Unified' else ''} "
-                       f"{_fmt_bytes(c['size_bytes'])}" for c in machine["caches"])
-    blas = machine["blas"]
-    core = blas["corename"] or "not OpenBLAS"
-    if blas.get("coretype_env"):
-        core += f" (OPENBLAS_CORETYPE={blas['coretype_env']})"
-    version = (blas["config"] or "").split(" NO_")[0].split(" DYNAMIC")[0]
-    return [
-        f"machine: {cpu['model_name']} (family {cpu['family']}, model {cpu['model']}, "
-        f"stepping {cpu['stepping']}), {machine['cpu_count']} cpu(s), "
-        f"{machine['threads']} thread(s) used, BLAS core {blas['corename'] or 'not OpenBLAS'}",
-        f"isa: {' '.join(cpu['isa']) or 'none of ' + '/'.join(ISA_FLAGS)}",
-        f"caches: {caches or 'unknown'} (LLC {_fmt_bytes(machine['llc_bytes'] or 0)})",
-        f"blas: {version or 'BLAS'} core {core}",
-    ]
-
-
-def _fmt_bytes(nbytes):
-    if nbytes >= 1 << 30:
-        return f"{nbytes / (1 << 30):.1f} GiB"
-    if nbytes >= 1 << 20:
-        return f"{nbytes / (1 << 20):.0f} MiB"
-    return f"{nbytes / (1 << 10):.0f} KiB"
-
-
-# ----------------------------------------------------------------------------
-# The machine's limits
-# ----------------------------------------------------------------------------
-
-
-def best_time(fn, repeats, budget=20.0):
-    """Fastest of `repeats` calls (fewer once `budget` seconds are spent)."""
-    times = []
-    start = time.perf_counter()
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-        if time.perf_counter() - start > budget:
-            break
-    return min(times)
-
-
 def expert_flops(layer, rows):
     per_row = 2 * layer.model_dim * layer.hidden_dim * (3 if layer.gated else 2)
     return rows * per_row
-
-
-def _available_memory():
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def streaming_bandwidth(threads, llc_bytes):
-    """Read bandwidth over a buffer >= 4x the last-level cache (so no pass
-    finds it cached), summed over `threads` equal parts read at once (NumPy's
-    reductions release the GIL), so that it compares with layers run on as
-    many threads. Two readers are tried and the faster counts: np.add.reduce
-    is compute-bound below DRAM speed on some machines (pairwise summation),
-    np.maximum.reduce and BLAS sdot are not. Returns (GB/s, details)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    quantum = 256 << 20
-    want = max(4 * (llc_bytes or 0), quantum)
-    size = -(-want // quantum) * quantum
-    available = _available_memory()
-    if available is not None:
-        size = min(size, max(quantum, available // 4 // quantum * quantum))
-    buf = np.ones(size // 4, dtype=np.float32)
-    parts = np.array_split(buf, threads)
-    readers = {"maximum.reduce": np.maximum.reduce, "sdot": lambda p: np.dot(p, p)}
-    rates = {}
-    with ThreadPoolExecutor(threads) as pool:
-        for name, reader in readers.items():
-            best = best_time(lambda: list(pool.map(reader, parts)), 4)
-            rates[name] = buf.nbytes / best / 1e9
-    del buf, parts
-    details = {"buffer_bytes": size, "buffer_x_llc": size / llc_bytes if llc_bytes else None,
-               "readers_GBps": rates}
-    return max(rates.values()), details
-
-
-def sgemm_rate(m, k, n):
-    a = np.random.default_rng(0).standard_normal((m, k), dtype=np.float32)
-    b = np.random.default_rng(1).standard_normal((k, n), dtype=np.float32)
-    t = best_time(lambda: a @ b, 5)
-    return 2.0 * m * k * n / t / 1e9
 
 
 # ----------------------------------------------------------------------------
@@ -424,89 +146,6 @@ def compiled_route(layer, workdir, threads):
     text, sig = build_route(layer.policy, layer.experts)
     return runner.compile_function(text, sig, os.path.join(workdir, "route"),
                                    pipeline=runner.cpu_pipeline(threads))
-
-
-def torch_supports(policy):
-    """Whether the PyTorch peer routes `policy`: expert choice, and dropless
-    token choice without expert groups or score bias."""
-    if isinstance(policy, ExpertChoice):
-        return True
-    return (isinstance(policy, TokenChoice) and policy.dropless and policy.n_group == 1
-            and not policy.bias)
-
-
-def _torch_route(torch, layer, logits):
-    """Routing in PyTorch as model code writes it, per the reference
-    semantics (see torch_supports): [(token indices, gates)] per expert."""
-    policy = layer.policy
-    experts = layer.experts
-    tokens = logits.shape[0]
-    if isinstance(policy, ExpertChoice):
-        probs = torch.softmax(logits, dim=1)
-        slots = min(R.capacity(policy.capacity_factor, 1, tokens, experts), tokens)
-        gates, ids = probs.topk(slots, dim=0)  # [C, E]: every expert's top-C tokens
-        if policy.normalize:
-            sums = torch.zeros(tokens, dtype=probs.dtype).index_add_(
-                0, ids.reshape(-1), gates.reshape(-1))
-            picked = sums[ids]
-            gates = torch.where(picked > 0, gates / picked, gates)
-        return [(ids[:, e], gates[:, e]) for e in range(experts)]
-    probs = torch.softmax(logits, dim=1) if policy.score == "softmax" else torch.sigmoid(logits)
-    gates, chosen = probs.topk(policy.top_k, dim=1)  # [T, k], best first
-    if policy.normalize:
-        total = gates.sum(dim=1, keepdim=True)
-        gates = torch.where(total > 0, gates / total, gates)
-    if policy.routed_scaling_factor != 1.0:
-        gates = gates * policy.routed_scaling_factor
-    flat = chosen.reshape(-1)
-    order = torch.argsort(flat, stable=True)  # rows grouped by expert, tokens in order
-    token_of = torch.div(order, policy.top_k, rounding_mode="floor")
-    counts = torch.bincount(flat, minlength=experts).tolist()
-    return list(zip(token_of.split(counts), gates.reshape(-1)[order].split(counts)))
-
-
-def torch_layer(layer, x, router, weights, routing=None):
-    """A PyTorch eager MoE layer as model code writes it: route in PyTorch
-    (logits = x @ router, softmax, top-k, renormalize), then per expert
-    index_select its tokens, run the FFN, index_add the gated output. With
-    `routing` (the reference's), the routing is taken as given and only the
-    experts run. Returns a callable, or None when the policy is not
-    implemented here."""
-    import torch
-
-    tx, trouter = torch.from_numpy(x), torch.from_numpy(router)
-    tw = [torch.from_numpy(w) for w in weights]
-    act = {"relu": torch.relu, "gelu": torch.nn.functional.gelu,
-           "silu": torch.nn.functional.silu}
-    if routing is not None:
-        if isinstance(layer.policy, ExpertChoice):
-            ids, gates = routing
-            given = [(torch.from_numpy(ids[e][ids[e] >= 0].astype(np.int64)),
-                      torch.from_numpy(gates[e][ids[e] >= 0])) for e in range(layer.experts)]
-        else:
-            ids, gates, offsets = routing
-            given = [(torch.from_numpy(ids[offsets[e]:offsets[e + 1]].astype(np.int64)),
-                      torch.from_numpy(gates[offsets[e]:offsets[e + 1]]))
-                     for e in range(layer.experts)]
-    elif not torch_supports(layer.policy):
-        return None
-
-    def run():
-        with torch.no_grad():
-            per_expert = given if routing is not None else _torch_route(torch, layer, tx @ trouter)
-            out = torch.zeros_like(tx)
-            for e, (idx, g) in enumerate(per_expert):
-                if idx.numel() == 0:
-                    continue
-                rows = tx.index_select(0, idx)
-                if layer.gated:
-                    h = torch.nn.functional.silu(rows @ tw[0][e]) * (rows @ tw[1][e])
-                    y = h @ tw[2][e]
-                else:
-                    y = act[layer.activation](rows @ tw[0][e]) @ tw[1][e]
-                out.index_add_(0, idx, y * g[:, None])
-            return out.numpy()
-    return run
 
 
 # ----------------------------------------------------------------------------
@@ -697,7 +336,7 @@ def times_row(entry):
 
 def bounds_row(entry):
     return (f"{entry['shape']:16} {entry['expert_flops'] / 1e9:8.3f} "
-            f"{_mib(entry['active_weight_bytes']):10.1f} "
+            f"{mib(entry['active_weight_bytes']):10.1f} "
             f"{'yes' if entry['fits_llc'] else 'no':>8} {entry['compute_bound_ms']:10.3f} "
             f"{entry['memory_bound_ms']:9.3f} {entry['bound_ms']:9.3f} "
             f"{entry['fused_frac_bound']:11.0%} "
@@ -751,8 +390,8 @@ def main(argv=None):
                      "processes compete for the cores, so the times are pessimistic")
     if torch is not None:
         machine["torch"] = {"version": torch.__version__, "threads": torch.get_num_threads(),
-                            "blas_libraries": _mapped_libraries("openblas", "mkl", "blis")}
-    for line in _describe_machine(machine) + notes:
+                            "blas_libraries": mapped_libraries("openblas", "mkl", "blis")}
+    for line in describe_machine(machine) + notes:
         print(line, flush=True)
     # The limits are measured before and after the shapes and the higher
     # figure counts: on a shared machine one measurement can land on a busy
@@ -780,7 +419,7 @@ def main(argv=None):
         add_bounds(entry, peak, bandwidth)
 
     print(f"limits: BLAS sgemm {peak:.1f} GFLOP/s, streaming read {bandwidth:.1f} GB/s "
-          f"({_fmt_bytes(stream['buffer_bytes'])} buffer, "
+          f"({fmt_bytes(stream['buffer_bytes'])} buffer, "
           f"{stream['buffer_x_llc'] or float('nan'):.1f}x LLC, {threads} thread(s)); "
           "best of start/end: "
           + ", ".join(f"{p:.0f}/{b:.1f}" for p, b, _ in limits))
@@ -814,5 +453,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    rerun_with_matching_blas_core(sys.argv[1:])
+    rerun_with_matching_blas_core(sys.argv[1:], __spec__.name if __spec__ else "moe_mlir.bench")
     sys.exit(main())

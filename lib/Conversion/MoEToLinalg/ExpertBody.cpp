@@ -142,9 +142,8 @@ static Value emitPanelMatmul(RewriterBase &rewriter, linalg::MatmulOp matmul,
     Operation *clone = rewriter.clone(*matmul, panelMapping);
     clone->getResult(0).setType(outType);
     cast<linalg::MatmulOp>(clone).setIndexingMapsAttr(maps);
-    clone->setAttr(moe::detail::kPackedPanelAttrName,
-                   rewriter.getI64IntegerAttr(panel));
-    clone->setAttr(moe::detail::kExpertTileAttrName, rewriter.getUnitAttr());
+    clone->setAttr(kPackedPanelAttrName, rewriter.getI64IntegerAttr(panel));
+    clone->setAttr(kExpertTileAttrName, rewriter.getUnitAttr());
     rewriter.setInsertionPointToStart(loop.getTerminator().getBody());
     tensor::ParallelInsertSliceOp::create(rewriter, loc, clone->getResult(0),
                                           shared, outOffsets, outSizes,

@@ -8,19 +8,12 @@
 #ifndef LIB_CONVERSION_MOETOLINALG_EXPERTBODY_H
 #define LIB_CONVERSION_MOETOLINALG_EXPERTBODY_H
 
+#include "moe/Conversion/MoEToLinalg/MoEToLinalg.h"
 #include "moe/Dialect/MoE/IR/MoE.h"
 
 #include "mlir/IR/PatternMatch.h"
 
 namespace mlir::moe::detail {
-
-/// The unit attribute the fused lowering puts on the linalg ops of a tile's
-/// expert body, for the CPU codegen to find them.
-constexpr StringLiteral kExpertTileAttrName = "moe.expert_tile";
-
-/// The attribute the fused lowering puts on the contractions of one column
-/// panel of a packed weight (#moe.packed): its value is the panel width.
-constexpr StringLiteral kPackedPanelAttrName = "moe.packed_panel";
 
 /// Clones the body of `expert` at the rewriter's insertion point, applied to
 /// `rows` (of the body's row type) and to expert `expertIndex`'s slice of

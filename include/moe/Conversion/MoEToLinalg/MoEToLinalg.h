@@ -67,6 +67,15 @@ LogicalResult fuseSparseLayer(RewriterBase &rewriter, CombineOp combine,
 constexpr llvm::StringLiteral kIndependentTilesAttrName =
     "moe.independent_tiles";
 
+/// Marks the linalg ops of a fused tile's expert body, for the CPU codegen
+/// (moe-cpu-codegen) to find them.
+constexpr llvm::StringLiteral kExpertTileAttrName = "moe.expert_tile";
+
+/// Marks the contractions of one column panel of a packed weight
+/// (#moe.packed); its value is the panel width. Their left-hand side is
+/// already transposed ([K, M]).
+constexpr llvm::StringLiteral kPackedPanelAttrName = "moe.packed_panel";
+
 /// Adds a pattern applying fuseSparseLayer to every combine.
 void populateFusedMoEPatterns(RewritePatternSet &patterns, int64_t tileRows);
 

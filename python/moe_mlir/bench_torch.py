@@ -1,0 +1,91 @@
+"""The PyTorch eager peer of the benchmark: routing in PyTorch inside the
+timed region, then per expert index_select, the FFN and index_add, as model
+code writes it."""
+
+import numpy as np
+
+from . import reference as R
+from .policies import ExpertChoice, TokenChoice
+
+
+def torch_supports(policy):
+    """Whether the PyTorch peer routes `policy`: expert choice, and dropless
+    token choice without expert groups or score bias."""
+    if isinstance(policy, ExpertChoice):
+        return True
+    return (isinstance(policy, TokenChoice) and policy.dropless and policy.n_group == 1
+            and not policy.bias)
+
+
+def _torch_route(torch, layer, logits):
+    """Routing in PyTorch as model code writes it, per the reference
+    semantics (see torch_supports): [(token indices, gates)] per expert."""
+    policy = layer.policy
+    experts = layer.experts
+    tokens = logits.shape[0]
+    if isinstance(policy, ExpertChoice):
+        probs = torch.softmax(logits, dim=1)
+        slots = min(R.capacity(policy.capacity_factor, 1, tokens, experts), tokens)
+        gates, ids = probs.topk(slots, dim=0)  # [C, E]: every expert's top-C tokens
+        if policy.normalize:
+            sums = torch.zeros(tokens, dtype=probs.dtype).index_add_(
+                0, ids.reshape(-1), gates.reshape(-1))
+            picked = sums[ids]
+            gates = torch.where(picked > 0, gates / picked, gates)
+        return [(ids[:, e], gates[:, e]) for e in range(experts)]
+    probs = torch.softmax(logits, dim=1) if policy.score == "softmax" else torch.sigmoid(logits)
+    gates, chosen = probs.topk(policy.top_k, dim=1)  # [T, k], best first
+    if policy.normalize:
+        total = gates.sum(dim=1, keepdim=True)
+        gates = torch.where(total > 0, gates / total, gates)
+    if policy.routed_scaling_factor != 1.0:
+        gates = gates * policy.routed_scaling_factor
+    flat = chosen.reshape(-1)
+    order = torch.argsort(flat, stable=True)  # rows grouped by expert, tokens in order
+    token_of = torch.div(order, policy.top_k, rounding_mode="floor")
+    counts = torch.bincount(flat, minlength=experts).tolist()
+    return list(zip(token_of.split(counts), gates.reshape(-1)[order].split(counts)))
+
+
+def torch_layer(layer, x, router, weights, routing=None):
+    """A PyTorch eager MoE layer as model code writes it: route in PyTorch
+    (logits = x @ router, softmax, top-k, renormalize), then per expert
+    index_select its tokens, run the FFN, index_add the gated output. With
+    `routing` (the reference's), the routing is taken as given and only the
+    experts run. Returns a callable, or None when the policy is not
+    implemented here."""
+    import torch
+
+    tx, trouter = torch.from_numpy(x), torch.from_numpy(router)
+    tw = [torch.from_numpy(w) for w in weights]
+    act = {"relu": torch.relu, "gelu": torch.nn.functional.gelu,
+           "silu": torch.nn.functional.silu}
+    if routing is not None:
+        if isinstance(layer.policy, ExpertChoice):
+            ids, gates = routing
+            given = [(torch.from_numpy(ids[e][ids[e] >= 0].astype(np.int64)),
+                      torch.from_numpy(gates[e][ids[e] >= 0])) for e in range(layer.experts)]
+        else:
+            ids, gates, offsets = routing
+            given = [(torch.from_numpy(ids[offsets[e]:offsets[e + 1]].astype(np.int64)),
+                      torch.from_numpy(gates[offsets[e]:offsets[e + 1]]))
+                     for e in range(layer.experts)]
+    elif not torch_supports(layer.policy):
+        return None
+
+    def run():
+        with torch.no_grad():
+            per_expert = given if routing is not None else _torch_route(torch, layer, tx @ trouter)
+            out = torch.zeros_like(tx)
+            for e, (idx, g) in enumerate(per_expert):
+                if idx.numel() == 0:
+                    continue
+                rows = tx.index_select(0, idx)
+                if layer.gated:
+                    h = torch.nn.functional.silu(rows @ tw[0][e]) * (rows @ tw[1][e])
+                    y = h @ tw[2][e]
+                else:
+                    y = act[layer.activation](rows @ tw[0][e]) @ tw[1][e]
+                out.index_add_(0, idx, y * g[:, None])
+            return out.numpy()
+    return run
