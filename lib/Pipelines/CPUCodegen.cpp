@@ -82,6 +82,14 @@ static std::optional<Blocking> chooseBlocking(linalg::MatmulOp matmul,
   SmallVector<int64_t> ranges = matmul.getStaticLoopRanges();
   if (llvm::any_of(ranges, ShapedType::isDynamic))
     return std::nullopt;
+  // The table's register blocks are f32 ones. Vectorized as they are, f16
+  // and bf16 contractions extend every element on its own (no native FMA):
+  // 30x the code, 5x the compile time and no speed. They keep their scalar
+  // loops until the low-precision kernels exist.
+  if (llvm::any_of(matmul->getOperandTypes(), [](Type t) {
+        return !getElementTypeOrSelf(t).isF32();
+      }))
+    return std::nullopt;
   int64_t m = ranges[0], n = ranges[1], k = ranges[2];
   Blocking b;
   b.transposeLhs = !matmul->hasAttr(moe::kPackedPanelAttrName);

@@ -109,3 +109,18 @@ func.func @panel(%at: tensor<512x8xf32>, %b: tensor<512x64xf32>, %c: tensor<8x64
       outs(%c : tensor<8x64xf32>) -> tensor<8x64xf32>
   return %0 : tensor<8x64xf32>
 }
+
+// The register blocks are f32 ones: a bf16 contraction keeps its loops
+// (vectorized as it is, every element would be extended on its own), and
+// loses its marker like every other.
+// CHECK-LABEL: func.func @bf16
+// CHECK-NOT:     vector.contract
+// CHECK:         linalg.matmul ins(%{{.+}}, %{{.+}} : tensor<64x512xbf16>, tensor<512x64xbf16>)
+// CHECK-NOT:     moe.expert_tile
+// CHECK:         return
+func.func @bf16(%a: tensor<64x512xbf16>, %b: tensor<512x64xbf16>, %c: tensor<64x64xbf16>)
+    -> tensor<64x64xbf16> {
+  %0 = linalg.matmul {moe.expert_tile} ins(%a, %b : tensor<64x512xbf16>, tensor<512x64xbf16>)
+      outs(%c : tensor<64x64xbf16>) -> tensor<64x64xbf16>
+  return %0 : tensor<64x64xbf16>
+}
