@@ -86,9 +86,8 @@ static std::optional<Blocking> chooseBlocking(linalg::MatmulOp matmul,
   // and bf16 contractions extend every element on its own (no native FMA):
   // 30x the code, 5x the compile time and no speed. They keep their scalar
   // loops until the low-precision kernels exist.
-  if (llvm::any_of(matmul->getOperandTypes(), [](Type t) {
-        return !getElementTypeOrSelf(t).isF32();
-      }))
+  if (llvm::any_of(matmul->getOperandTypes(),
+                   [](Type t) { return !getElementTypeOrSelf(t).isF32(); }))
     return std::nullopt;
   int64_t m = ranges[0], n = ranges[1], k = ranges[2];
   Blocking b;
