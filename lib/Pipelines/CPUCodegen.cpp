@@ -22,6 +22,7 @@
 #include "mlir/Dialect/MemRef/Transforms/Transforms.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/SCF/Transforms/TileUsingInterface.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/Dialect/Vector/Transforms/LoweringPatterns.h"
 #include "mlir/Dialect/Vector/Transforms/VectorRewritePatterns.h"
@@ -60,8 +61,8 @@ struct Blocking {
   /// The register block.
   int64_t m0, n0, k0;
   /// Whether the left-hand tile is transposed first (so that a reduction
-  /// step reads its M0 values contiguously); packed-panel contractions
-  /// read a left-hand side the lowering already transposed.
+  /// step reads its M0 values contiguously); a row block of a packed-panel
+  /// contraction is [K, M0] already.
   bool transposeLhs;
 };
 
@@ -74,27 +75,22 @@ static int64_t largestDivisor(int64_t size, ArrayRef<int64_t> candidates,
   return 0;
 }
 
-/// The blocking of `matmul` for `kernel`, or nullopt when its sizes do not
-/// tile into vector registers (it then keeps its scalar loops).
-static std::optional<Blocking> chooseBlocking(linalg::MatmulOp matmul,
-                                              const moe::CPUMicroKernel &kernel,
-                                              int64_t threads) {
-  SmallVector<int64_t> ranges = matmul.getStaticLoopRanges();
-  if (llvm::any_of(ranges, ShapedType::isDynamic))
-    return std::nullopt;
-  // The table's register blocks are f32 ones. Vectorized as they are, f16
-  // and bf16 contractions extend every element on its own (no native FMA):
-  // 30x the code, 5x the compile time and no speed. They keep their scalar
-  // loops until the low-precision kernels exist.
-  if (llvm::any_of(matmul->getOperandTypes(),
-                   [](Type t) { return !getElementTypeOrSelf(t).isF32(); }))
-    return std::nullopt;
-  int64_t m = ranges[0], n = ranges[1], k = ranges[2];
-  Blocking b;
-  b.transposeLhs = !matmul->hasAttr(moe::kPackedPanelAttrName);
-  if (!b.transposeLhs && !matmul.hasUserDefinedMaps())
-    return std::nullopt;
-  // Rows: the kernel's, or fewer for small tiles.
+/// Whether every operand of `op` has f32 elements. The table's register
+/// blocks are f32 ones: vectorized as they are, f16 and bf16 contractions
+/// extend every element on its own (no native FMA), with 30x the code, 5x
+/// the compile time and no speed. They keep their scalar loops until the
+/// low-precision kernels exist.
+static bool isF32Contraction(Operation *op) {
+  return llvm::all_of(op->getOperandTypes(),
+                      [](Type t) { return getElementTypeOrSelf(t).isF32(); });
+}
+
+/// The register block's rows, columns and depth for an M x N x K step of
+/// `kernel` (the kernel's, or fewer where they do not divide); false when N
+/// has no multiple of the vector lanes (the contraction keeps its loops).
+static bool chooseRegisterBlock(int64_t m, int64_t n, int64_t k,
+                                const moe::CPUMicroKernel &kernel,
+                                Blocking &b) {
   b.m0 = largestDivisor(m, {kernel.rows, 4, 2, 1}, kernel.rows);
   // Columns: the widest multiple of the vector lanes dividing N.
   int64_t lanes = kernel.lanes();
@@ -102,21 +98,32 @@ static std::optional<Blocking> chooseBlocking(linalg::MatmulOp matmul,
   for (int64_t cols = kernel.cols; cols >= lanes && !b.n0; cols -= lanes)
     if (n % cols == 0)
       b.n0 = cols;
-  if (!b.n0)
-    return std::nullopt;
   b.k0 = largestDivisor(k, {kernel.depth, 2, 1}, kernel.depth);
-  // A packed panel is one contiguous stream: few rows read it once, front
-  // to back, with their accumulators in registers all the way.
-  int64_t kcMost = kernel.reductionBlock;
-  if (m <= kFewRows)
-    kcMost = b.transposeLhs ? kFewRowsReductionBlock : k;
-  b.kc = largestDivisor(k, kReductionBlocks, kcMost);
+  return b.n0 != 0;
+}
+
+/// The blocking of `matmul` (unpacked weights) for `kernel`, or nullopt
+/// when its sizes do not tile into vector registers (it then keeps its
+/// scalar loops).
+static std::optional<Blocking> chooseBlocking(linalg::MatmulOp matmul,
+                                              const moe::CPUMicroKernel &kernel,
+                                              int64_t threads) {
+  SmallVector<int64_t> ranges = matmul.getStaticLoopRanges();
+  if (llvm::any_of(ranges, ShapedType::isDynamic) || !isF32Contraction(matmul))
+    return std::nullopt;
+  int64_t m = ranges[0], n = ranges[1], k = ranges[2];
+  Blocking b;
+  b.transposeLhs = true;
+  if (!chooseRegisterBlock(m, n, k, kernel, b))
+    return std::nullopt;
+  b.kc = largestDivisor(k, kReductionBlocks,
+                        m <= kFewRows ? kFewRowsReductionBlock
+                                      : kernel.reductionBlock);
   if (b.kc % b.k0 != 0)
     b.k0 = 1;
-  // Packed panels run on threads as a loop of their own; other
-  // contractions split their columns when they divide evenly.
+  // The columns are split across threads when they divide evenly.
   b.split = n;
-  if (b.transposeLhs && threads > 1 && n % (b.n0 * threads) == 0)
+  if (threads > 1 && n % (b.n0 * threads) == 0)
     b.split = n / threads;
   return b;
 }
@@ -161,7 +168,8 @@ static LogicalResult vectorizeMatmul(RewriterBase &rewriter,
   FailureOr<TilingInterface> tiled = tileable;
   if (b.split != n)
     tiled = tile(rewriter, tileable, {0, b.split}, LoopType::ForallOp);
-  if (succeeded(tiled))
+  if (succeeded(tiled) &&
+      b.kc != cast<linalg::LinalgOp>(op).getStaticLoopRanges()[2])
     tiled = tile(rewriter, *tiled, {0, 0, b.kc}, LoopType::ForOp);
   if (succeeded(tiled))
     tiled = tile(rewriter, *tiled, {b.m0, b.n0, b.k0}, LoopType::ForOp,
@@ -175,6 +183,63 @@ static LogicalResult vectorizeMatmul(RewriterBase &rewriter,
     return failure();
   rewriter.replaceOp(*tiled, vectorized->replacements);
   return success();
+}
+
+/// Tiles and vectorizes a contraction by a packed panel: a
+/// linalg.batch_matmul over the left-hand side's row blocks ([M / M0, K,
+/// M0] times a [K, P] panel into [M / M0, M0, P]; see kPackedPanelAttrName).
+/// The reduction is blocked by KC outside the loop over row blocks, so that
+/// the panel's KC x P block stays in L1 while every row block reads it and
+/// each block's KC x M0 values are one contiguous run; each block's step is
+/// then a 2-D matmul (transposed left-hand side) tiled to the register
+/// block. Tiles of at most kFewRows rows read the panel once, front to back.
+static LogicalResult vectorizePanelProduct(RewriterBase &rewriter,
+                                           linalg::BatchMatmulOp product,
+                                           const moe::CPUMicroKernel &kernel) {
+  SmallVector<int64_t> ranges = product.getStaticLoopRanges();
+  if (llvm::any_of(ranges, ShapedType::isDynamic) || !isF32Contraction(product))
+    return success();
+  int64_t blocks = ranges[0], m = ranges[1], n = ranges[2], k = ranges[3];
+  Blocking b;
+  b.transposeLhs = false;
+  b.split = n;
+  b.kc = largestDivisor(k, kReductionBlocks,
+                        blocks * m <= kFewRows ? k : kernel.reductionBlock);
+  if (!chooseRegisterBlock(m, n, b.kc, kernel, b))
+    return success();
+  using LoopType = scf::SCFTilingOptions::LoopType;
+  FailureOr<TilingInterface> tiled = cast<TilingInterface>(*product);
+  if (b.kc != k)
+    tiled = tile(rewriter, *tiled, {0, 0, 0, b.kc}, LoopType::ForOp);
+  if (succeeded(tiled) && blocks != 1)
+    tiled = tile(rewriter, *tiled, {1, 0, 0, 0}, LoopType::ForOp);
+  if (failed(tiled))
+    return failure();
+  // One row block: the same contraction on rank-reduced slices.
+  auto block = cast<linalg::BatchMatmulOp>(tiled->getOperation());
+  Location loc = block.getLoc();
+  rewriter.setInsertionPoint(block);
+  Type f32 = rewriter.getF32Type();
+  Value lhs = tensor::createCanonicalRankReducingExtractSliceOp(
+      rewriter, loc, block.getDpsInputs()[0],
+      RankedTensorType::get({b.kc, m}, f32));
+  Value acc = block.getDpsInits()[0];
+  Value out = tensor::createCanonicalRankReducingExtractSliceOp(
+      rewriter, loc, acc, RankedTensorType::get({m, n}, f32));
+  auto matmul = linalg::MatmulOp::create(
+      rewriter, loc, TypeRange{out.getType()},
+      ValueRange{lhs, block.getDpsInputs()[1]}, ValueRange{out});
+  MLIRContext *context = rewriter.getContext();
+  AffineExpr mi, ni, ki;
+  bindDims(context, mi, ni, ki);
+  matmul.setIndexingMapsAttr(rewriter.getAffineMapArrayAttr(
+      {AffineMap::get(3, 0, {ki, mi}, context),
+       AffineMap::get(3, 0, {ki, ni}, context),
+       AffineMap::get(3, 0, {mi, ni}, context)}));
+  Value result = tensor::createCanonicalRankReducingInsertSliceOp(
+      rewriter, loc, matmul.getResult(0), acc);
+  rewriter.replaceOp(block, result);
+  return vectorizeMatmul(rewriter, matmul, b);
 }
 
 /// Adds the canonicalization patterns of every loaded dialect and op.
@@ -221,20 +286,32 @@ struct CPUCodegenPass : moe::impl::CPUCodegenBase<CPUCodegenPass> {
 
   void runVectorize(const moe::CPUMicroKernel &kernel) {
     SmallVector<std::pair<linalg::MatmulOp, Blocking>> work;
-    getOperation()->walk([&](linalg::MatmulOp matmul) {
-      if (!matmul->hasAttr(moe::kExpertTileAttrName))
+    SmallVector<linalg::BatchMatmulOp> panels;
+    getOperation()->walk([&](linalg::LinalgOp op) {
+      if (!op->hasAttr(moe::kExpertTileAttrName))
         return;
-      matmul->removeAttr(moe::kExpertTileAttrName);
+      op->removeAttr(moe::kExpertTileAttrName);
+      auto product = dyn_cast<linalg::BatchMatmulOp>(*op);
+      if (product && op->hasAttr(moe::kPackedPanelAttrName))
+        panels.push_back(product);
+      auto matmul = dyn_cast<linalg::MatmulOp>(*op);
+      if (!matmul || matmul.hasUserDefinedMaps())
+        return;
       if (std::optional<Blocking> b = chooseBlocking(matmul, kernel, threads))
         work.push_back({matmul, *b});
     });
     IRRewriter rewriter(&getContext());
+    auto fail = [&](Operation *op) {
+      op->emitError("moe-cpu-codegen: cannot tile and vectorize this "
+                    "contraction");
+      signalPassFailure();
+    };
     for (auto [matmul, blocking] : work)
-      if (failed(vectorizeMatmul(rewriter, matmul, blocking))) {
-        matmul.emitError("moe-cpu-codegen: cannot tile and vectorize this "
-                         "contraction");
-        return signalPassFailure();
-      }
+      if (failed(vectorizeMatmul(rewriter, matmul, blocking)))
+        return fail(matmul);
+    for (linalg::BatchMatmulOp product : panels)
+      if (failed(vectorizePanelProduct(rewriter, product, kernel)))
+        return fail(product);
     if (failed(applyPatterns(getOperation(), [](RewritePatternSet &p) {
           vector::populateVectorReductionToContractPatterns(p);
           vector::populateVectorTransferPermutationMapLoweringPatterns(p);

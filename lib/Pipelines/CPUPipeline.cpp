@@ -83,6 +83,7 @@ void mlir::moe::buildCPUPipeline(OpPassManager &pm,
   if (options.fused) {
     ConvertMoEToFusedLinalgOptions fusedOptions;
     fusedOptions.tileRows = options.tileRows;
+    fusedOptions.rowBlock = kernel->rows;
     pm.addNestedPass<func::FuncOp>(createConvertMoEToFusedLinalg(fusedOptions));
   } else {
     pm.addNestedPass<func::FuncOp>(createConvertMoEToLinalg());

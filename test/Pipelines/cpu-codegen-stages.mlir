@@ -37,12 +37,21 @@
 // the widest multiple of 16 up to 64 that divides 48.
 // CHECK-LABEL: func.func @wide
 // CHECK:         vector.contract {{.+}} : vector<4x4xf32>, vector<4x16xf32> into vector<4x16xf32>
-// A packed panel: no transpose (its left-hand side is), KC = K for few
-// rows (one pass over the contiguous panel).
+// A packed panel: no transpose (its left-hand side is blocked). Few rows
+// read the panel once, front to back (KC = K); more rows block the
+// reduction by KC outside the loop over row blocks (the panel's KC rows
+// stay in L1 while every block reads them), then 4 x 16 register blocks.
 // CHECK-LABEL: func.func @panel
 // CHECK-NOT:     linalg.transpose
-// CHECK:         scf.for %{{.+}} = %c0 to %c512 step %c4
-// CHECK:           vector.contract {{.+}} : vector<4x4xf32>, vector<4x16xf32> into vector<4x16xf32>
+// CHECK:         scf.for %{{.+}} = %c0 to %c2 step %c1
+// CHECK:           scf.for %{{.+}} = %c0 to %c64 step %c16
+// CHECK:             scf.for %{{.+}} = %c0 to %c512 step %c4
+// CHECK:               vector.contract {{.+}} : vector<4x4xf32>, vector<4x16xf32> into vector<4x16xf32>
+// CHECK:         scf.for %{{.+}} = %c0 to %c512 step %c256
+// CHECK:           scf.for %{{.+}} = %c0 to %c16 step %c1
+// CHECK:             scf.for %{{.+}} = %c0 to %c64 step %c16
+// CHECK:               scf.for %{{.+}} = %c0 to %c256 step %c4
+// CHECK:                 vector.contract {{.+}} : vector<4x4xf32>, vector<4x16xf32> into vector<4x16xf32>
 
 // AVX-512 (skylake-avx512): 4 x 64 blocks (16 zmm accumulators), K
 // blocked by 128.
@@ -54,7 +63,12 @@
 // AVX512-LABEL: func.func @wide
 // AVX512:         vector.contract {{.+}} : vector<4x4xf32>, vector<4x48xf32> into vector<4x48xf32>
 // AVX512-LABEL: func.func @panel
-// AVX512:         vector.contract {{.+}} : vector<4x4xf32>, vector<4x64xf32> into vector<4x64xf32>
+// AVX512:         scf.for %{{.+}} = %c0 to %c512 step %c4
+// AVX512:           vector.contract {{.+}} : vector<4x4xf32>, vector<4x64xf32> into vector<4x64xf32>
+// AVX512:         scf.for %{{.+}} = %c0 to %c512 step %c128
+// AVX512:           scf.for %{{.+}} = %c0 to %c16 step %c1
+// AVX512:             scf.for %{{.+}} = %c0 to %c128 step %c4
+// AVX512:               vector.contract {{.+}} : vector<4x4xf32>, vector<4x64xf32> into vector<4x64xf32>
 
 // Two threads: the 64 columns in two panels of 32; a packed panel is not
 // split (the panels are the parallel loop).
@@ -98,16 +112,24 @@ func.func @wide(%a: tensor<64x512xf32>, %b: tensor<512x48xf32>, %c: tensor<64x48
 }
 
 // One column panel of a packed weight, as convert-moe-to-fused-linalg
-// emits it: the left-hand side transposed ([K, M]).
-func.func @panel(%at: tensor<512x8xf32>, %b: tensor<512x64xf32>, %c: tensor<8x64xf32>)
-    -> tensor<8x64xf32> {
-  %0 = linalg.matmul indexing_maps = [affine_map<(m, n, k) -> (k, m)>,
-                                      affine_map<(m, n, k) -> (k, n)>,
-                                      affine_map<(m, n, k) -> (m, n)>]
+// emits it: the left-hand side in blocks of 4 rows ([M / 4, K, 4]), the
+// panel broadcast to every block.
+func.func @panel(%a8: tensor<2x512x4xf32>, %a64: tensor<16x512x4xf32>, %b: tensor<512x64xf32>,
+                 %c8: tensor<2x4x64xf32>, %c64: tensor<16x4x64xf32>)
+    -> (tensor<2x4x64xf32>, tensor<16x4x64xf32>) {
+  %0 = linalg.batch_matmul indexing_maps = [affine_map<(b, m, n, k) -> (b, k, m)>,
+                                            affine_map<(b, m, n, k) -> (k, n)>,
+                                            affine_map<(b, m, n, k) -> (b, m, n)>]
       {moe.expert_tile, moe.packed_panel = 64 : i64}
-      ins(%at, %b : tensor<512x8xf32>, tensor<512x64xf32>)
-      outs(%c : tensor<8x64xf32>) -> tensor<8x64xf32>
-  return %0 : tensor<8x64xf32>
+      ins(%a8, %b : tensor<2x512x4xf32>, tensor<512x64xf32>)
+      outs(%c8 : tensor<2x4x64xf32>) -> tensor<2x4x64xf32>
+  %1 = linalg.batch_matmul indexing_maps = [affine_map<(b, m, n, k) -> (b, k, m)>,
+                                            affine_map<(b, m, n, k) -> (k, n)>,
+                                            affine_map<(b, m, n, k) -> (b, m, n)>]
+      {moe.expert_tile, moe.packed_panel = 64 : i64}
+      ins(%a64, %b : tensor<16x512x4xf32>, tensor<512x64xf32>)
+      outs(%c64 : tensor<16x4x64xf32>) -> tensor<16x4x64xf32>
+  return %0, %1 : tensor<2x4x64xf32>, tensor<16x4x64xf32>
 }
 
 // The register blocks are f32 ones: a bf16 contraction keeps its loops

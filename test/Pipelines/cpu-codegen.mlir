@@ -5,6 +5,8 @@
 // RUN: moe-opt %s --pass-pipeline='builtin.module(moe-cpu-pipeline{fused=false})' | FileCheck %s --check-prefix=SCALAR
 // RUN: moe-opt %s --pass-pipeline='builtin.module(moe-cpu-pipeline{threads=2 target-cpu=haswell})' \
 // RUN:   | FileCheck %s --check-prefix=THREADS
+// RUN: moe-opt %s --pass-pipeline='builtin.module(moe-cpu-pipeline{threads=1 target-cpu=skylake-avx512 pack-weights=true})' \
+// RUN:   | FileCheck %s --check-prefix=PACKED
 // RUN: not moe-opt %s --pass-pipeline='builtin.module(moe-cpu-pipeline{target-cpu=pentium-z})' 2>&1 \
 // RUN:   | FileCheck %s --check-prefix=CPU
 
@@ -27,6 +29,13 @@
 // thread.
 // THREADS:     omp.parallel num_threads
 // THREADS:     llvm.intr.fmuladd
+// The packed entry: the 32 columns are one 64-column panel, 4 x 64 register
+// blocks whose accumulators stay in registers across the reduction (the
+// panel accumulates in a buffer without views, so the transfers hoist).
+// PACKED-LABEL: llvm.func @layer_packed(
+// PACKED:         ^bb{{[0-9]+}}({{.*}}: !llvm.array<4 x vector<64xf32>>)
+// PACKED:         llvm.intr.fmuladd({{.*}}) : (vector<64xf32>, vector<64xf32>, vector<64xf32>) -> vector<64xf32>
+// PACKED-LABEL: llvm.func @_mlir_ciface_layer_packed(
 // CPU: error: invalid options for 'moe-cpu-pipeline': unknown target-cpu 'pentium-z'
 
 func.func @layer(%x: tensor<?x32xf32>, %ids: tensor<4x?xi32>, %g: tensor<4x?xf32>, %w: tensor<4x32x32xf32>,

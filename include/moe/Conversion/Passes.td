@@ -135,7 +135,11 @@ def ConvertMoEToFusedLinalg : Pass<"convert-moe-to-fused-linalg"> {
   let options = [
     Option<"tileRows", "tile-rows", "int64_t", /*default=*/"64",
            "Rows of an expert processed per tile (bodies with a dynamic row "
-           "count), in [1, 4096]">
+           "count), in [1, 4096]">,
+    Option<"rowBlock", "row-block", "int64_t", /*default=*/"4",
+           "Rows per block of the left-hand tiles of contractions by packed "
+           "weights (the micro-kernel's rows; the gather writes the tile in "
+           "this layout), in [1, 64]">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",

@@ -18,6 +18,7 @@
 
 using namespace mlir;
 using namespace mlir::moe;
+using mlir::moe::detail::TileRows;
 
 SmallVector<Value> mlir::moe::detail::sliceExpertWeights(RewriterBase &rewriter,
                                                          ExpertOp expert,
@@ -62,58 +63,75 @@ static Value unpackSlice(RewriterBase &rewriter, Location loc, Value packed,
                                  : lowered->collapseShapeOp.getResult();
 }
 
+/// `lhs` ([M, K] rows of the tile) in blocks of M0 rows, each stored
+/// [K, M0]: linalg.pack, lowered right away (expand and transpose).
+static Value blockRows(RewriterBase &rewriter, Location loc, Value lhs,
+                       const TileRows &tile) {
+  auto type = cast<RankedTensorType>(lhs.getType());
+  int64_t depth = type.getDimSize(1), block = tile.rowBlock;
+  lhs = tensor::CastOp::create(
+      rewriter, loc,
+      RankedTensorType::get({tile.rows, depth}, type.getElementType()), lhs);
+  Value dest = tensor::EmptyOp::create(
+      rewriter, loc, ArrayRef<int64_t>{tile.rows / block, depth, block},
+      type.getElementType());
+  auto pack = linalg::PackOp::create(rewriter, loc, lhs, dest,
+                                     /*innerDimsPos=*/{0},
+                                     /*innerTiles=*/
+                                     {rewriter.getIndexAttr(block)},
+                                     /*paddingValue=*/std::nullopt,
+                                     /*outerDimsPerm=*/{});
+  FailureOr<linalg::LowerPackResult> lowered =
+      linalg::lowerPack(rewriter, pack, /*lowerPadLikeWithInsertSlice=*/false);
+  assert(succeeded(lowered) && "a static pack always lowers");
+  return lowered->transposeOp.getResult()[0];
+}
+
 /// Clones `matmul` (rows x W, W packed in `layout`) as a loop over W's
-/// column panels, each a matmul of the rows by one [K, P] panel into P
-/// columns of the result; returns the [M, N] result.
+/// column panels; returns the [M, N] result. Each panel is one
+/// linalg.batch_matmul over the row blocks of the left-hand side (`lhs`,
+/// blocked) into P columns of the result, which keeps its [M, N] layout:
+/// [M / M0, M0, P] is a panel's column slice of it, expanded.
 static Value emitPanelMatmul(RewriterBase &rewriter, linalg::MatmulOp matmul,
-                             IRMapping &mapping, Value packed,
-                             PackedWeightAttr layout) {
+                             Value lhs, Value init, Value packed,
+                             PackedWeightAttr layout, const TileRows &tile) {
   Location loc = matmul.getLoc();
-  Value lhs = mapping.lookup(matmul.getDpsInputs()[0]);
-  Value init = mapping.lookup(matmul.getDpsInits()[0]);
   auto initType = cast<RankedTensorType>(init.getType());
   auto packedType = cast<RankedTensorType>(packed.getType());
+  int64_t rows = tile.rows, block = tile.rowBlock;
   int64_t cols = initType.getDimSize(1);
   int64_t panels = packedType.getDimSize(0), depth = packedType.getDimSize(1);
   int64_t panel = layout.getPanel();
-  OpFoldResult zero = rewriter.getIndexAttr(0), one = rewriter.getIndexAttr(1);
-  OpFoldResult rows = tensor::getMixedSize(rewriter, loc, init, 0);
   Type elementType = initType.getElementType();
-  // The last panel's columns past N hold zeros: the result is computed P
-  // columns at a time and cut back to N.
-  Value acc = init;
+  OpFoldResult zero = rewriter.getIndexAttr(0), one = rewriter.getIndexAttr(1);
+  // The tile's row count is static (the body may say `?`); the last panel's
+  // columns past N hold zeros: the result is computed P columns at a time
+  // and cut back to N.
+  Value acc = tensor::CastOp::create(
+      rewriter, loc, RankedTensorType::get({rows, cols}, elementType), init);
   if (panels * panel != cols) {
     Value padValue = arith::ConstantOp::create(
         rewriter, loc, rewriter.getZeroAttr(elementType));
     acc = tensor::PadOp::create(
         rewriter, loc,
-        RankedTensorType::get({initType.getDimSize(0), panels * panel},
-                              elementType),
-        init, ArrayRef<OpFoldResult>{zero, zero},
+        RankedTensorType::get({rows, panels * panel}, elementType), acc,
+        ArrayRef<OpFoldResult>{zero, zero},
         ArrayRef<OpFoldResult>{zero,
                                rewriter.getIndexAttr(panels * panel - cols)},
         padValue);
   }
   auto panelType =
       RankedTensorType::get({depth, panel}, packedType.getElementType());
-  auto outType =
-      RankedTensorType::get({initType.getDimSize(0), panel}, elementType);
-  // The panels all read the rows' tile: transposed once, so that a
-  // reduction step of the micro-kernel reads its rows' values contiguously.
-  auto lhsType = cast<RankedTensorType>(lhs.getType());
-  Value lhsInit = tensor::EmptyOp::create(
-      rewriter, loc,
-      ArrayRef<OpFoldResult>{tensor::getMixedSize(rewriter, loc, lhs, 1), rows},
-      lhsType.getElementType());
-  Value lhsT = linalg::TransposeOp::create(rewriter, loc, lhs, lhsInit, {1, 0})
-                   .getResult()[0];
+  auto outType = RankedTensorType::get({rows, panel}, elementType);
+  auto blockedOutType =
+      RankedTensorType::get({rows / block, block, panel}, elementType);
+  SmallVector<ReassociationIndices> blocks = {{0, 1}, {2}};
   MLIRContext *context = rewriter.getContext();
-  AffineExpr m, n, k;
-  bindDims(context, m, n, k);
-  auto maps =
-      rewriter.getAffineMapArrayAttr({AffineMap::get(3, 0, {k, m}, context),
-                                      AffineMap::get(3, 0, {k, n}, context),
-                                      AffineMap::get(3, 0, {m, n}, context)});
+  AffineExpr b, m, n, k;
+  bindDims(context, b, m, n, k);
+  SmallVector<AffineMap> maps = {AffineMap::get(4, 0, {b, k, m}, context),
+                                 AffineMap::get(4, 0, {k, n}, context),
+                                 AffineMap::get(4, 0, {b, m, n}, context)};
   auto loop = scf::ForallOp::create(
       rewriter, loc, ArrayRef<OpFoldResult>{rewriter.getIndexAttr(panels)},
       ValueRange{acc}, std::nullopt);
@@ -131,37 +149,60 @@ static Value emitPanelMatmul(RewriterBase &rewriter, linalg::MatmulOp matmul,
                                rewriter.getIndexAttr(panel)},
         ArrayRef<OpFoldResult>{one, one, one});
     SmallVector<OpFoldResult> outOffsets = {zero, col};
-    SmallVector<OpFoldResult> outSizes = {rows, rewriter.getIndexAttr(panel)};
+    SmallVector<OpFoldResult> outSizes = {rewriter.getIndexAttr(rows),
+                                          rewriter.getIndexAttr(panel)};
     SmallVector<OpFoldResult> outStrides = {one, one};
+    // The panel accumulates in a buffer of its own, copied into the result
+    // at the end: the result's rows are N apart (a page or more), where each
+    // reduction block would reload its accumulators through the TLB. (No
+    // view of that buffer either: the codegen keeps accumulators in
+    // registers only for buffers without views.)
     Value out = tensor::ExtractSliceOp::create(
         rewriter, loc, outType, shared, outOffsets, outSizes, outStrides);
-    IRMapping panelMapping;
-    panelMapping.map(matmul.getDpsInputs()[0], lhsT);
-    panelMapping.map(matmul.getDpsInputs()[1], weights);
-    panelMapping.map(matmul.getDpsInits()[0], out);
-    Operation *clone = rewriter.clone(*matmul, panelMapping);
-    clone->getResult(0).setType(outType);
-    cast<linalg::MatmulOp>(clone).setIndexingMapsAttr(maps);
-    clone->setAttr(kPackedPanelAttrName, rewriter.getI64IntegerAttr(panel));
-    clone->setAttr(kExpertTileAttrName, rewriter.getUnitAttr());
+    Value blockedOut = tensor::ExpandShapeOp::create(
+        rewriter, loc, blockedOutType, out, blocks);
+    Value local = tensor::EmptyOp::create(
+        rewriter, loc, blockedOutType.getShape(), elementType);
+    Value localInit;
+    if (auto fill = init.getDefiningOp<linalg::FillOp>())
+      localInit =
+          linalg::FillOp::create(rewriter, loc, fill.getInputs()[0], local)
+              .getResult(0);
+    else
+      localInit =
+          linalg::CopyOp::create(rewriter, loc, blockedOut, local).getResult(0);
+    auto product = linalg::BatchMatmulOp::create(
+        rewriter, loc, TypeRange{blockedOutType}, ValueRange{lhs, weights},
+        ValueRange{localInit});
+    product.setIndexingMapsAttr(rewriter.getAffineMapArrayAttr(maps));
+    product->setAttr(kPackedPanelAttrName, rewriter.getI64IntegerAttr(panel));
+    product->setAttr(kExpertTileAttrName, rewriter.getUnitAttr());
+    Value copied =
+        linalg::CopyOp::create(rewriter, loc, product.getResult(0), blockedOut)
+            .getResult(0);
+    Value result =
+        tensor::CollapseShapeOp::create(rewriter, loc, outType, copied, blocks);
     rewriter.setInsertionPointToStart(loop.getTerminator().getBody());
-    tensor::ParallelInsertSliceOp::create(rewriter, loc, clone->getResult(0),
-                                          shared, outOffsets, outSizes,
-                                          outStrides);
+    tensor::ParallelInsertSliceOp::create(rewriter, loc, result, shared,
+                                          outOffsets, outSizes, outStrides);
   }
   Value result = loop.getResult(0);
   if (panels * panel != cols)
     result = tensor::ExtractSliceOp::create(
-        rewriter, loc, initType, result, ArrayRef<OpFoldResult>{zero, zero},
-        ArrayRef<OpFoldResult>{rows, rewriter.getIndexAttr(cols)},
+        rewriter, loc, RankedTensorType::get({rows, cols}, elementType), result,
+        ArrayRef<OpFoldResult>{zero, zero},
+        ArrayRef<OpFoldResult>{rewriter.getIndexAttr(rows),
+                               rewriter.getIndexAttr(cols)},
         ArrayRef<OpFoldResult>{one, one});
-  return result;
+  return tensor::CastOp::create(rewriter, loc, matmul.getResult(0).getType(),
+                                result);
 }
 
 Value mlir::moe::detail::cloneExpertBodyOn(RewriterBase &rewriter,
                                            ExpertOp expert, Value rows,
                                            ValueRange weightSlices,
-                                           bool markTile) {
+                                           const TileRows *tile) {
+  bool markTile = tile != nullptr;
   Block &region = expert.getBody().front();
   IRMapping mapping;
   mapping.map(region.getArgument(0), rows);
@@ -180,13 +221,24 @@ Value mlir::moe::detail::cloneExpertBodyOn(RewriterBase &rewriter,
       mapping.map(arg, unpackSlice(rewriter, expert.getLoc(), slice, layout,
                                    cast<RankedTensorType>(arg.getType())));
   }
+  DenseMap<Value, Value> blockedLhs;
   for (Operation &op : region.without_terminator()) {
     if (markTile && op.getNumOperands() >= 2) {
       auto it = packedArgs.find(op.getOperand(1));
       if (it != packedArgs.end() && isPanelMatmulOf(&op, it->first)) {
-        Value result =
-            emitPanelMatmul(rewriter, cast<linalg::MatmulOp>(op), mapping,
-                            it->second.first, it->second.second);
+        auto matmul = cast<linalg::MatmulOp>(op);
+        Value lhs = matmul.getDpsInputs()[0];
+        // The tile's rows come blocked from the gather; other left-hand
+        // sides are blocked here, once for all their uses.
+        Value &blocked = blockedLhs[lhs];
+        if (!blocked)
+          blocked = lhs == region.getArgument(0) && tile->blockedRows
+                        ? tile->blockedRows
+                        : blockRows(rewriter, op.getLoc(), mapping.lookup(lhs),
+                                    *tile);
+        Value result = emitPanelMatmul(
+            rewriter, matmul, blocked, mapping.lookup(matmul.getDpsInits()[0]),
+            it->second.first, it->second.second, *tile);
         mapping.map(op.getResult(0), result);
         continue;
       }
@@ -203,9 +255,9 @@ Value mlir::moe::detail::cloneExpertBodyOn(RewriterBase &rewriter,
 
 Value mlir::moe::detail::cloneExpertBody(RewriterBase &rewriter,
                                          ExpertOp expert, Value rows,
-                                         Value expertIndex, ValueRange weights,
-                                         bool markTile) {
+                                         Value expertIndex,
+                                         ValueRange weights) {
   SmallVector<Value> slices =
       sliceExpertWeights(rewriter, expert, expertIndex, weights);
-  return cloneExpertBodyOn(rewriter, expert, rows, slices, markTile);
+  return cloneExpertBodyOn(rewriter, expert, rows, slices);
 }

@@ -17,23 +17,35 @@ namespace mlir::moe::detail {
 
 /// Clones the body of `expert` at the rewriter's insertion point, applied to
 /// `rows` (of the body's row type) and to expert `expertIndex`'s slice of
-/// every weight of `weights`; returns the yielded output rows. With
-/// `markTile`, the cloned linalg ops get the kExpertTileAttrName attribute.
-/// Packed weights are unpacked into the matrix the body reads, except
-/// (with `markTile`) where the body multiplies by them with linalg.matmul:
-/// those contractions run panel by panel on the packed slice.
+/// every weight of `weights`; returns the yielded output rows. Packed
+/// weights are unpacked into the matrix the body reads.
 Value cloneExpertBody(RewriterBase &rewriter, ExpertOp expert, Value rows,
-                      Value expertIndex, ValueRange weights,
-                      bool markTile = false);
+                      Value expertIndex, ValueRange weights);
 
 /// Expert `expertIndex`'s slice of each weight (the body's weight types, or
 /// the packed slice of a packed weight).
 SmallVector<Value> sliceExpertWeights(RewriterBase &rewriter, ExpertOp expert,
                                       Value expertIndex, ValueRange weights);
 
-/// Like cloneExpertBody, with the weight slices given.
+/// A fused tile, as the contractions by packed weights read it.
+struct TileRows {
+  /// The tile's (static) row count M.
+  int64_t rows;
+  /// M0, a divisor of M: left-hand sides are read in [M / M0, K, M0] blocks.
+  int64_t rowBlock;
+  /// The body's rows already in that layout (the gather writes them so), or
+  /// null to block them like any other left-hand side.
+  Value blockedRows;
+};
+
+/// Like cloneExpertBody, with the weight slices given. With `tile` (a
+/// fused tile), the cloned linalg ops get the kExpertTileAttrName attribute,
+/// and packed weights the body multiplies by with linalg.matmul are not
+/// unpacked: those contractions run panel by panel on the packed slice, on
+/// left-hand sides blocked by rows (see kPackedPanelAttrName).
 Value cloneExpertBodyOn(RewriterBase &rewriter, ExpertOp expert, Value rows,
-                        ValueRange weightSlices, bool markTile = false);
+                        ValueRange weightSlices,
+                        const TileRows *tile = nullptr);
 
 } // namespace mlir::moe::detail
 

@@ -37,6 +37,14 @@ using namespace mlir::moe::detail;
 /// rows alias in the caches (see below).
 constexpr int64_t kPadMinRows = 16;
 
+/// The largest divisor of `size` that is at most `most` (1 for no rows).
+static int64_t largestDivisorUpTo(int64_t size, int64_t most) {
+  int64_t d = std::max<int64_t>(1, std::min(size, most));
+  while (size % d != 0)
+    --d;
+  return d;
+}
+
 /// The most rows any expert has in the grouped layout.
 static Value maxGroupSize(LoweringBuilder &b, const GroupBounds &bounds,
                           int64_t numExperts) {
@@ -54,7 +62,8 @@ static Value maxGroupSize(LoweringBuilder &b, const GroupBounds &bounds,
 }
 
 LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
-                                         CombineOp combine, int64_t tileRows) {
+                                         CombineOp combine, int64_t tileRows,
+                                         int64_t rowBlock) {
   Value ids = combine.getIndices();
   if (!ids)
     return failure();
@@ -134,6 +143,9 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
     }
   }
   SmallVector<OpFoldResult> zeros2(2, zero), ones2(2, one);
+  bool anyPacked = false;
+  for (unsigned i = 0, e = expert.getWeights().size(); i < e; ++i)
+    anyPacked |= static_cast<bool>(expert.getWeightLayout(i));
 
   // Without tokens there is nothing to gather (and no row 0 to read for the
   // empty slots), whatever routing tensors came in: no expert runs.
@@ -220,11 +232,18 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
           Value rows = lb.gatherRows(tokens, slots[0], /*guardReads=*/false);
           if (rows.getType() != rowsType)
             rows = tensor::CastOp::create(lb, rowsType, rows);
+          // Contractions by packed weights read the rows in blocks, which
+          // the gather writes as such.
+          TileRows tileLayout{size, largestDivisorUpTo(size, rowBlock),
+                              Value()};
+          if (anyPacked)
+            tileLayout.blockedRows =
+                lb.gatherRowBlocks(tokens, slots[0], tileLayout.rowBlock);
           // The body is cloned where this loop body is being built.
           rewriter.setInsertionPoint(tb.getInsertionBlock(),
                                      tb.getInsertionPoint());
-          Value out = cloneExpertBodyOn(rewriter, expert, rows, slices,
-                                        /*markTile=*/true);
+          Value out =
+              cloneExpertBodyOn(rewriter, expert, rows, slices, &tileLayout);
           return lb.scatterAddRows(acc, slots[0], slots[1], out);
         };
 
@@ -361,15 +380,16 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
 
 namespace {
 struct FuseSparseLayerPattern : OpRewritePattern<CombineOp> {
-  FuseSparseLayerPattern(MLIRContext *ctx, int64_t tileRows)
-      : OpRewritePattern(ctx, /*benefit=*/2), tileRows(tileRows) {}
+  FuseSparseLayerPattern(MLIRContext *ctx, int64_t tileRows, int64_t rowBlock)
+      : OpRewritePattern(ctx, /*benefit=*/2), tileRows(tileRows),
+        rowBlock(rowBlock) {}
 
   LogicalResult matchAndRewrite(CombineOp combine,
                                 PatternRewriter &rewriter) const override {
-    return fuseSparseLayer(rewriter, combine, tileRows);
+    return fuseSparseLayer(rewriter, combine, tileRows, rowBlock);
   }
 
-  int64_t tileRows;
+  int64_t tileRows, rowBlock;
 };
 
 struct ConvertMoEToFusedLinalgPass
@@ -383,11 +403,17 @@ struct ConvertMoEToFusedLinalgPass
           << static_cast<int64_t>(tileRows);
       return signalPassFailure();
     }
+    if (rowBlock < 1 || rowBlock > 64) {
+      getOperation()->emitError("convert-moe-to-fused-linalg: row-block must "
+                                "be in [1, 64], got ")
+          << static_cast<int64_t>(rowBlock);
+      return signalPassFailure();
+    }
     SmallVector<CombineOp> combines;
     getOperation()->walk([&](CombineOp op) { combines.push_back(op); });
     IRRewriter rewriter(&getContext());
     for (CombineOp combine : combines)
-      (void)fuseSparseLayer(rewriter, combine, tileRows);
+      (void)fuseSparseLayer(rewriter, combine, tileRows, rowBlock);
 
     // Whatever was not fused goes the reference way.
     if (failed(lowerMoEToLinalg(getOperation())))
@@ -397,6 +423,7 @@ struct ConvertMoEToFusedLinalgPass
 } // namespace
 
 void mlir::moe::populateFusedMoEPatterns(RewritePatternSet &patterns,
-                                         int64_t tileRows) {
-  patterns.add<FuseSparseLayerPattern>(patterns.getContext(), tileRows);
+                                         int64_t tileRows, int64_t rowBlock) {
+  patterns.add<FuseSparseLayerPattern>(patterns.getContext(), tileRows,
+                                       rowBlock);
 }

@@ -3,20 +3,37 @@
 // RUN: moe-opt %s --pass-pipeline="builtin.module(moe-pack-expert-weights{panel=64},func.func(convert-moe-to-linalg),canonicalize,cse)" \
 // RUN:   | FileCheck %s --check-prefix=REF
 
-// The fused tiles of the packed entry: the gathered rows' tile is
-// transposed once ([K, M], a reduction step's rows are contiguous) and
-// multiplied by each 64-column panel of the packed weight in an scf.forall
-// (the panels run on threads); 96 columns are 2 panels, computed into 128
-// columns and cut back. No [E, C, D] buffer: the gather feeds the tile.
+// The fused tiles of the packed entry: the gather writes the tile's rows in
+// blocks of 4 ([16, K, 4], a reduction step's rows contiguous), and each
+// 64-column panel of the packed weight is one batch_matmul over the blocks,
+// in an scf.forall (the panels run on threads); a panel accumulates in a
+// buffer of its own, copied into the result's columns. 96 columns are 2
+// panels, computed into 128 columns and cut back. No [E, C, D] buffer: the
+// gather feeds the tile.
 // CHECK-LABEL: func.func @layer_packed
 // CHECK-NOT:     tensor<4x{{[0-9?]+}}x64xf32>
-// CHECK:         linalg.transpose ins(%{{.+}} : tensor<64x64xf32>) {{.+}} permutation = [1, 0]
+// CHECK:         tensor.expand_shape %{{.+}} {{\[\[}}0, 1]] output_shape [16, 4] : tensor<64xi32> into tensor<16x4xi32>
+// CHECK:         %[[ROWS:.+]] = linalg.generic {{.+}} ins(%{{.+}} : tensor<16x4xi32>) outs(%{{.+}} : tensor<16x64x4xf32>)
+// CHECK:           tensor.extract %arg0
+// CHECK-NOT:     linalg.transpose
 // CHECK:         scf.forall (%{{.+}}) in (2) shared_outs(%{{.+}} = %{{.+}}) -> (tensor<64x128xf32>)
 // CHECK:           tensor.extract_slice %{{.+}}[%{{.+}}, 0, 0] [1, 64, 64] [1, 1, 1] : tensor<2x64x64xf32> to tensor<64x64xf32>
-// CHECK:           linalg.matmul indexing_maps = [#{{.+}}, #{{.+}}, #{{.+}}] {moe.expert_tile, moe.packed_panel = 64 : i64}
-// CHECK-SAME:        ins(%{{.+}}, %{{.+}} : tensor<64x64xf32>, tensor<64x64xf32>)
+// CHECK:           %[[ACC:.+]] = linalg.fill {{.+}} -> tensor<16x4x64xf32>
+// CHECK:           %[[P:.+]] = linalg.batch_matmul indexing_maps = [#{{.+}}, #{{.+}}, #{{.+}}] {moe.expert_tile, moe.packed_panel = 64 : i64}
+// CHECK-SAME:        ins(%[[ROWS]], %{{.+}} : tensor<16x64x4xf32>, tensor<64x64xf32>) outs(%[[ACC]] : tensor<16x4x64xf32>)
+// CHECK:           linalg.copy ins(%[[P]] : tensor<16x4x64xf32>)
 // CHECK:           tensor.parallel_insert_slice
 // CHECK:         tensor.extract_slice %{{.+}}[0, 0] [64, 96] [1, 1] : tensor<64x128xf32> to tensor<64x96xf32>
+
+// A body of 6 rows takes blocks of 3 (the largest divisor up to 4); the
+// second contraction's left-hand side, the first's result, is blocked
+// by linalg.pack, lowered (expand, transpose).
+// CHECK-LABEL: func.func @chain_packed
+// CHECK:         linalg.generic {{.+}} ins(%{{.+}} : tensor<2x3xi32>) outs(%{{.+}} : tensor<2x64x3xf32>)
+// CHECK:         linalg.batch_matmul {{.+}} ins(%{{.+}}, %{{.+}} : tensor<2x64x3xf32>, tensor<64x64xf32>)
+// CHECK:         %[[H:.+]] = tensor.expand_shape %{{.+}} {{\[\[}}0, 1], [2]] output_shape [2, 3, 96] : tensor<6x96xf32> into tensor<2x3x96xf32>
+// CHECK:         %[[HB:.+]] = linalg.transpose ins(%[[H]] : tensor<2x3x96xf32>) outs(%{{.+}} : tensor<2x96x3xf32>) permutation = [0, 2, 1]
+// CHECK:         linalg.batch_matmul {{.+}} ins(%[[HB]], %{{.+}} : tensor<2x96x3xf32>, tensor<96x64xf32>)
 
 // The reference lowering unpacks each expert's slice (linalg.unpack,
 // lowered: transpose, collapse, cut the padding) and runs the body as
@@ -43,4 +60,23 @@ func.func @layer(%x: tensor<?x64xf32>, %ids: tensor<4x?xi32>, %g: tensor<4x?xf32
   %y = moe.combine %ye indices(%ids : tensor<4x?xi32>) weights(%g : tensor<4x?xf32>) into %acc
       : tensor<4x?x96xf32> -> tensor<?x96xf32>
   return %y : tensor<?x96xf32>
+}
+
+func.func @chain(%x: tensor<?x64xf32>, %ids: tensor<4x6xi32>, %g: tensor<4x6xf32>,
+                 %w1: tensor<4x64x96xf32>, %w2: tensor<4x96x64xf32>, %acc: tensor<?x64xf32>) -> tensor<?x64xf32> {
+  %xe = moe.dispatch %x indices(%ids : tensor<4x6xi32>) : tensor<?x64xf32> -> tensor<4x6x64xf32>
+  %ye = moe.expert %xe weights(%w1, %w2 : tensor<4x64x96xf32>, tensor<4x96x64xf32>) : tensor<4x6x64xf32> -> tensor<4x6x64xf32> {
+  ^bb0(%r: tensor<6x64xf32>, %a: tensor<64x96xf32>, %b: tensor<96x64xf32>):
+    %z = arith.constant 0.0 : f32
+    %e = tensor.empty() : tensor<6x96xf32>
+    %f = linalg.fill ins(%z : f32) outs(%e : tensor<6x96xf32>) -> tensor<6x96xf32>
+    %h = linalg.matmul ins(%r, %a : tensor<6x64xf32>, tensor<64x96xf32>) outs(%f : tensor<6x96xf32>) -> tensor<6x96xf32>
+    %e2 = tensor.empty() : tensor<6x64xf32>
+    %f2 = linalg.fill ins(%z : f32) outs(%e2 : tensor<6x64xf32>) -> tensor<6x64xf32>
+    %o = linalg.matmul ins(%h, %b : tensor<6x96xf32>, tensor<96x64xf32>) outs(%f2 : tensor<6x64xf32>) -> tensor<6x64xf32>
+    moe.yield %o : tensor<6x64xf32>
+  }
+  %y = moe.combine %ye indices(%ids : tensor<4x6xi32>) weights(%g : tensor<4x6xf32>) into %acc
+      : tensor<4x6x64xf32> -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
 }

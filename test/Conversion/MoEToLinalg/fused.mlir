@@ -1,9 +1,11 @@
 // RUN: moe-opt %s -split-input-file -convert-moe-to-fused-linalg=tile-rows=16 | FileCheck %s
 // RUN: not moe-opt %s -split-input-file -convert-moe-to-fused-linalg=tile-rows=9223372036854775807 2>&1 | FileCheck %s --check-prefix=TILEROWS
 // RUN: not moe-opt %s -split-input-file -convert-moe-to-fused-linalg=tile-rows=0 2>&1 | FileCheck %s --check-prefix=TILEROWS0
+// RUN: not moe-opt %s -split-input-file -convert-moe-to-fused-linalg=row-block=65 2>&1 | FileCheck %s --check-prefix=ROWBLOCK
 
 // TILEROWS: error: convert-moe-to-fused-linalg: tile-rows must be in [1, 4096], got 9223372036854775807
 // TILEROWS0: error: convert-moe-to-fused-linalg: tile-rows must be in [1, 4096], got 0
+// ROWBLOCK: error: convert-moe-to-fused-linalg: row-block must be in [1, 64], got 65
 
 // Capacity layout, body for a dynamic row count: experts outer; full
 // tiles of 16 rows, then tiles of 8, then the last 1..7 rows in one padded

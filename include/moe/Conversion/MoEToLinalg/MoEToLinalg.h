@@ -58,8 +58,10 @@ LogicalResult lowerMoEToLinalg(Operation *root,
 /// -> combine by the same ids) into one loop nest over experts and row
 /// tiles with the gather and the gated scatter-add fused around the expert
 /// body. Fails (IR untouched) when the chain does not have that shape.
+/// Contractions by packed weights read the tile's rows in blocks of
+/// `rowBlock` ([M / rowBlock, K, rowBlock]), written so by the gather.
 LogicalResult fuseSparseLayer(RewriterBase &rewriter, CombineOp combine,
-                              int64_t tileRows);
+                              int64_t tileRows, int64_t rowBlock = 4);
 
 /// Marks fuseSparseLayer's loops over the row tiles of one expert: their
 /// iterations write disjoint output rows (an expert holds a token once), so
@@ -72,12 +74,16 @@ constexpr llvm::StringLiteral kIndependentTilesAttrName =
 constexpr llvm::StringLiteral kExpertTileAttrName = "moe.expert_tile";
 
 /// Marks the contractions of one column panel of a packed weight
-/// (#moe.packed); its value is the panel width. Their left-hand side is
-/// already transposed ([K, M]).
+/// (#moe.packed); its value is the panel width. They are
+/// linalg.batch_matmul ops over row blocks: the left-hand side in blocks of
+/// M0 rows, each stored [K, M0] (a reduction step reads its M0 values
+/// contiguously), times one [K, P] panel broadcast to every block, into
+/// [M / M0, M0, P].
 constexpr llvm::StringLiteral kPackedPanelAttrName = "moe.packed_panel";
 
 /// Adds a pattern applying fuseSparseLayer to every combine.
-void populateFusedMoEPatterns(RewritePatternSet &patterns, int64_t tileRows);
+void populateFusedMoEPatterns(RewritePatternSet &patterns, int64_t tileRows,
+                              int64_t rowBlock = 4);
 
 } // namespace mlir::moe
 

@@ -87,6 +87,22 @@ std::pair<Value, Value> LoweringBuilder::groupRows(const GroupBounds &bounds,
 }
 
 Value LoweringBuilder::gatherRows(Value tokens, Value ids, bool guardReads) {
+  return gatherRowsInto(tokens, ids, guardReads, /*depthBeforeLastSlot=*/false);
+}
+
+Value LoweringBuilder::gatherRowBlocks(Value tokens, Value ids, int64_t block) {
+  auto idsType = cast<RankedTensorType>(ids.getType());
+  Value blocks = tensor::ExpandShapeOp::create(
+      *this,
+      RankedTensorType::get({idsType.getDimSize(0) / block, block},
+                            idsType.getElementType()),
+      ids, SmallVector<ReassociationIndices>{{0, 1}});
+  return gatherRowsInto(tokens, blocks, /*guardReads=*/false,
+                        /*depthBeforeLastSlot=*/true);
+}
+
+Value LoweringBuilder::gatherRowsInto(Value tokens, Value ids, bool guardReads,
+                                      bool depthBeforeLastSlot) {
   unsigned slotRank = cast<RankedTensorType>(ids.getType()).getRank();
   SmallVector<OpFoldResult> sizes;
   SmallVector<unsigned> slotDims;
@@ -95,8 +111,14 @@ Value LoweringBuilder::gatherRows(Value tokens, Value ids, bool guardReads) {
     slotDims.push_back(dim);
   }
   sizes.push_back(size(tokens, 1));
+  // The loops are (slots..., d); the result is indexed by them in order, or
+  // with d before the last slot dimension.
   SmallVector<unsigned> allDims = slotDims;
   allDims.push_back(slotRank);
+  if (depthBeforeLastSlot) {
+    std::swap(allDims[slotRank - 1], allDims[slotRank]);
+    std::swap(sizes[slotRank - 1], sizes[slotRank]);
+  }
   Value numTokens = sizeValue(tokens, 0);
   Type elementType = getElementTypeOrSelf(tokens.getType());
   // With at least one token, an invalid id reads row 0 and selects zero (a

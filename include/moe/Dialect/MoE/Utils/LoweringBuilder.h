@@ -91,6 +91,13 @@ public:
   /// keeps the unconditional form for callers that skip T = 0 themselves.
   Value gatherRows(Value tokens, Value ids, bool guardReads = true);
 
+  /// Gathers the rows of `ids` [M] (M a multiple of `block`) in blocks of
+  /// `block` rows, each stored transposed: result[b, d, r] =
+  /// tokens[ids[b * block + r], d], [M / block, D, block] (the left-hand
+  /// layout of the contractions by packed weights). As gatherRows with
+  /// `guardReads` = false.
+  Value gatherRowBlocks(Value tokens, Value ids, int64_t block);
+
   /// Adds `gates[i] * rows[i]` to row `ids[i]` of the f32 accumulator `acc`
   /// [T, D] for every i in order (ids outside [0, T) are skipped); `ids`
   /// and `gates` are 1-D, `rows` is [N, D] of any float type. Returns the
@@ -129,6 +136,9 @@ public:
   Value rankAlong(Value matrix, unsigned dim, Type type);
 
 private:
+  Value gatherRowsInto(Value tokens, Value ids, bool guardReads,
+                       bool depthBeforeLastSlot);
+
   /// Lane 0 of a [..., lanes] tensor of per-lane results.
   Value laneZero(Value partial);
   /// Combines `value` across `lanes` lanes by xor shuffles.
