@@ -196,15 +196,18 @@ static LogicalResult vectorizeMatmul(RewriterBase &rewriter,
 static LogicalResult vectorizePanelProduct(RewriterBase &rewriter,
                                            linalg::BatchMatmulOp product,
                                            const moe::CPUMicroKernel &kernel) {
+  // (The number of row blocks may be dynamic: a tile's active blocks.)
   SmallVector<int64_t> ranges = product.getStaticLoopRanges();
-  if (llvm::any_of(ranges, ShapedType::isDynamic) || !isF32Contraction(product))
+  if (llvm::any_of(ArrayRef(ranges).drop_front(), ShapedType::isDynamic) ||
+      !isF32Contraction(product))
     return success();
   int64_t blocks = ranges[0], m = ranges[1], n = ranges[2], k = ranges[3];
+  bool fewRows = !ShapedType::isDynamic(blocks) && blocks * m <= kFewRows;
   Blocking b;
   b.transposeLhs = false;
   b.split = n;
   b.kc = largestDivisor(k, kReductionBlocks,
-                        blocks * m <= kFewRows ? k : kernel.reductionBlock);
+                        fewRows ? k : kernel.reductionBlock);
   if (!chooseRegisterBlock(m, n, b.kc, kernel, b))
     return success();
   using LoopType = scf::SCFTilingOptions::LoopType;

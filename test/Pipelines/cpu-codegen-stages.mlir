@@ -146,3 +146,20 @@ func.func @bf16(%a: tensor<64x512xbf16>, %b: tensor<512x64xbf16>, %c: tensor<64x
       outs(%c : tensor<64x64xbf16>) -> tensor<64x64xbf16>
   return %0 : tensor<64x64xbf16>
 }
+
+// The active row blocks of a tile (a dynamic count): the reduction is
+// blocked all the same, the loop over blocks runs to the count.
+// CHECK-LABEL: func.func @active_blocks
+// CHECK:         scf.for %{{.+}} = %c0 to %c512 step %c256
+// CHECK:           scf.for %{{.+}} = %c0 to %{{.+}} step %c1
+// CHECK:             vector.contract {{.+}} : vector<4x4xf32>, vector<4x16xf32> into vector<4x16xf32>
+func.func @active_blocks(%a: tensor<?x512x4xf32>, %b: tensor<512x64xf32>, %c: tensor<?x4x64xf32>)
+    -> tensor<?x4x64xf32> {
+  %0 = linalg.batch_matmul indexing_maps = [affine_map<(b, m, n, k) -> (b, k, m)>,
+                                            affine_map<(b, m, n, k) -> (k, n)>,
+                                            affine_map<(b, m, n, k) -> (b, m, n)>]
+      {moe.expert_tile, moe.packed_panel = 64 : i64}
+      ins(%a, %b : tensor<?x512x4xf32>, tensor<512x64xf32>)
+      outs(%c : tensor<?x4x64xf32>) -> tensor<?x4x64xf32>
+  return %0 : tensor<?x4x64xf32>
+}

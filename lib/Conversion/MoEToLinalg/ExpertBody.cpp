@@ -156,13 +156,25 @@ static Value emitPanelMatmul(RewriterBase &rewriter, linalg::MatmulOp matmul,
     // at the end: the result's rows are N apart (a page or more), where each
     // reduction block would reload its accumulators through the TLB. (No
     // view of that buffer either: the codegen keeps accumulators in
-    // registers only for buffers without views.)
+    // registers only for buffers without views.) Only the active blocks are
+    // computed.
     Value out = tensor::ExtractSliceOp::create(
         rewriter, loc, outType, shared, outOffsets, outSizes, outStrides);
     Value blockedOut = tensor::ExpandShapeOp::create(
         rewriter, loc, blockedOutType, out, blocks);
-    Value local = tensor::EmptyOp::create(
-        rewriter, loc, blockedOutType.getShape(), elementType);
+    SmallVector<OpFoldResult> activeSizes = {
+        rewriter.getIndexAttr(rows / block), rewriter.getIndexAttr(block),
+        rewriter.getIndexAttr(panel)};
+    SmallVector<OpFoldResult> zeros3(3, zero), ones3(3, one);
+    Value activeOut = blockedOut;
+    if (tile.activeBlocks) {
+      activeSizes[0] = tile.activeBlocks;
+      activeOut = tensor::ExtractSliceOp::create(rewriter, loc, blockedOut,
+                                                 zeros3, activeSizes, ones3);
+    }
+    auto activeType = cast<RankedTensorType>(activeOut.getType());
+    Value local =
+        tensor::EmptyOp::create(rewriter, loc, activeSizes, elementType);
     Value localInit;
     if (auto fill = init.getDefiningOp<linalg::FillOp>())
       localInit =
@@ -170,16 +182,19 @@ static Value emitPanelMatmul(RewriterBase &rewriter, linalg::MatmulOp matmul,
               .getResult(0);
     else
       localInit =
-          linalg::CopyOp::create(rewriter, loc, blockedOut, local).getResult(0);
+          linalg::CopyOp::create(rewriter, loc, activeOut, local).getResult(0);
     auto product = linalg::BatchMatmulOp::create(
-        rewriter, loc, TypeRange{blockedOutType}, ValueRange{lhs, weights},
+        rewriter, loc, TypeRange{activeType}, ValueRange{lhs, weights},
         ValueRange{localInit});
     product.setIndexingMapsAttr(rewriter.getAffineMapArrayAttr(maps));
     product->setAttr(kPackedPanelAttrName, rewriter.getI64IntegerAttr(panel));
     product->setAttr(kExpertTileAttrName, rewriter.getUnitAttr());
     Value copied =
-        linalg::CopyOp::create(rewriter, loc, product.getResult(0), blockedOut)
+        linalg::CopyOp::create(rewriter, loc, product.getResult(0), activeOut)
             .getResult(0);
+    if (tile.activeBlocks)
+      copied = tensor::InsertSliceOp::create(rewriter, loc, copied, blockedOut,
+                                             zeros3, activeSizes, ones3);
     Value result =
         tensor::CollapseShapeOp::create(rewriter, loc, outType, copied, blocks);
     rewriter.setInsertionPointToStart(loop.getTerminator().getBody());
@@ -236,9 +251,24 @@ Value mlir::moe::detail::cloneExpertBodyOn(RewriterBase &rewriter,
                         ? tile->blockedRows
                         : blockRows(rewriter, op.getLoc(), mapping.lookup(lhs),
                                     *tile);
-        Value result = emitPanelMatmul(
-            rewriter, matmul, blocked, mapping.lookup(matmul.getDpsInits()[0]),
-            it->second.first, it->second.second, *tile);
+        // Only the active blocks are multiplied.
+        Value lhsBlocks = blocked;
+        if (tile->activeBlocks) {
+          auto type = cast<RankedTensorType>(blocked.getType());
+          OpFoldResult zero = rewriter.getIndexAttr(0),
+                       one = rewriter.getIndexAttr(1);
+          lhsBlocks = tensor::ExtractSliceOp::create(
+              rewriter, op.getLoc(), blocked,
+              ArrayRef<OpFoldResult>{zero, zero, zero},
+              ArrayRef<OpFoldResult>{tile->activeBlocks,
+                                     rewriter.getIndexAttr(type.getDimSize(1)),
+                                     rewriter.getIndexAttr(type.getDimSize(2))},
+              ArrayRef<OpFoldResult>{one, one, one});
+        }
+        Value result =
+            emitPanelMatmul(rewriter, matmul, lhsBlocks,
+                            mapping.lookup(matmul.getDpsInits()[0]),
+                            it->second.first, it->second.second, *tile);
         mapping.map(op.getResult(0), result);
         continue;
       }

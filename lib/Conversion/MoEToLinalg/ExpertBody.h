@@ -36,6 +36,10 @@ struct TileRows {
   /// The body's rows already in that layout (the gather writes them so), or
   /// null to block them like any other left-hand side.
   Value blockedRows;
+  /// How many of the M / M0 blocks hold rows (an index), or null for all:
+  /// the contractions by packed weights skip the others (the tile's rows
+  /// past them are padding, whose outputs nobody reads).
+  Value activeBlocks;
 };
 
 /// Like cloneExpertBody, with the weight slices given. With `tile` (a

@@ -234,11 +234,25 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
             rows = tensor::CastOp::create(lb, rowsType, rows);
           // Contractions by packed weights read the rows in blocks, which
           // the gather writes as such.
-          TileRows tileLayout{size, largestDivisorUpTo(size, rowBlock),
+          TileRows tileLayout{size, largestDivisorUpTo(size, rowBlock), Value(),
                               Value()};
-          if (anyPacked)
+          if (anyPacked) {
             tileLayout.blockedRows =
                 lb.gatherRowBlocks(tokens, slots[0], tileLayout.rowBlock);
+            // A tile of a dynamic row count may hold fewer rows than it has:
+            // the contractions take only the blocks that hold some.
+            if (!staticRows) {
+              Value block = lb.indexConst(tileLayout.rowBlock);
+              Value left = arith::SubIOp::create(lb, count, r0);
+              Value blocks = arith::DivUIOp::create(
+                  lb,
+                  arith::AddIOp::create(lb, left,
+                                        lb.indexConst(tileLayout.rowBlock - 1)),
+                  block);
+              tileLayout.activeBlocks = arith::MinUIOp::create(
+                  lb, blocks, lb.indexConst(size / tileLayout.rowBlock));
+            }
+          }
           // The body is cloned where this loop body is being built.
           rewriter.setInsertionPoint(tb.getInsertionBlock(),
                                      tb.getInsertionPoint());
@@ -274,8 +288,43 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
           loop->setAttr(kIndependentTilesAttrName, fb.getUnitAttr());
           return loop.getResult(0);
         };
+        // With packed weights (whose threads split the panels of one
+        // tile, not the tiles), a rest of more than 8 rows takes one more
+        // tile of the full size, of which the contractions compute only the
+        // blocks that hold rows: all rows of an expert share one pass over
+        // its weights (a fine-grained expert's 24 rows read them 3 times in
+        // 8-row tiles). Smaller rests (decode) keep tiles of 8 and 4 rows.
+        auto packedTiles = [&](OpBuilder &fb, Location floc, ValueRange weights,
+                               Value acc) -> Value {
+          auto index = [&](int64_t v) -> Value {
+            return arith::ConstantIndexOp::create(fb, floc, v);
+          };
+          Value rest = arith::SubIOp::create(fb, floc, count, fullEnd);
+          auto restAbove = [&](int64_t rows) -> Value {
+            return arith::CmpIOp::create(fb, floc, arith::CmpIPredicate::ugt,
+                                         rest, index(rows));
+          };
+          auto restWithin = [&](int64_t low, int64_t high) -> Value {
+            return arith::AndIOp::create(
+                fb, floc, restAbove(low),
+                arith::CmpIOp::create(fb, floc, arith::CmpIPredicate::ule, rest,
+                                      index(high)));
+          };
+          Value sum = tileLoop(
+              fb, floc, index(0),
+              arith::SelectOp::create(fb, floc, restAbove(8), count, fullEnd),
+              tile, acc, weights);
+          for (auto [low, high] : {std::pair<int64_t, int64_t>{4, 8}, {0, 4}})
+            sum = tileLoop(fb, floc, fullEnd,
+                           arith::SelectOp::create(
+                               fb, floc, restWithin(low, high), count, fullEnd),
+                           high, sum, weights);
+          return sum;
+        };
         auto allTiles = [&](OpBuilder &fb, Location floc, ValueRange weights,
                             Value acc) -> Value {
+          if (!staticRows && remainder == 8 && anyPacked)
+            return packedTiles(fb, floc, weights, acc);
           Value sum =
               tileLoop(fb, floc, arith::ConstantIndexOp::create(fb, floc, 0),
                        fullEnd, tile, acc, weights);

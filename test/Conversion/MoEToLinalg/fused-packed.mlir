@@ -5,25 +5,38 @@
 
 // The fused tiles of the packed entry: the gather writes the tile's rows in
 // blocks of 4 ([16, K, 4], a reduction step's rows contiguous), and each
-// 64-column panel of the packed weight is one batch_matmul over the blocks,
-// in an scf.forall (the panels run on threads); a panel accumulates in a
-// buffer of its own, copied into the result's columns. 96 columns are 2
-// panels, computed into 128 columns and cut back. No [E, C, D] buffer: the
-// gather feeds the tile.
+// 64-column panel of the packed weight is one batch_matmul over the blocks
+// that hold rows (the last tile of an expert may hold fewer than 64), in an
+// scf.forall (the panels run on threads); a panel accumulates in a buffer
+// of its own, copied into the result's columns. 96 columns are 2 panels,
+// computed into 128 columns and cut back. No [E, C, D] buffer: the gather
+// feeds the tile. A rest of more than 8 rows takes a 64-row tile, then come
+// tiles of 8 and 4 rows.
 // CHECK-LABEL: func.func @layer_packed
 // CHECK-NOT:     tensor<4x{{[0-9?]+}}x64xf32>
-// CHECK:         tensor.expand_shape %{{.+}} {{\[\[}}0, 1]] output_shape [16, 4] : tensor<64xi32> into tensor<16x4xi32>
-// CHECK:         %[[ROWS:.+]] = linalg.generic {{.+}} ins(%{{.+}} : tensor<16x4xi32>) outs(%{{.+}} : tensor<16x64x4xf32>)
-// CHECK:           tensor.extract %arg0
-// CHECK-NOT:     linalg.transpose
-// CHECK:         scf.forall (%{{.+}}) in (2) shared_outs(%{{.+}} = %{{.+}}) -> (tensor<64x128xf32>)
-// CHECK:           tensor.extract_slice %{{.+}}[%{{.+}}, 0, 0] [1, 64, 64] [1, 1, 1] : tensor<2x64x64xf32> to tensor<64x64xf32>
-// CHECK:           %[[ACC:.+]] = linalg.fill {{.+}} -> tensor<16x4x64xf32>
-// CHECK:           %[[P:.+]] = linalg.batch_matmul indexing_maps = [#{{.+}}, #{{.+}}, #{{.+}}] {moe.expert_tile, moe.packed_panel = 64 : i64}
-// CHECK-SAME:        ins(%[[ROWS]], %{{.+}} : tensor<16x64x4xf32>, tensor<64x64xf32>) outs(%[[ACC]] : tensor<16x4x64xf32>)
-// CHECK:           linalg.copy ins(%[[P]] : tensor<16x4x64xf32>)
-// CHECK:           tensor.parallel_insert_slice
-// CHECK:         tensor.extract_slice %{{.+}}[0, 0] [64, 96] [1, 1] : tensor<64x128xf32> to tensor<64x96xf32>
+// CHECK:         scf.for %[[R0:.+]] = %c0 to %{{.+}} step %c64
+// CHECK:           tensor.expand_shape %{{.+}} {{\[\[}}0, 1]] output_shape [16, 4] : tensor<64xi32> into tensor<16x4xi32>
+// CHECK:           %[[ROWS:.+]] = linalg.generic {{.+}} ins(%{{.+}} : tensor<16x4xi32>) outs(%{{.+}} : tensor<16x64x4xf32>)
+// CHECK:             tensor.extract %arg0
+// CHECK:           %[[LEFT:.+]] = arith.subi %{{.+}}, %[[R0]] : index
+// CHECK:           %[[UP:.+]] = arith.addi %[[LEFT]], %c3 : index
+// CHECK:           %[[BLOCKS:.+]] = arith.divui %[[UP]], %c4 : index
+// CHECK:           %[[ACTIVE:.+]] = arith.minui %[[BLOCKS]], %c16 : index
+// CHECK:           %[[LHS:.+]] = tensor.extract_slice %[[ROWS]][0, 0, 0] [%[[ACTIVE]], 64, 4] [1, 1, 1] : tensor<16x64x4xf32> to tensor<?x64x4xf32>
+// CHECK-NOT:       linalg.transpose
+// CHECK:           scf.forall (%{{.+}}) in (2) shared_outs(%{{.+}} = %{{.+}}) -> (tensor<64x128xf32>)
+// CHECK:             tensor.extract_slice %{{.+}}[%{{.+}}, 0, 0] [1, 64, 64] [1, 1, 1] : tensor<2x64x64xf32> to tensor<64x64xf32>
+// CHECK:             %[[ACC:.+]] = linalg.fill {{.+}} -> tensor<?x4x64xf32>
+// CHECK:             %[[P:.+]] = linalg.batch_matmul indexing_maps = [#{{.+}}, #{{.+}}, #{{.+}}] {moe.expert_tile, moe.packed_panel = 64 : i64}
+// CHECK-SAME:          ins(%[[LHS]], %{{.+}} : tensor<?x64x4xf32>, tensor<64x64xf32>) outs(%[[ACC]] : tensor<?x4x64xf32>)
+// CHECK:             linalg.copy ins(%[[P]] : tensor<?x4x64xf32>)
+// CHECK:             tensor.insert_slice %{{.+}}[0, 0, 0] [%[[ACTIVE]], 4, 64] [1, 1, 1] : tensor<?x4x64xf32> into tensor<16x4x64xf32>
+// CHECK:             tensor.parallel_insert_slice
+// CHECK:           tensor.extract_slice %{{.+}}[0, 0] [64, 96] [1, 1] : tensor<64x128xf32> to tensor<64x96xf32>
+// CHECK:         scf.for %{{.+}} step %c8
+// CHECK:           linalg.batch_matmul {{.+}} ins(%{{.+}}, %{{.+}} : tensor<?x64x4xf32>, tensor<64x64xf32>)
+// CHECK:         scf.for %{{.+}} step %c4
+// CHECK:           linalg.batch_matmul {{.+}} ins(%{{.+}}, %{{.+}} : tensor<?x64x4xf32>, tensor<64x64xf32>)
 
 // A body of 6 rows takes blocks of 3 (the largest divisor up to 4); the
 // second contraction's left-hand side, the first's result, is blocked
