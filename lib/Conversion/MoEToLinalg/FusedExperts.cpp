@@ -11,6 +11,7 @@
 
 #include "ExpertBody.h"
 #include "Patterns.h"
+#include "RowTiles.h"
 
 #include "moe/Dialect/MoE/IR/MoE.h"
 #include "moe/Dialect/MoE/Utils/LoweringBuilder.h"
@@ -261,100 +262,25 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
           return lb.scatterAddRows(acc, slots[0], slots[1], out);
         };
 
-        int64_t remainder = staticRows ? tile : std::min<int64_t>(tile, 8);
-        Value fullEnd = count;
-        if (!staticRows)
-          fullEnd = arith::MulIOp::create(
-              eb, arith::DivUIOp::create(eb, count, eb.indexConst(tile)),
-              eb.indexConst(tile));
         rewriter.setInsertionPoint(eb.getInsertionBlock(),
                                    eb.getInsertionPoint());
         SmallVector<Value> slices =
             sliceExpertWeights(rewriter, expert, e, expert.getWeights());
-        // Full tiles of `tile` rows, then the rest in smaller padded tiles
-        // (below), so that every tile has a static shape. The tiles of one
-        // expert hold distinct tokens, so their scatter-adds
-        // touch disjoint output rows: the loops are marked as safe to run in
-        // parallel once bufferized (moe-parallel-expert-tiles).
-        auto tileLoop = [&](OpBuilder &fb, Location floc, Value from, Value to,
-                            int64_t rows, Value acc, ValueRange weights) {
-          auto loop = scf::ForOp::create(
-              fb, floc, from, to,
-              arith::ConstantIndexOp::create(fb, floc, rows), ValueRange{acc},
-              [&](OpBuilder &tb, Location tloc, Value r0, ValueRange args) {
-                scf::YieldOp::create(
-                    tb, tloc, emitTile(tb, tloc, r0, rows, args[0], weights));
-              });
-          loop->setAttr(kIndependentTilesAttrName, fb.getUnitAttr());
-          return loop.getResult(0);
-        };
-        // With packed weights (whose threads split the panels of one
-        // tile, not the tiles), a rest of more than 8 rows takes one more
-        // tile of the full size, of which the contractions compute only the
-        // blocks that hold rows: all rows of an expert share one pass over
-        // its weights (a fine-grained expert's 24 rows read them 3 times in
-        // 8-row tiles). Smaller rests (decode) keep tiles of 8 and 4 rows.
-        auto packedTiles = [&](OpBuilder &fb, Location floc, ValueRange weights,
-                               Value acc) -> Value {
-          auto index = [&](int64_t v) -> Value {
-            return arith::ConstantIndexOp::create(fb, floc, v);
-          };
-          Value rest = arith::SubIOp::create(fb, floc, count, fullEnd);
-          auto restAbove = [&](int64_t rows) -> Value {
-            return arith::CmpIOp::create(fb, floc, arith::CmpIPredicate::ugt,
-                                         rest, index(rows));
-          };
-          auto restWithin = [&](int64_t low, int64_t high) -> Value {
-            return arith::AndIOp::create(
-                fb, floc, restAbove(low),
-                arith::CmpIOp::create(fb, floc, arith::CmpIPredicate::ule, rest,
-                                      index(high)));
-          };
-          Value sum = tileLoop(
-              fb, floc, index(0),
-              arith::SelectOp::create(fb, floc, restAbove(8), count, fullEnd),
-              tile, acc, weights);
-          for (auto [low, high] : {std::pair<int64_t, int64_t>{4, 8}, {0, 4}})
-            sum = tileLoop(fb, floc, fullEnd,
-                           arith::SelectOp::create(
-                               fb, floc, restWithin(low, high), count, fullEnd),
-                           high, sum, weights);
-          return sum;
-        };
+        // With packed weights (whose threads split the panels of one tile,
+        // not the tiles), a rest of more than 8 rows takes one more
+        // full-size tile, of which the contractions compute only the blocks
+        // that hold rows: all rows of an expert share one pass over its
+        // weights (a fine-grained expert's 24 rows read them 3 times in
+        // 8-row tiles).
         auto allTiles = [&](OpBuilder &fb, Location floc, ValueRange weights,
                             Value acc) -> Value {
-          if (!staticRows && remainder == 8 && anyPacked)
-            return packedTiles(fb, floc, weights, acc);
-          Value sum =
-              tileLoop(fb, floc, arith::ConstantIndexOp::create(fb, floc, 0),
-                       fullEnd, tile, acc, weights);
-          if (staticRows)
-            return sum;
-          if (remainder != 8)
-            return tileLoop(fb, floc, fullEnd, count, remainder, sum, weights);
-          // The rest: 8-row tiles, then the last 1..7 rows in one padded
-          // tile of 4 rows when they fit (decode: an expert with a token or
-          // two computes half the padding) or of 8, so that the weights are
-          // still read once for them.
-          auto index = [&](int64_t v) -> Value {
-            return arith::ConstantIndexOp::create(fb, floc, v);
-          };
-          Value rest = arith::SubIOp::create(fb, floc, count, fullEnd);
-          Value end8 = arith::AddIOp::create(
-              fb, floc, fullEnd,
-              arith::MulIOp::create(
-                  fb, floc, arith::DivUIOp::create(fb, floc, rest, index(8)),
-                  index(8)));
-          Value tail = arith::SubIOp::create(fb, floc, count, end8);
-          Value large = arith::CmpIOp::create(
-              fb, floc, arith::CmpIPredicate::ugt, tail, index(4));
-          sum = tileLoop(fb, floc, fullEnd, end8, 8, sum, weights);
-          sum = tileLoop(fb, floc, end8,
-                         arith::SelectOp::create(fb, floc, large, count, end8),
-                         8, sum, weights);
-          return tileLoop(fb, floc, end8,
-                          arith::SelectOp::create(fb, floc, large, end8, count),
-                          4, sum, weights);
+          return emitRowTiles(fb, floc, count, tile, staticRows,
+                              /*fullTileRest=*/anyPacked, acc,
+                              [&](OpBuilder &tb, Location tloc, Value r0,
+                                  int64_t rows, Value sum) {
+                                return emitTile(tb, tloc, r0, rows, sum,
+                                                weights);
+                              });
         };
         SmallVector<Value> results;
         if (anyAliased) {

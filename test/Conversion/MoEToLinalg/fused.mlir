@@ -21,8 +21,8 @@
 // CHECK:         %[[Y:.+]] = scf.for %[[E:.+]] = %{{.+}} to %[[NE]] step %{{.+}} iter_args(%[[A:.+]] = %[[ACC]]) -> (tensor<?x16xf32>) {
 // CHECK:           %[[IDSE:.+]] = tensor.extract_slice %[[IDS]][%[[E]], 0] [1, %{{.+}}] [1, 1] : tensor<4x?xi32> to tensor<?xi32>
 // CHECK:           %[[GE:.+]] = tensor.extract_slice %[[G]][%[[E]], 0] [1, %{{.+}}] [1, 1] : tensor<4x?xf32> to tensor<?xf32>
-// CHECK:           %[[FULL:.+]] = arith.muli %{{.+}}, %c16{{.*}} : index
 // CHECK:           %[[WE:.+]] = tensor.extract_slice %[[W]][%[[E]], 0, 0] [1, 16, 16] [1, 1, 1] : tensor<4x16x16xf32> to tensor<16x16xf32>
+// CHECK:           %[[FULL:.+]] = arith.muli %{{.+}}, %c16{{.*}} : index
 // CHECK:           %[[TILED:.+]] = scf.for %[[R0:.+]] = %{{.+}} to %[[FULL]] step %c16{{.*}} iter_args(%[[TA:.+]] = %[[A]]) -> (tensor<?x16xf32>) {
 // CHECK:             %[[SLOTS:.+]]:2 = linalg.generic {{.*}} outs(%{{.+}}, %{{.+}} : tensor<16xi32>, tensor<16xf32>)
 // CHECK:               tensor.extract %[[IDSE]]
