@@ -38,7 +38,7 @@ fi
 
 # A fixed-seed fuzz campaign of MOE_FUZZ_TIME seconds (0 skips it), against
 # the sanitized moe-opt when there is one; one JUnit testcase per oracle class.
-fuzz_time="${MOE_FUZZ_TIME:-150}"
+fuzz_time="${MOE_FUZZ_TIME:-120}"
 if [ "$fuzz_time" != 0 ]; then
   echo "== fuzz (seed 1, $fuzz_time s)"
   fuzz_build="$MOE_BUILD"
