@@ -183,9 +183,14 @@ static Value emitPanelMatmul(RewriterBase &rewriter, linalg::MatmulOp matmul,
     else
       localInit =
           linalg::CopyOp::create(rewriter, loc, activeOut, local).getResult(0);
+    // (The body's element casts carry over: the region is built from them.)
+    SmallVector<NamedAttribute> castAttr;
+    if (matmul.getCast() != linalg::TypeFn::cast_signed)
+      castAttr.push_back(rewriter.getNamedAttr(
+          "cast", linalg::TypeFnAttr::get(context, matmul.getCast())));
     auto product = linalg::BatchMatmulOp::create(
         rewriter, loc, TypeRange{activeType}, ValueRange{lhs, weights},
-        ValueRange{localInit});
+        ValueRange{localInit}, castAttr);
     product.setIndexingMapsAttr(rewriter.getAffineMapArrayAttr(maps));
     product->setAttr(kPackedPanelAttrName, rewriter.getI64IntegerAttr(panel));
     product->setAttr(kExpertTileAttrName, rewriter.getUnitAttr());
