@@ -33,7 +33,7 @@
 
 namespace mlir::moe {
 #define GEN_PASS_DEF_CPUCODEGEN
-#include "moe/Conversion/Passes.h.inc"
+#include "moe/Pipelines/Passes.h.inc"
 } // namespace mlir::moe
 
 using namespace mlir;

@@ -8,11 +8,13 @@
 
 #include "moe/Conversion/Passes.h"
 #include "moe/Dialect/MoE/Transforms/Passes.h"
+#include "moe/Pipelines/Passes.h"
 #include "moe/Pipelines/Pipelines.h"
 
 void mlir::moe::registerAllPasses() {
   registerMoEConversionPasses();
   registerMoEPasses();
+  registerMoEPipelinesPasses();
   registerCPUPipeline();
   registerGPUPipeline();
 }

@@ -9,8 +9,6 @@
 
 #include "moe/Conversion/LoopsToGPU/LoopsToGPU.h"
 #include "moe/Conversion/MoEToLinalg/MoEToLinalg.h"
-#include "moe/Pipelines/CPUCodegen.h"
-#include "moe/Pipelines/CheckedEntryPoints.h"
 
 namespace mlir::moe {
 

@@ -26,7 +26,7 @@ enum class CPUCodegenStage {
 };
 
 #define GEN_PASS_DECL_CPUCODEGEN
-#include "moe/Conversion/Passes.h.inc"
+#include "moe/Pipelines/Passes.h.inc"
 
 /// Creates moe-cpu-codegen running `stage` with the micro-kernel of
 /// `targetCpu` (empty: the host's, CPUTarget.h); with `threads` > 1, each

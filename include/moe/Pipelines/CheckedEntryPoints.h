@@ -17,7 +17,7 @@
 namespace mlir::moe {
 
 #define GEN_PASS_DECL_CHECKEDENTRYPOINTS
-#include "moe/Conversion/Passes.h.inc"
+#include "moe/Pipelines/Passes.h.inc"
 
 /// The suffix of the checked twin's name.
 constexpr llvm::StringLiteral kCheckedEntrySuffix = "_checked";
