@@ -164,12 +164,14 @@ static LogicalResult vectorizeMatmul(RewriterBase &rewriter,
   }
   using LoopType = scf::SCFTilingOptions::LoopType;
   auto tileable = cast<TilingInterface>(op);
-  int64_t n = cast<linalg::LinalgOp>(op).getStaticLoopRanges()[1];
+  // (Read the sizes first: tiling replaces `op`.)
+  SmallVector<int64_t> ranges =
+      cast<linalg::LinalgOp>(op).getStaticLoopRanges();
+  int64_t n = ranges[1], k = ranges[2];
   FailureOr<TilingInterface> tiled = tileable;
   if (b.split != n)
     tiled = tile(rewriter, tileable, {0, b.split}, LoopType::ForallOp);
-  if (succeeded(tiled) &&
-      b.kc != cast<linalg::LinalgOp>(op).getStaticLoopRanges()[2])
+  if (succeeded(tiled) && b.kc != k)
     tiled = tile(rewriter, *tiled, {0, 0, b.kc}, LoopType::ForOp);
   if (succeeded(tiled))
     tiled = tile(rewriter, *tiled, {b.m0, b.n0, b.k0}, LoopType::ForOp,
@@ -206,8 +208,8 @@ static LogicalResult vectorizePanelProduct(RewriterBase &rewriter,
   Blocking b;
   b.transposeLhs = false;
   b.split = n;
-  b.kc = largestDivisor(k, kReductionBlocks,
-                        fewRows ? k : kernel.reductionBlock);
+  b.kc =
+      largestDivisor(k, kReductionBlocks, fewRows ? k : kernel.reductionBlock);
   if (!chooseRegisterBlock(m, n, b.kc, kernel, b))
     return success();
   using LoopType = scf::SCFTilingOptions::LoopType;

@@ -92,7 +92,8 @@ struct RouteLowering {
               arith::AddFOp::create(ob, loc, args[0], args[1]).getResult());
         })[0];
     Type i32 = b.getI32Type();
-    Value groupRank = b.rankAlong(groupScores, 1, i32);
+    Value groupRank =
+        b.rankAlong(groupScores, 1, i32, /*countInLoop=*/!parallel);
     int64_t kept = policy.getEffectiveTopkGroup();
     Value masked3 = b.generic(
         {select3, groupRank}, {{0, 1, 2}, {0, 1}},
@@ -152,6 +153,63 @@ struct RouteLowering {
     return {picked[0], picked[1]};
   }
 
+  /// pickByRank for the expert-choice layout, as a sequential scatter: each
+  /// token t with rank[t, e] < C goes to slot rank[t, e] of expert e
+  /// (T x E steps instead of the E x C x T search; the ranks of a column are
+  /// a permutation, so every slot is written at most once, and the result
+  /// is pickByRank's bit for bit: the gate is 0 + value as in its sum).
+  std::pair<Value, Value> scatterByRank(Value rank, Value values,
+                                        OpFoldResult experts,
+                                        OpFoldResult slots, Type idType) {
+    Value ids = b.filled({experts, slots}, b.intConst(idType, -1));
+    Value gates = b.filled({experts, slots}, b.floatConst(f32, 0.0));
+    Value zero = b.indexConst(0), one = b.indexConst(1);
+    Value tokens = getValueOrCreateConstantIndexOp(b, b.getLoc(), numTokens);
+    Value expertCount = getValueOrCreateConstantIndexOp(b, b.getLoc(), experts);
+    Value slotCount = getValueOrCreateConstantIndexOp(b, b.getLoc(), slots);
+    auto loop = scf::ForOp::create(
+        b, zero, tokens, one, ValueRange{ids, gates},
+        [&](OpBuilder &tb, Location tloc, Value t, ValueRange tokenArgs) {
+          auto inner = scf::ForOp::create(
+              tb, tloc, zero, expertCount, one, tokenArgs,
+              [&](OpBuilder &eb, Location eloc, Value e, ValueRange args) {
+                LoweringBuilder lb(eloc, eb);
+                Value r = arith::IndexCastOp::create(
+                    lb, lb.getIndexType(),
+                    tensor::ExtractOp::create(lb, rank, ValueRange{t, e}));
+                // (Unsigned: a rank is never negative, and nothing is
+                // written out of bounds whatever it is.)
+                Value taken = arith::CmpIOp::create(
+                    lb, arith::CmpIPredicate::ult, r, slotCount);
+                auto ifOp = scf::IfOp::create(
+                    lb, taken,
+                    [&](OpBuilder &ib, Location iloc) {
+                      Value id =
+                          arith::IndexCastOp::create(ib, iloc, idType, t);
+                      Value value = arith::AddFOp::create(
+                          ib, iloc,
+                          arith::ConstantOp::create(ib, iloc,
+                                                    ib.getZeroAttr(f32)),
+                          tensor::ExtractOp::create(ib, iloc, values,
+                                                    ValueRange{t, e}));
+                      scf::YieldOp::create(
+                          ib, iloc,
+                          ValueRange{
+                              tensor::InsertOp::create(ib, iloc, id, args[0],
+                                                       ValueRange{e, r}),
+                              tensor::InsertOp::create(ib, iloc, value, args[1],
+                                                       ValueRange{e, r})});
+                    },
+                    [&](OpBuilder &ib, Location iloc) {
+                      scf::YieldOp::create(ib, iloc, args);
+                    });
+                scf::YieldOp::create(eb, eloc, ifOp.getResults());
+              });
+          scf::YieldOp::create(tb, tloc, inner.getResults());
+        });
+    return {loop.getResult(0), loop.getResult(1)};
+  }
+
   /// Every token's top-k experts and gates.
   TokenChoices chooseExperts(TokenChoiceAttr policy, Type idType) {
     Value logits = b.convertElements(scores, f32);
@@ -172,7 +230,7 @@ struct RouteLowering {
     }
     if (policy.getNGroup() > 1)
       select = keepBestGroups(policy, select);
-    Value rank = b.rankAlong(select, 1, idType);
+    Value rank = b.rankAlong(select, 1, idType, /*countInLoop=*/!parallel);
 
     // The expert of rank j is token t's j-th choice.
     int64_t topK = policy.getTopK();
@@ -255,7 +313,7 @@ struct RouteLowering {
         b, keyType, choices.gates, ArrayRef<OpFoldResult>{zero, zero},
         ArrayRef<OpFoldResult>{numTokens, one},
         ArrayRef<OpFoldResult>{one, one});
-    return b.rankAlong(key, 0, rankType);
+    return b.rankAlong(key, 0, rankType, /*countInLoop=*/!parallel);
   }
 
   /// The order in which tokens claim slots: by index (`position`), or by
@@ -611,11 +669,13 @@ struct RouteLowering {
     auto gatesType = cast<RankedTensorType>(op.getResult(1).getType());
     Type idType = idsType.getElementType();
     Value probs = b.softmax(b.convertElements(scores, f32), 1);
-    Value rank = b.rankAlong(probs, 0, idType);
+    Value rank = b.rankAlong(probs, 0, idType, /*countInLoop=*/!parallel);
     OpFoldResult slots = capacity(idsType, policy.getCapacityFactorValue(), 1);
     OpFoldResult experts = b.getIndexAttr(numExperts);
     // Slot c of expert e holds the token of rank c in column e.
-    auto taken = pickByRank(rank, {2, 0}, probs, experts, slots, idType);
+    auto taken = parallel
+                     ? pickByRank(rank, {2, 0}, probs, experts, slots, idType)
+                     : scatterByRank(rank, probs, experts, slots, idType);
     Value gates = taken.second;
     if (policy.getNormalize())
       gates = normalizePerToken(taken.first, gates);

@@ -22,7 +22,12 @@
 // CHECK:           arith.addf
 // CHECK:         %[[P:.+]] = linalg.generic {{.*}} ins(%[[EXP]], %[[SUM]] :
 // CHECK:           arith.divf
-// CHECK:         %[[RANK:.+]] = linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "reduction"]{{.*}} ins(%[[P]], %[[P]] : tensor<?x4xf32>, tensor<?x4xf32>) outs(%{{.+}} : tensor<?x4xi32>)
+// The rank of each element counts its competitors in a loop whose count
+// is carried (a register, not the output buffer).
+// CHECK:         %[[RANK:.+]] = linalg.generic {{.*}}iterator_types = ["parallel", "parallel"]{{.*}} outs(%{{.+}} : tensor<?x4xi32>)
+// CHECK:           tensor.extract %[[P]]
+// CHECK:           scf.for {{.*}} iter_args(%{{.+}} = %c0_i32{{.*}}) -> (i32)
+// CHECK:             tensor.extract %[[P]]
 // CHECK:           arith.cmpf ogt
 // CHECK:           arith.cmpf oeq
 // CHECK:           arith.cmpi ult
@@ -67,7 +72,9 @@ func.func @capacity_static(%s: tensor<10x4xf32>) -> tensor<4x5xi32> {
 // [T, 1]) and scatters the order before the assignment loop.
 // CHECK-LABEL: func.func @capacity_priority
 // CHECK:         %[[FIRST:.+]] = tensor.extract_slice %{{.+}}[0, 0] [%{{.+}}, 1] [1, 1] : tensor<?x1xf32> to tensor<?x1xf32>
-// CHECK:         %[[TRANK:.+]] = linalg.generic {{.*}} ins(%[[FIRST]], %[[FIRST]] : tensor<?x1xf32>, tensor<?x1xf32>)
+// CHECK:         %[[TRANK:.+]] = linalg.generic {{.*}} outs(%{{.+}} : tensor<?x1xi32>)
+// CHECK:           tensor.extract %[[FIRST]]
+// CHECK:           scf.for {{.*}} -> (i32)
 // CHECK:         %[[ORDER:.+]] = scf.for
 // CHECK:           tensor.extract %[[TRANK]]
 // CHECK:           tensor.insert
@@ -135,7 +142,8 @@ func.func @dropless(%s: tensor<?x4xf16>) -> (tensor<?xi32>, tensor<?xf16>, tenso
 // CHECK:           arith.minimumf
 // CHECK:           arith.maximumf
 // CHECK:         %[[GSCORE:.+]] = linalg.generic {{.*}} ins(%[[TOP2]]#0, %[[TOP2]]#1
-// CHECK:         %[[GRANK:.+]] = linalg.generic {{.*}} ins(%[[GSCORE]], %[[GSCORE]]
+// CHECK:         %[[GRANK:.+]] = linalg.generic {{.*}} outs(%{{.+}} : tensor<?x4xi32>)
+// CHECK:           tensor.extract %[[GSCORE]]
 // CHECK:         %[[MASKED:.+]] = linalg.generic {{.*}} ins(%[[G3]], %[[GRANK]]
 // CHECK:           arith.cmpi slt, %{{.+}}, %c2_i32 : i32
 // CHECK:           arith.select %{{.+}}, %{{.+}}, %cst{{.*}} : f32
@@ -148,11 +156,21 @@ func.func @grouped(%s: tensor<?x8xf32>, %b: tensor<8xf32>) -> tensor<?xi32> {
 
 // -----
 
-// Expert choice: ranks within columns (over tokens), then ids = -1 + the
-// matching token + 1, reduced over tokens; bf16 gates are narrowed last.
+// Expert choice: ranks within columns (over tokens), then each token whose
+// rank r in column e is below C goes to slot r of expert e (a scatter over
+// tokens and experts; the parallel lowering searches instead); bf16 gates
+// are narrowed last.
 // CHECK-LABEL: func.func @expert_choice
-// CHECK:         %[[RANK:.+]] = linalg.generic {indexing_maps = [#[[$M01:.+]], #[[$M21:.+]], #[[$M01]]], iterator_types = ["parallel", "parallel", "reduction"]}
-// CHECK:         %[[TAKEN:.+]]:2 = linalg.generic {{.*}} ins(%[[RANK]], %{{.+}} : tensor<6x4xi32>, tensor<6x4xf32>) outs(%{{.+}}, %{{.+}} : tensor<4x3xi32>, tensor<4x3xf32>)
+// CHECK:         %[[RANK:.+]] = linalg.generic {indexing_maps = [#{{.+}}], iterator_types = ["parallel", "parallel"]} outs(%{{.+}} : tensor<6x4xi32>)
+// CHECK:           scf.for {{.*}} -> (i32)
+// CHECK:         %[[TAKEN:.+]]:2 = scf.for %[[T:.+]] = %c0{{.*}} to %c6{{.*}} step %c1{{.*}} iter_args(%{{.+}} = %{{.+}}, %{{.+}} = %{{.+}}) -> (tensor<4x3xi32>, tensor<4x3xf32>)
+// CHECK:           scf.for %[[E:.+]] = %c0{{.*}} to %c4{{.*}} step
+// CHECK:             %[[R:.+]] = tensor.extract %[[RANK]][%[[T]], %[[E]]] : tensor<6x4xi32>
+// CHECK:             %[[RI:.+]] = arith.index_cast %[[R]] : i32 to index
+// CHECK:             %[[IN:.+]] = arith.cmpi ult, %[[RI]], %c3{{.*}} : index
+// CHECK:             scf.if %[[IN]]
+// CHECK:               tensor.insert %{{.+}} into %{{.+}}[%[[E]], %[[RI]]] : tensor<4x3xi32>
+// CHECK:               tensor.insert %{{.+}} into %{{.+}}[%[[E]], %[[RI]]] : tensor<4x3xf32>
 // CHECK:         linalg.generic {{.*}} ins(%[[TAKEN]]#1 : tensor<4x3xf32>) outs(%{{.+}} : tensor<4x3xbf16>)
 // CHECK:           arith.truncf
 func.func @expert_choice(%s: tensor<6x4xbf16>) -> (tensor<4x3xi32>, tensor<4x3xbf16>) {
@@ -179,7 +197,7 @@ func.func @soft(%s: tensor<?x8xf32>) -> (tensor<?x8xf32>, tensor<?x8xf32>) {
 // Expert choice with normalize: per-token gate sums over the slots (experts
 // ascending), then every valid slot's gate divided by its token's sum.
 // CHECK-LABEL: func.func @expert_choice_normalize
-// CHECK:         %[[TAKEN:.+]]:2 = linalg.generic
+// CHECK:         %[[TAKEN:.+]]:2 = scf.for
 // CHECK:         %[[SUMS:.+]] = scf.for {{.*}} -> (tensor<6xf32>)
 // CHECK:           scf.for
 // CHECK:             scf.if

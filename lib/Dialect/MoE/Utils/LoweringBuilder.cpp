@@ -286,7 +286,8 @@ static Value beats(OpBuilder &b, Location loc, Value self, Value selfIndex,
   return arith::OrIOp::create(b, loc, better, tieWin);
 }
 
-Value LoweringBuilder::rankAlong(Value matrix, unsigned dim, Type type) {
+Value LoweringBuilder::rankAlong(Value matrix, unsigned dim, Type type,
+                                 bool countInLoop) {
   if (lanes > 0) {
     // Loops (i0, i1, lane): each lane counts every lanes-th competitor, then
     // the lanes' counts are added across the lanes.
@@ -322,6 +323,37 @@ Value LoweringBuilder::rankAlong(Value matrix, unsigned dim, Type type) {
           linalg::YieldOp::create(b, loc, lb.butterfly(scan.getResult(0), add));
         })[0];
     return laneZero(partial);
+  }
+  if (countInLoop) {
+    // Loops (i0, i1), each counting its competitors x[.., other, ..] that
+    // beat x[i0, i1] in an scf.for whose count is a loop-carried value (it
+    // stays in a register; as a reduction loop of the generic it was stored
+    // and reloaded at every step).
+    Value n = sizeValue(matrix, dim);
+    return generic(
+        {}, {}, empty({size(matrix, 0), size(matrix, 1)}, type), {{0, 1}}, 2,
+        {}, [&](OpBuilder &b, Location loc, ValueRange) {
+          LoweringBuilder lb(loc, b);
+          Value i0 = linalg::IndexOp::create(b, loc, 0);
+          Value i1 = linalg::IndexOp::create(b, loc, 1);
+          Value self =
+              tensor::ExtractOp::create(b, loc, matrix, ValueRange{i0, i1});
+          Value selfIndex = dim == 0 ? i0 : i1;
+          auto scan = scf::ForOp::create(
+              b, loc, lb.indexConst(0), n, lb.indexConst(1),
+              ValueRange{lb.intConst(type, 0)},
+              [&](OpBuilder &fb, Location floc, Value o, ValueRange acc) {
+                Value other = tensor::ExtractOp::create(
+                    fb, floc, matrix,
+                    dim == 0 ? ValueRange{o, i1} : ValueRange{i0, o});
+                Value inc = arith::ExtUIOp::create(
+                    fb, floc, type, beats(fb, floc, self, selfIndex, other, o));
+                scf::YieldOp::create(
+                    fb, floc,
+                    arith::AddIOp::create(fb, floc, acc[0], inc).getResult());
+              });
+          linalg::YieldOp::create(b, loc, scan.getResult(0));
+        })[0];
   }
   // Loops (i0, i1, other): rank[i0, i1] += x[.., other, ..] beats x[i0, i1],
   // where `other` replaces loop `dim` in the second read.

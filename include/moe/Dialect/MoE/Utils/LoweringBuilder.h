@@ -133,7 +133,12 @@ public:
   /// of elements of that row (column) that are larger, or equal and at a
   /// lower index. The ranks of a row (column) are a permutation of 0..N-1, so
   /// rank < k selects the top k with ties going to the lower index.
-  Value rankAlong(Value matrix, unsigned dim, Type type);
+  /// With `countInLoop`, each element counts in an scf.for inside the
+  /// generic (a loop-carried count, which stays in a register and
+  /// vectorizes on CPUs); else the count is the generic's reduction loop
+  /// (every loop of the generic visible, for the GPU mapping).
+  Value rankAlong(Value matrix, unsigned dim, Type type,
+                  bool countInLoop = false);
 
 private:
   Value gatherRowsInto(Value tokens, Value ids, bool guardReads,
