@@ -132,6 +132,13 @@ static Value emitPanelMatmul(RewriterBase &rewriter, linalg::MatmulOp matmul,
   SmallVector<AffineMap> maps = {AffineMap::get(4, 0, {b, k, m}, context),
                                  AffineMap::get(4, 0, {k, n}, context),
                                  AffineMap::get(4, 0, {b, m, n}, context)};
+  // Only the active blocks are multiplied.
+  if (tile.activeBlocks)
+    lhs = tensor::ExtractSliceOp::create(
+        rewriter, loc, lhs, ArrayRef<OpFoldResult>{zero, zero, zero},
+        ArrayRef<OpFoldResult>{tile.activeBlocks, rewriter.getIndexAttr(depth),
+                               rewriter.getIndexAttr(block)},
+        ArrayRef<OpFoldResult>{one, one, one});
   auto loop = scf::ForallOp::create(
       rewriter, loc, ArrayRef<OpFoldResult>{rewriter.getIndexAttr(panels)},
       ValueRange{acc}, std::nullopt);
@@ -256,24 +263,9 @@ Value mlir::moe::detail::cloneExpertBodyOn(RewriterBase &rewriter,
                         ? tile->blockedRows
                         : blockRows(rewriter, op.getLoc(), mapping.lookup(lhs),
                                     *tile);
-        // Only the active blocks are multiplied.
-        Value lhsBlocks = blocked;
-        if (tile->activeBlocks) {
-          auto type = cast<RankedTensorType>(blocked.getType());
-          OpFoldResult zero = rewriter.getIndexAttr(0),
-                       one = rewriter.getIndexAttr(1);
-          lhsBlocks = tensor::ExtractSliceOp::create(
-              rewriter, op.getLoc(), blocked,
-              ArrayRef<OpFoldResult>{zero, zero, zero},
-              ArrayRef<OpFoldResult>{tile->activeBlocks,
-                                     rewriter.getIndexAttr(type.getDimSize(1)),
-                                     rewriter.getIndexAttr(type.getDimSize(2))},
-              ArrayRef<OpFoldResult>{one, one, one});
-        }
-        Value result =
-            emitPanelMatmul(rewriter, matmul, lhsBlocks,
-                            mapping.lookup(matmul.getDpsInits()[0]),
-                            it->second.first, it->second.second, *tile);
+        Value result = emitPanelMatmul(
+            rewriter, matmul, blocked, mapping.lookup(matmul.getDpsInits()[0]),
+            it->second.first, it->second.second, *tile);
         mapping.map(op.getResult(0), result);
         continue;
       }

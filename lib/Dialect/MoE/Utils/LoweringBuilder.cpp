@@ -286,73 +286,62 @@ static Value beats(OpBuilder &b, Location loc, Value self, Value selfIndex,
   return arith::OrIOp::create(b, loc, better, tieWin);
 }
 
+/// How many competitors x[.., o, ..] (o = from, from + step, ... < n, o
+/// replacing index `dim`) beat x[i0, i1], counted in an scf.for whose count
+/// is a loop-carried value of `type` (a register on CPUs).
+static Value countBeaters(LoweringBuilder &lb, Value matrix, unsigned dim,
+                          Value i0, Value i1, Value from, int64_t step, Value n,
+                          Type type) {
+  Value self = tensor::ExtractOp::create(lb, matrix, ValueRange{i0, i1});
+  Value selfIndex = dim == 0 ? i0 : i1;
+  auto scan = scf::ForOp::create(
+      lb, from, n, lb.indexConst(step), ValueRange{lb.intConst(type, 0)},
+      [&](OpBuilder &fb, Location floc, Value o, ValueRange acc) {
+        Value other = tensor::ExtractOp::create(
+            fb, floc, matrix, dim == 0 ? ValueRange{o, i1} : ValueRange{i0, o});
+        Value inc = arith::ExtUIOp::create(
+            fb, floc, type, beats(fb, floc, self, selfIndex, other, o));
+        scf::YieldOp::create(
+            fb, floc, arith::AddIOp::create(fb, floc, acc[0], inc).getResult());
+      });
+  return scan.getResult(0);
+}
+
 Value LoweringBuilder::rankAlong(Value matrix, unsigned dim, Type type,
                                  bool countInLoop) {
+  Value n = sizeValue(matrix, dim);
   if (lanes > 0) {
     // Loops (i0, i1, lane): each lane counts every lanes-th competitor, then
     // the lanes' counts are added across the lanes.
-    Value n = sizeValue(matrix, dim);
     Value partial = generic(
         {}, {},
         empty({size(matrix, 0), size(matrix, 1), getIndexAttr(lanes)}, type),
         {{0, 1, 2}}, 3, {}, [&](OpBuilder &b, Location loc, ValueRange) {
           LoweringBuilder lb(loc, b);
           lb.setWarpLanes(lanes);
-          Value i0 = linalg::IndexOp::create(b, loc, 0);
-          Value i1 = linalg::IndexOp::create(b, loc, 1);
-          Value lane = linalg::IndexOp::create(b, loc, 2);
-          Value self =
-              tensor::ExtractOp::create(b, loc, matrix, ValueRange{i0, i1});
-          Value selfIndex = dim == 0 ? i0 : i1;
-          auto scan = scf::ForOp::create(
-              b, loc, lane, n, lb.indexConst(lanes),
-              ValueRange{lb.intConst(type, 0)},
-              [&](OpBuilder &fb, Location floc, Value o, ValueRange acc) {
-                Value other = tensor::ExtractOp::create(
-                    fb, floc, matrix,
-                    dim == 0 ? ValueRange{o, i1} : ValueRange{i0, o});
-                Value inc = arith::ExtUIOp::create(
-                    fb, floc, type, beats(fb, floc, self, selfIndex, other, o));
-                scf::YieldOp::create(
-                    fb, floc,
-                    arith::AddIOp::create(fb, floc, acc[0], inc).getResult());
-              });
+          Value count =
+              countBeaters(lb, matrix, dim, linalg::IndexOp::create(b, loc, 0),
+                           linalg::IndexOp::create(b, loc, 1),
+                           linalg::IndexOp::create(b, loc, 2), lanes, n, type);
           auto add = [](OpBuilder &ob, Location oloc, Value x, Value y) {
             return arith::AddIOp::create(ob, oloc, x, y).getResult();
           };
-          linalg::YieldOp::create(b, loc, lb.butterfly(scan.getResult(0), add));
+          linalg::YieldOp::create(b, loc, lb.butterfly(count, add));
         })[0];
     return laneZero(partial);
   }
   if (countInLoop) {
-    // Loops (i0, i1), each counting its competitors x[.., other, ..] that
-    // beat x[i0, i1] in an scf.for whose count is a loop-carried value (it
-    // stays in a register; as a reduction loop of the generic it was stored
-    // and reloaded at every step).
-    Value n = sizeValue(matrix, dim);
+    // Loops (i0, i1), each counting all its competitors (as a reduction loop
+    // of the generic, the count was stored and reloaded at every step).
     return generic(
         {}, {}, empty({size(matrix, 0), size(matrix, 1)}, type), {{0, 1}}, 2,
         {}, [&](OpBuilder &b, Location loc, ValueRange) {
           LoweringBuilder lb(loc, b);
-          Value i0 = linalg::IndexOp::create(b, loc, 0);
-          Value i1 = linalg::IndexOp::create(b, loc, 1);
-          Value self =
-              tensor::ExtractOp::create(b, loc, matrix, ValueRange{i0, i1});
-          Value selfIndex = dim == 0 ? i0 : i1;
-          auto scan = scf::ForOp::create(
-              b, loc, lb.indexConst(0), n, lb.indexConst(1),
-              ValueRange{lb.intConst(type, 0)},
-              [&](OpBuilder &fb, Location floc, Value o, ValueRange acc) {
-                Value other = tensor::ExtractOp::create(
-                    fb, floc, matrix,
-                    dim == 0 ? ValueRange{o, i1} : ValueRange{i0, o});
-                Value inc = arith::ExtUIOp::create(
-                    fb, floc, type, beats(fb, floc, self, selfIndex, other, o));
-                scf::YieldOp::create(
-                    fb, floc,
-                    arith::AddIOp::create(fb, floc, acc[0], inc).getResult());
-              });
-          linalg::YieldOp::create(b, loc, scan.getResult(0));
+          linalg::YieldOp::create(
+              b, loc,
+              countBeaters(lb, matrix, dim, linalg::IndexOp::create(b, loc, 0),
+                           linalg::IndexOp::create(b, loc, 1), lb.indexConst(0),
+                           1, n, type));
         })[0];
   }
   // Loops (i0, i1, other): rank[i0, i1] += x[.., other, ..] beats x[i0, i1],
