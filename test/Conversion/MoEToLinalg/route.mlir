@@ -22,15 +22,22 @@
 // CHECK:           arith.addf
 // CHECK:         %[[P:.+]] = linalg.generic {{.*}} ins(%[[EXP]], %[[SUM]] :
 // CHECK:           arith.divf
-// The rank of each element counts its competitors in a loop whose count
-// is carried (a register, not the output buffer).
-// CHECK:         %[[RANK:.+]] = linalg.generic {{.*}}iterator_types = ["parallel", "parallel"]{{.*}} outs(%{{.+}} : tensor<?x4xi32>)
-// CHECK:           tensor.extract %[[P]]
-// CHECK:           scf.for {{.*}} iter_args(%{{.+}} = %c0_i32{{.*}}) -> (i32)
-// CHECK:             tensor.extract %[[P]]
-// CHECK:           arith.cmpf ogt
+// The rank of each element counts its competitors by integer keys (the
+// float order, -0 = +0, NaN lowest), in two loops whose count is carried (a
+// register, not the output buffer): lower indices win ties, higher ones not.
+// CHECK:         %[[KEYS:.+]] = linalg.generic {{.*}} ins(%[[P]] : tensor<?x4xf32>) outs(%{{.+}} : tensor<?x4xi32>)
+// CHECK:           arith.bitcast %{{.+}} : f32 to i32
+// CHECK:           arith.xori %{{.+}}, %c2147483647_i32
 // CHECK:           arith.cmpf oeq
-// CHECK:           arith.cmpi ult
+// CHECK:           arith.cmpf uno
+// CHECK:           arith.select %{{.+}}, %c-2147483648_i32
+// CHECK:         %[[RANK:.+]] = linalg.generic {{.*}}iterator_types = ["parallel", "parallel"]{{.*}} outs(%{{.+}} : tensor<?x4xi32>)
+// CHECK:           %[[SELF:.+]] = tensor.extract %[[KEYS]]
+// CHECK:           %[[LOW:.+]] = scf.for {{.*}} iter_args(%{{.+}} = %c0_i32{{.*}}) -> (i32)
+// CHECK:             tensor.extract %[[KEYS]]
+// CHECK:             arith.cmpi sge, %{{.+}}, %[[SELF]] : i32
+// CHECK:           scf.for {{.*}} to %c4 {{.*}} iter_args(%{{.+}} = %[[LOW]]) -> (i32)
+// CHECK:             arith.cmpi sgt, %{{.+}}, %[[SELF]] : i32
 // CHECK:         %[[CHOSEN:.+]]:2 = linalg.generic {{.*}} ins(%[[RANK]], %[[P]] : tensor<?x4xi32>, tensor<?x4xf32>) outs(%{{.+}}, %{{.+}} : tensor<?x2xi32>, tensor<?x2xf32>)
 // CHECK:         %[[TI:.+]] = arith.index_cast %[[T]] : index to i64
 // CHECK:         %[[TF:.+]] = arith.sitofp %[[TI]] : i64 to f64
@@ -72,10 +79,11 @@ func.func @capacity_static(%s: tensor<10x4xf32>) -> tensor<4x5xi32> {
 // [T, 1]) and scatters the order before the assignment loop.
 // CHECK-LABEL: func.func @capacity_priority
 // CHECK:         %[[FIRST:.+]] = tensor.extract_slice %{{.+}}[0, 0] [%{{.+}}, 1] [1, 1] : tensor<?x1xf32> to tensor<?x1xf32>
+// CHECK:         %[[TKEYS:.+]] = linalg.generic {{.*}} ins(%[[FIRST]] : tensor<?x1xf32>) outs(%{{.+}} : tensor<1x?xi32>)
 // CHECK:         %[[TRANK:.+]] = linalg.generic {{.*}} outs(%{{.+}} : tensor<?x1xi32>)
-// CHECK:           tensor.extract %[[FIRST]]
+// CHECK:           tensor.extract %[[TKEYS]]
 // CHECK:           scf.for {{.*}} -> (i32)
-// CHECK:         %[[ORDER:.+]] = scf.for
+// CHECK:         %[[ORDER:.+]] = scf.for {{.*}} -> (tensor<?xi32>)
 // CHECK:           tensor.extract %[[TRANK]]
 // CHECK:           tensor.insert
 // CHECK:         scf.for
@@ -142,8 +150,9 @@ func.func @dropless(%s: tensor<?x4xf16>) -> (tensor<?xi32>, tensor<?xf16>, tenso
 // CHECK:           arith.minimumf
 // CHECK:           arith.maximumf
 // CHECK:         %[[GSCORE:.+]] = linalg.generic {{.*}} ins(%[[TOP2]]#0, %[[TOP2]]#1
+// CHECK:         %[[GKEYS:.+]] = linalg.generic {{.*}} ins(%[[GSCORE]] : tensor<?x4xf32>) outs(%{{.+}} : tensor<?x4xi32>)
 // CHECK:         %[[GRANK:.+]] = linalg.generic {{.*}} outs(%{{.+}} : tensor<?x4xi32>)
-// CHECK:           tensor.extract %[[GSCORE]]
+// CHECK:           tensor.extract %[[GKEYS]]
 // CHECK:         %[[MASKED:.+]] = linalg.generic {{.*}} ins(%[[G3]], %[[GRANK]]
 // CHECK:           arith.cmpi slt, %{{.+}}, %c2_i32 : i32
 // CHECK:           arith.select %{{.+}}, %{{.+}}, %cst{{.*}} : f32
@@ -161,8 +170,13 @@ func.func @grouped(%s: tensor<?x8xf32>, %b: tensor<8xf32>) -> tensor<?xi32> {
 // tokens and experts; the parallel lowering searches instead); bf16 gates
 // are narrowed last.
 // CHECK-LABEL: func.func @expert_choice
+// The keys are transposed ([E, T]) so that each column's count reads
+// contiguous keys.
+// CHECK:         %[[KEYS:.+]] = linalg.generic {{.*}} ins(%{{.+}} : tensor<6x4xf32>) outs(%{{.+}} : tensor<4x6xi32>)
 // CHECK:         %[[RANK:.+]] = linalg.generic {indexing_maps = [#{{.+}}], iterator_types = ["parallel", "parallel"]} outs(%{{.+}} : tensor<6x4xi32>)
 // CHECK:           scf.for {{.*}} -> (i32)
+// CHECK:             tensor.extract %[[KEYS]][%{{.+}}, %{{.+}}] : tensor<4x6xi32>
+// CHECK:           scf.for {{.*}} to %c6 {{.*}} -> (i32)
 // CHECK:         %[[TAKEN:.+]]:2 = scf.for %[[T:.+]] = %c0{{.*}} to %c6{{.*}} step %c1{{.*}} iter_args(%{{.+}} = %{{.+}}, %{{.+}} = %{{.+}}) -> (tensor<4x3xi32>, tensor<4x3xf32>)
 // CHECK:           scf.for %[[E:.+]] = %c0{{.*}} to %c4{{.*}} step
 // CHECK:             %[[R:.+]] = tensor.extract %[[RANK]][%[[T]], %[[E]]] : tensor<6x4xi32>

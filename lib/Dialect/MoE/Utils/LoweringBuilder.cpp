@@ -307,6 +307,52 @@ static Value countBeaters(LoweringBuilder &lb, Value matrix, unsigned dim,
   return scan.getResult(0);
 }
 
+/// An i32 key of an f32 whose signed order is the order of `beats` without
+/// its index tie-break: numbers by value (-0 and +0 one key), every NaN one
+/// key below -inf. Equal keys are exactly the values `beats` calls equal.
+static Value orderKey(OpBuilder &b, Location loc, Value value) {
+  Type i32 = b.getI32Type();
+  auto intConst = [&](int64_t v) {
+    return arith::ConstantOp::create(b, loc, i32, b.getIntegerAttr(i32, v))
+        .getResult();
+  };
+  Value bits = arith::BitcastOp::create(b, loc, i32, value);
+  Value negative = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
+                                         bits, intConst(0));
+  // Negative numbers: flipping the magnitude bits reverses their order.
+  Value flipped = arith::XOrIOp::create(b, loc, bits, intConst(0x7fffffff));
+  Value key = arith::SelectOp::create(b, loc, negative, flipped, bits);
+  Value zeroF = arith::ConstantOp::create(b, loc, value.getType(),
+                                          b.getFloatAttr(value.getType(), 0.0));
+  Value isZero =
+      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, value, zeroF);
+  key = arith::SelectOp::create(b, loc, isZero, intConst(0), key);
+  Value isNaN =
+      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::UNO, value, value);
+  return arith::SelectOp::create(b, loc, isNaN, intConst(INT32_MIN), key);
+}
+
+/// Adds to `count` one for every o in [from, to) with keys[row, o] > self
+/// (or >= with `orEqual`): a loop that LLVM vectorizes, as the keys of a
+/// row are contiguous.
+static Value countKeys(LoweringBuilder &lb, Value keys, Value row, Value self,
+                       Value from, Value to, bool orEqual, Value count) {
+  auto scan = scf::ForOp::create(
+      lb, from, to, lb.indexConst(1), ValueRange{count},
+      [&](OpBuilder &fb, Location floc, Value o, ValueRange acc) {
+        Value other =
+            tensor::ExtractOp::create(fb, floc, keys, ValueRange{row, o});
+        Value wins = arith::CmpIOp::create(fb, floc,
+                                           orEqual ? arith::CmpIPredicate::sge
+                                                   : arith::CmpIPredicate::sgt,
+                                           other, self);
+        Value inc = arith::ExtUIOp::create(fb, floc, acc[0].getType(), wins);
+        scf::YieldOp::create(
+            fb, floc, arith::AddIOp::create(fb, floc, acc[0], inc).getResult());
+      });
+  return scan.getResult(0);
+}
+
 Value LoweringBuilder::rankAlong(Value matrix, unsigned dim, Type type,
                                  bool countInLoop) {
   Value n = sizeValue(matrix, dim);
@@ -331,17 +377,32 @@ Value LoweringBuilder::rankAlong(Value matrix, unsigned dim, Type type,
     return laneZero(partial);
   }
   if (countInLoop) {
-    // Loops (i0, i1), each counting all its competitors (as a reduction loop
-    // of the generic, the count was stored and reloaded at every step).
+    // Keys [other, counted] (the counted dimension contiguous), then loops
+    // (i0, i1), each counting its competitors in two loop-carried counts: the
+    // lower indices win ties (>=), the higher ones do not (>). One integer
+    // compare per competitor instead of the float order of `beats`.
+    unsigned other = 1 - dim;
+    Value keys = generic(
+        matrix,
+        {dim == 0 ? SmallVector<unsigned>{1, 0} : SmallVector<unsigned>{0, 1}},
+        empty({size(matrix, other), size(matrix, dim)}, getI32Type()), {{0, 1}},
+        2, {}, [](OpBuilder &b, Location loc, ValueRange args) {
+          linalg::YieldOp::create(b, loc, orderKey(b, loc, args[0]));
+        })[0];
     return generic(
         {}, {}, empty({size(matrix, 0), size(matrix, 1)}, type), {{0, 1}}, 2,
         {}, [&](OpBuilder &b, Location loc, ValueRange) {
           LoweringBuilder lb(loc, b);
-          linalg::YieldOp::create(
-              b, loc,
-              countBeaters(lb, matrix, dim, linalg::IndexOp::create(b, loc, 0),
-                           linalg::IndexOp::create(b, loc, 1), lb.indexConst(0),
-                           1, n, type));
+          Value row = linalg::IndexOp::create(b, loc, other);
+          Value self = linalg::IndexOp::create(b, loc, dim);
+          Value selfKey =
+              tensor::ExtractOp::create(b, loc, keys, ValueRange{row, self});
+          Value next = arith::AddIOp::create(b, loc, self, lb.indexConst(1));
+          Value count = countKeys(lb, keys, row, selfKey, lb.indexConst(0),
+                                  self, /*orEqual=*/true, lb.intConst(type, 0));
+          count = countKeys(lb, keys, row, selfKey, next, n, /*orEqual=*/false,
+                            count);
+          linalg::YieldOp::create(b, loc, count);
         })[0];
   }
   // Loops (i0, i1, other): rank[i0, i1] += x[.., other, ..] beats x[i0, i1],

@@ -133,10 +133,12 @@ public:
   /// of elements of that row (column) that are larger, or equal and at a
   /// lower index. The ranks of a row (column) are a permutation of 0..N-1, so
   /// rank < k selects the top k with ties going to the lower index.
-  /// With `countInLoop`, each element counts in an scf.for inside the
-  /// generic (a loop-carried count, which stays in a register and
-  /// vectorizes on CPUs); else the count is the generic's reduction loop
-  /// (every loop of the generic visible, for the GPU mapping).
+  /// With `countInLoop`, the values become order-preserving i32 keys (stored
+  /// with the ranked dimension contiguous) and each element counts them in
+  /// scf.for loops inside the generic (loop-carried counts of one integer
+  /// compare each, which stay in registers and vectorize on CPUs); else the
+  /// count is the generic's reduction loop (every loop of the generic
+  /// visible, for the GPU mapping).
   Value rankAlong(Value matrix, unsigned dim, Type type,
                   bool countInLoop = false);
 
