@@ -7,10 +7,11 @@
 `build` compiles every layer of layer_cases.LAYERS (every routing policy,
 dynamic T, f32/f16/bf16) and layer_cases.EDGE_LAYERS (one token, one
 expert) with moe-gpu-pipeline into DIR, one self-contained
-shared library per layer and chip. `run` loads the artifacts for the GPU's
-chip, runs each layer on the same random cases as the CPU tests (ties, huge
-logits, empty experts, C > T) and compares with the NumPy reference under
-the same tolerances. It prints one line per case and ends with
+shared library per layer and chip (`--layer NAME`, repeatable: only those
+layers). `run` loads the artifacts for the GPU's chip, runs each layer
+on the same random cases as the CPU tests (ties, huge logits, empty
+experts, C > T) and compares with the NumPy reference under the same
+tolerances. It prints one line per case and ends with
 `N passed, N failed`; the exit status is non-zero on any failure.
 """
 
@@ -34,12 +35,18 @@ def artifact_name(layer_name):
     return "layer_" + "".join(c if c.isalnum() else "_" for c in layer_name)
 
 
-def build(out_dir, chips):
+def build(out_dir, chips, names=None):
     from moe_mlir import builder
 
     out_dir = Path(out_dir)
+    unknown = sorted(set(names or []) - set(ALL_LAYERS))
+    if unknown:
+        raise SystemExit(f"unknown layer(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(sorted(ALL_LAYERS))}")
     index = []
     for name, layer in sorted(ALL_LAYERS.items()):
+        if names and name not in names:
+            continue
         text, signature = builder.build_layer(layer, artifact_name(name))
         for chip in chips:
             start = time.perf_counter()
@@ -97,12 +104,14 @@ def main():
     b = sub.add_parser("build")
     b.add_argument("dir")
     b.add_argument("--chip", action="append", help="sm_80, sm_90, ... (default both)")
+    b.add_argument("--layer", action="append",
+                   help="a layer of layer_cases (default every one)")
     r = sub.add_parser("run")
     r.add_argument("dir")
     r.add_argument("--cases", type=int, default=CASES_PER_LAYER)
     args = parser.parse_args()
     if args.command == "build":
-        build(args.dir, args.chip or ["sm_80", "sm_90"])
+        build(args.dir, args.chip or ["sm_80", "sm_90"], args.layer)
         return 0
     return run(args.dir, args.cases)
 
