@@ -19,6 +19,9 @@
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Linalg/Transforms/Hoisting.h"
 #include "mlir/Dialect/Linalg/Transforms/Transforms.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Math/Transforms/Approximation.h"
+#include "mlir/Dialect/Math/Transforms/Passes.h"
 #include "mlir/Dialect/MemRef/Transforms/Transforms.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/SCF/Transforms/TileUsingInterface.h"
@@ -364,6 +367,19 @@ struct CPUCodegenPass : moe::impl::CPUCodegenBase<CPUCodegenPass> {
             [](RewritePatternSet &p) {
               vector::populateScalarVectorTransferLoweringPatterns(
                   p, /*benefit=*/1, /*allowMultipleUses=*/true);
+            },
+            /*canonicalize=*/false)))
+      return signalPassFailure();
+    // f32 exp (the body's activations: silu, sigmoid) as upstream's
+    // polynomial, i.e. arithmetic that LLVM vectorizes with the elementwise
+    // loop around it, instead of a call to libm's expf per element.
+    if (failed(applyPatterns(
+            module,
+            [](RewritePatternSet &p) {
+              populateMathPolynomialApproximationPatterns(
+                  p, [](StringRef name) {
+                    return name == math::ExpOp::getOperationName();
+                  });
             },
             /*canonicalize=*/false)))
       return signalPassFailure();
