@@ -12,6 +12,7 @@
 #include "moe/Pipelines/CPUCodegen.h"
 #include "moe/Pipelines/CPUTarget.h"
 #include "moe/Pipelines/CheckedEntryPoints.h"
+#include "moe/Pipelines/OpenMPSchedule.h"
 
 #include "PipelineParts.h"
 
@@ -137,6 +138,8 @@ void mlir::moe::buildCPUPipeline(OpPassManager &pm,
     ConvertSCFToOpenMPPassOptions openmp;
     openmp.numThreads = threads;
     pm.addPass(createConvertSCFToOpenMPPass(openmp));
+    // Iterations to whichever thread is free (a VM's cores run unevenly).
+    pm.addPass(createOpenMPDynamicSchedule());
     // Inlines the memref.alloca_scope the conversion wraps loop bodies in
     // (they hold no allocas here), which would not survive scf-to-cf.
     pm.addPass(createCanonicalizerPass());

@@ -28,6 +28,8 @@
 // With threads=2 the 32 columns are two 16-column panels, one per OpenMP
 // thread.
 // THREADS:     omp.parallel num_threads
+// Panels go to whichever thread is free (moe-openmp-dynamic-schedule).
+// THREADS:     omp.wsloop schedule(dynamic)
 // THREADS:     llvm.intr.fmuladd
 // The packed entry: the 32 columns are one 64-column panel, 4 x 64 register
 // blocks whose accumulators stay in registers across the reduction (the

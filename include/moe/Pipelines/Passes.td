@@ -142,4 +142,30 @@ def CheckedEntryPoints
   ];
 }
 
+def OpenMPDynamicSchedule
+    : Pass<"moe-openmp-dynamic-schedule", "::mlir::ModuleOp"> {
+  let summary = "Schedule every omp.wsloop's iterations dynamically";
+  let description = [{
+    Sets `schedule(dynamic)` on every `omp.wsloop` (the parallel loops that
+    `convert-scf-to-openmp` makes of the column panels and row tiles), which
+    upstream's conversion leaves static. A thread then takes the next
+    iteration when it is done with one, instead of a fixed share: on a host
+    whose cores are slowed unevenly (a shared VM, another process) the fast
+    thread does not wait at the barrier for the slow one's share. The
+    iterations of these loops write disjoint outputs, so results do not
+    depend on the schedule.
+
+    ```mlir
+    omp.wsloop {
+      omp.loop_nest (%i) : index = (%lb) to (%ub) step (%s) { ... }
+    }
+    // becomes
+    omp.wsloop schedule(dynamic) {
+      omp.loop_nest (%i) : index = (%lb) to (%ub) step (%s) { ... }
+    }
+    ```
+  }];
+  let dependentDialects = ["::mlir::omp::OpenMPDialect"];
+}
+
 #endif // MOE_PIPELINES_PASSES
