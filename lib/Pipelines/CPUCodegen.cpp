@@ -12,6 +12,8 @@
 
 #include "moe/Pipelines/CPUCodegen.h"
 
+#include "CPUCodegenParts.h"
+
 #include "moe/Conversion/MoEToLinalg/MoEToLinalg.h"
 #include "moe/Pipelines/CPUTarget.h"
 
@@ -40,34 +42,19 @@ namespace mlir::moe {
 } // namespace mlir::moe
 
 using namespace mlir;
-
-namespace {
+using namespace mlir::moe::detail;
 
 /// The reduction blocks tried, largest first.
-constexpr int64_t kReductionBlocks[] = {4096, 2048, 1024, 512, 256, 128, 64,
-                                        32,   16,   8,    4,   2,   1};
+static constexpr int64_t kReductionBlocks[] = {
+    4096, 2048, 1024, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1};
 
 /// Tiles of at most kFewRows rows (decode, small experts) reuse a weight
 /// panel too little to keep it in L1; they stream the weights once, and a
 /// shallow reduction block reads each of its weight rows sequentially
 /// across the column strips instead of hopping over KC rows (KC pages)
 /// per strip. Measured on the decode shapes: 2.2-2.5x faster than KC = 256.
-constexpr int64_t kFewRows = 8;
-constexpr int64_t kFewRowsReductionBlock = 8;
-
-/// How one contraction is tiled.
-struct Blocking {
-  /// Columns per thread (an scf.forall over them); N when not split.
-  int64_t split;
-  /// The reduction block.
-  int64_t kc;
-  /// The register block.
-  int64_t m0, n0, k0;
-  /// Whether the left-hand tile is transposed first (so that a reduction
-  /// step reads its M0 values contiguously); a row block of a packed-panel
-  /// contraction is [K, M0] already.
-  bool transposeLhs;
-};
+static constexpr int64_t kFewRows = 8;
+static constexpr int64_t kFewRowsReductionBlock = 8;
 
 /// The largest of `candidates` that divides `size` and is at most `most`.
 static int64_t largestDivisor(int64_t size, ArrayRef<int64_t> candidates,
@@ -78,12 +65,11 @@ static int64_t largestDivisor(int64_t size, ArrayRef<int64_t> candidates,
   return 0;
 }
 
-/// Whether every operand of `op` has f32 elements. The table's register
-/// blocks are f32 ones: vectorized as they are, f16 and bf16 contractions
-/// extend every element on its own (no native FMA), with 30x the code, 5x
-/// the compile time and no speed. They keep their scalar loops until the
-/// low-precision kernels exist.
-static bool isF32Contraction(Operation *op) {
+/// Vectorized as they are, f16 and bf16 contractions extend every element on
+/// its own (no native FMA), with 30x the code, 5x the compile time and no
+/// speed. They keep their scalar loops until the low-precision kernels
+/// exist.
+bool moe::detail::isF32Contraction(Operation *op) {
   return llvm::all_of(op->getOperandTypes(),
                       [](Type t) { return getElementTypeOrSelf(t).isF32(); });
 }
@@ -131,13 +117,10 @@ static std::optional<Blocking> chooseBlocking(linalg::MatmulOp matmul,
   return b;
 }
 
-/// Tiles `op` by `sizes` (0: not tiled) with `loopType` loops; returns the
-/// tiled op.
-static FailureOr<TilingInterface> tile(RewriterBase &rewriter,
-                                       TilingInterface op,
-                                       ArrayRef<int64_t> sizes,
-                                       scf::SCFTilingOptions::LoopType loopType,
-                                       ArrayRef<int64_t> interchange = {}) {
+FailureOr<TilingInterface> moe::detail::tile(
+    RewriterBase &rewriter, TilingInterface op, ArrayRef<int64_t> sizes,
+    scf::SCFTilingOptions::LoopType loopType, ArrayRef<int64_t> interchange,
+    SmallVectorImpl<LoopLikeOpInterface> *loops) {
   scf::SCFTilingOptions options;
   options.setTileSizes(getAsIndexOpFoldResult(rewriter.getContext(), sizes));
   options.setLoopType(loopType);
@@ -149,13 +132,14 @@ static FailureOr<TilingInterface> tile(RewriterBase &rewriter,
   if (failed(tiled))
     return failure();
   rewriter.replaceOp(op, tiled->replacements);
+  if (loops)
+    loops->assign(tiled->loops.begin(), tiled->loops.end());
   return cast<TilingInterface>(tiled->tiledOps.front());
 }
 
-/// Tiles and vectorizes `matmul` as `b` says.
-static LogicalResult vectorizeMatmul(RewriterBase &rewriter,
-                                     linalg::MatmulOp matmul,
-                                     const Blocking &b) {
+LogicalResult moe::detail::vectorizeMatmul(RewriterBase &rewriter,
+                                           linalg::MatmulOp matmul,
+                                           const Blocking &b) {
   Operation *op = matmul;
   if (b.transposeLhs) {
     rewriter.setInsertionPoint(matmul);
@@ -250,8 +234,7 @@ static LogicalResult vectorizePanelProduct(RewriterBase &rewriter,
   return vectorizeMatmul(rewriter, matmul, b);
 }
 
-/// Adds the canonicalization patterns of every loaded dialect and op.
-static void addCanonicalizations(RewritePatternSet &patterns) {
+void moe::detail::addCanonicalizations(RewritePatternSet &patterns) {
   MLIRContext *context = patterns.getContext();
   for (Dialect *dialect : context->getLoadedDialects())
     dialect->getCanonicalizationPatterns(patterns);
@@ -268,6 +251,8 @@ static LogicalResult applyPatterns(Operation *root,
     addCanonicalizations(patterns);
   return applyPatternsGreedily(root, std::move(patterns));
 }
+
+namespace {
 
 struct CPUCodegenPass : moe::impl::CPUCodegenBase<CPUCodegenPass> {
   using Base::Base;
@@ -295,9 +280,14 @@ struct CPUCodegenPass : moe::impl::CPUCodegenBase<CPUCodegenPass> {
   void runVectorize(const moe::CPUMicroKernel &kernel) {
     SmallVector<std::pair<linalg::MatmulOp, Blocking>> work;
     SmallVector<linalg::BatchMatmulOp> panels;
+    // Matmuls outside the expert tiles: the router's logits.
+    SmallVector<linalg::MatmulOp> others;
     getOperation()->walk([&](linalg::LinalgOp op) {
-      if (!op->hasAttr(moe::kExpertTileAttrName))
+      if (!op->hasAttr(moe::kExpertTileAttrName)) {
+        if (auto matmul = dyn_cast<linalg::MatmulOp>(*op))
+          others.push_back(matmul);
         return;
+      }
       op->removeAttr(moe::kExpertTileAttrName);
       auto product = dyn_cast<linalg::BatchMatmulOp>(*op);
       if (product && op->hasAttr(moe::kPackedPanelAttrName))
@@ -320,6 +310,9 @@ struct CPUCodegenPass : moe::impl::CPUCodegenBase<CPUCodegenPass> {
     for (linalg::BatchMatmulOp product : panels)
       if (failed(vectorizePanelProduct(rewriter, product, kernel)))
         return fail(product);
+    for (linalg::MatmulOp matmul : others)
+      if (failed(vectorizeRowMatmul(rewriter, matmul, kernel)))
+        return fail(matmul);
     if (failed(applyPatterns(getOperation(), [](RewritePatternSet &p) {
           vector::populateVectorReductionToContractPatterns(p);
           vector::populateVectorTransferPermutationMapLoweringPatterns(p);

@@ -28,10 +28,15 @@
 // CHECK:         scf.for %{{.+}} = %c0 to %c512 step %c8
 // CHECK:               scf.for %{{.+}} = %c0 to %c8 step %c4
 // CHECK:                 vector.contract
-// Rows that do not fill 4-row blocks take 1-row blocks; unmarked
-// contractions stay as they are.
+// Rows that do not fill 4-row blocks take 1-row blocks. An unmarked
+// contraction (outside the expert tiles) is read where it lies, one
+// reduction step at a time with the whole reduction in one pass: no
+// transposed copy of its left-hand side.
 // CHECK:         vector.contract {{.+}} : vector<4x1xf32>, vector<4x16xf32> into vector<1x16xf32>
-// CHECK:         linalg.matmul ins(%{{.+}}, %{{.+}} : tensor<64x512xf32>, tensor<512x64xf32>)
+// CHECK-NOT:     linalg.transpose
+// CHECK:         scf.for %{{.+}} = %c0 to %c512 step %c1
+// CHECK:           vector.contract {{.+}} : vector<4x1xf32>, vector<1x16xf32> into vector<4x16xf32>
+// CHECK-NOT:     linalg.matmul
 // CHECK-NOT:     moe.expert_tile
 // 48 columns: still 4 x 16 on AVX2; AVX-512 takes 4 x 48 (3 zmm per row),
 // the widest multiple of 16 up to 64 that divides 48.
@@ -162,4 +167,41 @@ func.func @active_blocks(%a: tensor<?x512x4xf32>, %b: tensor<512x64xf32>, %c: te
       ins(%a, %b : tensor<?x512x4xf32>, tensor<512x64xf32>)
       outs(%c : tensor<?x4x64xf32>) -> tensor<?x4x64xf32>
   return %0 : tensor<?x4x64xf32>
+}
+
+// The router's logits: an unmarked matmul of a dynamic row count. Full row
+// blocks (as many accumulator registers as the kernel's: 4 x 16 of 8 ymm
+// on AVX2, 4 x 64 of 16 zmm on AVX-512) in a loop peeled at the last full
+// block, then the rest row by row. Columns narrower than a vector register
+// (8 experts on AVX-512) take one register per row, 16 rows; a column
+// count that no vector width divides keeps its loops.
+// CHECK-LABEL: func.func @router
+// CHECK:         %[[FULL:.+]] = affine.apply
+// CHECK:         scf.for %{{.+}} = %c0 to %[[FULL]] step %c4
+// CHECK:           scf.for %{{.+}} = %c0 to %c512 step %c1
+// CHECK:             vector.contract {{.+}} : vector<4x1xf32>, vector<1x16xf32> into vector<4x16xf32>
+// CHECK:         scf.for %{{.+}} = %[[FULL]] to %{{.+}} step %c4
+// CHECK:           scf.for %{{.+}} = %c0 to %{{.+}} step %c1
+// CHECK:             scf.for %{{.+}} = %c0 to %c512 step %c1
+// CHECK:               vector.contract {{.+}} : vector<1x1xf32>, vector<1x16xf32> into vector<1x16xf32>
+// CHECK:         vector.contract {{.+}} : vector<8x1xf32>, vector<1x8xf32> into vector<8x8xf32>
+// CHECK:         vector.contract {{.+}} : vector<1x1xf32>, vector<1x8xf32> into vector<1x8xf32>
+// CHECK:         linalg.matmul ins(%{{.+}}, %{{.+}} : tensor<?x512xf32>, tensor<512x6xf32>)
+// AVX512-LABEL: func.func @router
+// AVX512:         vector.contract {{.+}} : vector<4x1xf32>, vector<1x64xf32> into vector<4x64xf32>
+// AVX512:         vector.contract {{.+}} : vector<1x1xf32>, vector<1x64xf32> into vector<1x64xf32>
+// AVX512:         vector.contract {{.+}} : vector<16x1xf32>, vector<1x8xf32> into vector<16x8xf32>
+// AVX512:         vector.contract {{.+}} : vector<1x1xf32>, vector<1x8xf32> into vector<1x8xf32>
+// AVX512:         linalg.matmul ins(%{{.+}}, %{{.+}} : tensor<?x512xf32>, tensor<512x6xf32>)
+func.func @router(%x: tensor<?x512xf32>, %w: tensor<512x64xf32>, %c: tensor<?x64xf32>,
+                  %w8: tensor<512x8xf32>, %c8: tensor<?x8xf32>,
+                  %w6: tensor<512x6xf32>, %c6: tensor<?x6xf32>)
+    -> (tensor<?x64xf32>, tensor<?x8xf32>, tensor<?x6xf32>) {
+  %0 = linalg.matmul ins(%x, %w : tensor<?x512xf32>, tensor<512x64xf32>)
+      outs(%c : tensor<?x64xf32>) -> tensor<?x64xf32>
+  %1 = linalg.matmul ins(%x, %w8 : tensor<?x512xf32>, tensor<512x8xf32>)
+      outs(%c8 : tensor<?x8xf32>) -> tensor<?x8xf32>
+  %2 = linalg.matmul ins(%x, %w6 : tensor<?x512xf32>, tensor<512x6xf32>)
+      outs(%c6 : tensor<?x6xf32>) -> tensor<?x6xf32>
+  return %0, %1, %2 : tensor<?x64xf32>, tensor<?x8xf32>, tensor<?x6xf32>
 }
