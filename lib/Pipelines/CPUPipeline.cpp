@@ -12,6 +12,7 @@
 #include "moe/Pipelines/CPUCodegen.h"
 #include "moe/Pipelines/CPUTarget.h"
 #include "moe/Pipelines/CheckedEntryPoints.h"
+#include "moe/Pipelines/MergeSiblingForalls.h"
 #include "moe/Pipelines/OpenMPSchedule.h"
 
 #include "PipelineParts.h"
@@ -134,6 +135,8 @@ void mlir::moe::buildCPUPipeline(OpPassManager &pm,
       tiles.minTiles = threads;
       pm.addNestedPass<func::FuncOp>(createParallelExpertTiles(tiles));
     }
+    // The panel loops of independent projections (gate and up) as one.
+    pm.addNestedPass<func::FuncOp>(createMergeSiblingForalls());
     pm.addNestedPass<func::FuncOp>(createForallToParallelLoopPass());
     ConvertSCFToOpenMPPassOptions openmp;
     openmp.numThreads = threads;

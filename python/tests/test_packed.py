@@ -47,6 +47,15 @@ def test_packed_layer_matches_reference(compile_packed, name, seed):
     check_layer(layer, Repacking(compile_packed(layer)), seed)
 
 
+@pytest.mark.parametrize("name", [n for n in sorted(LAYERS) if "f32" in n][::3])
+def test_packed_layer_two_threads(compile_packed, name):
+    """Two threads: the column panels of a tile are parallel loops, and the
+    gate and up projections' panels one merged loop
+    (moe-merge-sibling-foralls)."""
+    layer = LAYERS[name]
+    check_layer(layer, Repacking(compile_packed(layer, threads=2)), 0)
+
+
 @pytest.mark.parametrize("panel", [8, 16, 64])
 def test_panels_that_pad(compile_packed, panel):
     """H = 40, D = 24: panels of 16 and 64 leave zero columns at the end."""

@@ -10,6 +10,7 @@
 
 #include "moe/Pipelines/CPUCodegen.h"
 #include "moe/Pipelines/CheckedEntryPoints.h"
+#include "moe/Pipelines/MergeSiblingForalls.h"
 #include "moe/Pipelines/OpenMPSchedule.h"
 
 namespace mlir::moe {

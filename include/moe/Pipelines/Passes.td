@@ -168,4 +168,38 @@ def OpenMPDynamicSchedule
   let dependentDialects = ["::mlir::omp::OpenMPDialect"];
 }
 
+def MergeSiblingForalls
+    : Pass<"moe-merge-sibling-foralls", "::mlir::func::FuncOp"> {
+  let summary = "Run independent neighbouring scf.forall loops on buffers as "
+                "one loop";
+  let description = [{
+    Two 1-D, normalized `scf.forall` loops on buffers (no shared outputs)
+    that follow each other in a block, with only side-effect-free ops
+    between them, become one loop over both iteration spaces when neither
+    writes a buffer the other reads or writes: iteration `j` runs the first
+    loop's body for `j < n1`, the second's for `j - n1` otherwise. The
+    buffers are compared through their views (subview, expand_shape, ...);
+    buffers allocated inside a body are its own, and an access whose buffer
+    is unknown keeps the loops apart.
+
+    In the fused layer the gate and up projections of a gated expert are
+    such loops (their column panels, both reading the tile's rows): merged,
+    the threads share out all their panels at once, so an odd panel count
+    per projection (704 columns: 11 panels of 64) no longer leaves a thread
+    idle at each projection's barrier, and one barrier is gone.
+
+    ```mlir
+    scf.forall (%i) in (11) { ... writes %gate ... }
+    scf.forall (%i) in (11) { ... writes %up ... }
+    // becomes
+    scf.forall (%j) in (22) {
+      %first = arith.cmpi ult, %j, %c11 : index
+      scf.if %first { ... writes %gate ... } else { ... writes %up ... }
+    }
+    ```
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::scf::SCFDialect"];
+}
+
 #endif // MOE_PIPELINES_PASSES
