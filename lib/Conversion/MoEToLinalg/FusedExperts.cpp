@@ -238,10 +238,9 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
           TileRows tileLayout{size, largestDivisorUpTo(size, rowBlock), Value(),
                               Value()};
           if (anyPacked) {
-            tileLayout.blockedRows =
-                lb.gatherRowBlocks(tokens, slots[0], tileLayout.rowBlock);
             // A tile of a dynamic row count may hold fewer rows than it has:
-            // the contractions take only the blocks that hold some.
+            // the gather and the contractions take only the blocks that
+            // hold some.
             if (!staticRows) {
               Value block = lb.indexConst(tileLayout.rowBlock);
               Value left = arith::SubIOp::create(lb, count, r0);
@@ -253,6 +252,8 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
               tileLayout.activeBlocks = arith::MinUIOp::create(
                   lb, blocks, lb.indexConst(size / tileLayout.rowBlock));
             }
+            tileLayout.blockedRows = lb.gatherRowBlocks(
+                tokens, slots[0], tileLayout.rowBlock, tileLayout.activeBlocks);
           }
           // The body is cloned where this loop body is being built.
           rewriter.setInsertionPoint(tb.getInsertionBlock(),

@@ -4,7 +4,8 @@
 // RUN:   | FileCheck %s --check-prefix=REF
 
 // The fused tiles of the packed entry: the gather writes the tile's rows in
-// blocks of 4 ([16, K, 4], a reduction step's rows contiguous), and each
+// blocks of 4 ([16, K, 4], a reduction step's rows contiguous; only the
+// blocks that hold rows), and each
 // 64-column panel of the packed weight is one batch_matmul over the blocks
 // that hold rows (the last tile of an expert may hold fewer than 64), in an
 // scf.forall (the panels run on threads); a panel accumulates in a buffer
@@ -12,17 +13,21 @@
 // computed into 128 columns and cut back. No [E, C, D] buffer: the gather
 // feeds the tile. A rest of more than 8 rows takes a 64-row tile, then come
 // tiles of 8 and 4 rows.
+// CHECK-DAG:   #[[$IDMAP:.+]] = affine_map<(d0, d1, d2) -> (d0, d2)>
+// CHECK-DAG:   #[[$ROWMAP:.+]] = affine_map<(d0, d1, d2) -> (d0, d1, d2)>
 // CHECK-LABEL: func.func @layer_packed
 // CHECK-NOT:     tensor<4x{{[0-9?]+}}x64xf32>
 // CHECK:         scf.for %[[R0:.+]] = %c0 to %{{.+}} step %c64
-// CHECK:           tensor.expand_shape %{{.+}} {{\[\[}}0, 1]] output_shape [16, 4] : tensor<64xi32> into tensor<16x4xi32>
-// CHECK:           %[[ROWS:.+]] = linalg.generic {{.+}} ins(%{{.+}} : tensor<16x4xi32>) outs(%{{.+}} : tensor<16x64x4xf32>)
-// CHECK:             tensor.extract %arg0
 // CHECK:           %[[LEFT:.+]] = arith.subi %{{.+}}, %[[R0]] : index
 // CHECK:           %[[UP:.+]] = arith.addi %[[LEFT]], %c3 : index
 // CHECK:           %[[BLOCKS:.+]] = arith.divui %[[UP]], %c4 : index
 // CHECK:           %[[ACTIVE:.+]] = arith.minui %[[BLOCKS]], %c16 : index
-// CHECK:           %[[LHS:.+]] = tensor.extract_slice %[[ROWS]][0, 0, 0] [%[[ACTIVE]], 64, 4] [1, 1, 1] : tensor<16x64x4xf32> to tensor<?x64x4xf32>
+// CHECK:           %[[SLOTS:.+]] = tensor.expand_shape %{{.+}} {{\[\[}}0, 1]] output_shape [16, 4] : tensor<64xi32> into tensor<16x4xi32>
+// The gather writes the active blocks only, a block's 4 rows innermost.
+// CHECK:           %[[IDS:.+]] = tensor.extract_slice %[[SLOTS]][0, 0] [%[[ACTIVE]], 4] [1, 1] : tensor<16x4xi32> to tensor<?x4xi32>
+// CHECK:           %[[LHS:.+]] = linalg.generic {indexing_maps = [#[[$IDMAP]], #[[$ROWMAP]]], {{.+}} ins(%[[IDS]] : tensor<?x4xi32>) outs(%{{.+}} : tensor<?x64x4xf32>)
+// CHECK:             linalg.index 1 : index
+// CHECK:             tensor.extract %arg0
 // CHECK-NOT:       linalg.transpose
 // CHECK:           scf.forall (%{{.+}}) in (2) shared_outs(%{{.+}} = %{{.+}}) -> (tensor<64x128xf32>)
 // CHECK:             tensor.extract_slice %{{.+}}[%{{.+}}, 0, 0] [1, 64, 64] [1, 1, 1] : tensor<2x64x64xf32> to tensor<64x64xf32>

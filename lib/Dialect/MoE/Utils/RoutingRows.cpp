@@ -90,35 +90,53 @@ Value LoweringBuilder::gatherRows(Value tokens, Value ids, bool guardReads) {
   return gatherRowsInto(tokens, ids, guardReads, /*depthBeforeLastSlot=*/false);
 }
 
-Value LoweringBuilder::gatherRowBlocks(Value tokens, Value ids, int64_t block) {
+Value LoweringBuilder::gatherRowBlocks(Value tokens, Value ids, int64_t block,
+                                       Value activeBlocks) {
   auto idsType = cast<RankedTensorType>(ids.getType());
+  int64_t numBlocks = idsType.getDimSize(0) / block;
   Value blocks = tensor::ExpandShapeOp::create(
       *this,
-      RankedTensorType::get({idsType.getDimSize(0) / block, block},
-                            idsType.getElementType()),
-      ids, SmallVector<ReassociationIndices>{{0, 1}});
-  return gatherRowsInto(tokens, blocks, /*guardReads=*/false,
-                        /*depthBeforeLastSlot=*/true);
+      RankedTensorType::get({numBlocks, block}, idsType.getElementType()), ids,
+      SmallVector<ReassociationIndices>{{0, 1}});
+  if (!activeBlocks)
+    return gatherRowsInto(tokens, blocks, /*guardReads=*/false,
+                          /*depthBeforeLastSlot=*/true);
+  // The active blocks only, written into the full-size result in place: a
+  // fine-grained expert's 24 rows in a 64-row tile gather 6 of 16 blocks.
+  OpFoldResult zero = getIndexAttr(0), one = getIndexAttr(1);
+  Value active = tensor::ExtractSliceOp::create(
+      *this, blocks, ArrayRef<OpFoldResult>{zero, zero},
+      ArrayRef<OpFoldResult>{activeBlocks, getIndexAttr(block)},
+      ArrayRef<OpFoldResult>{one, one});
+  Value gathered = gatherRowsInto(tokens, active, /*guardReads=*/false,
+                                  /*depthBeforeLastSlot=*/true);
+  OpFoldResult depth = size(tokens, 1);
+  Value full = empty({getIndexAttr(numBlocks), depth, getIndexAttr(block)},
+                     getElementTypeOrSelf(tokens.getType()));
+  return tensor::InsertSliceOp::create(
+      *this, gathered, full, ArrayRef<OpFoldResult>{zero, zero, zero},
+      ArrayRef<OpFoldResult>{activeBlocks, depth, getIndexAttr(block)},
+      ArrayRef<OpFoldResult>{one, one, one});
 }
 
 Value LoweringBuilder::gatherRowsInto(Value tokens, Value ids, bool guardReads,
                                       bool depthBeforeLastSlot) {
   unsigned slotRank = cast<RankedTensorType>(ids.getType()).getRank();
+  // The loops are (slots..., d), or with d before the last slot dimension
+  // (the rows of a block innermost: each reduction step's values of the
+  // block are written together, and the block's rows are read side by
+  // side); the result is indexed by the loops in order.
+  unsigned depthDim = depthBeforeLastSlot ? slotRank - 1 : slotRank;
   SmallVector<OpFoldResult> sizes;
   SmallVector<unsigned> slotDims;
   for (unsigned dim = 0; dim < slotRank; ++dim) {
     sizes.push_back(size(ids, dim));
-    slotDims.push_back(dim);
+    slotDims.push_back(dim < depthDim ? dim : dim + 1);
   }
-  sizes.push_back(size(tokens, 1));
-  // The loops are (slots..., d); the result is indexed by them in order, or
-  // with d before the last slot dimension.
-  SmallVector<unsigned> allDims = slotDims;
-  allDims.push_back(slotRank);
-  if (depthBeforeLastSlot) {
-    std::swap(allDims[slotRank - 1], allDims[slotRank]);
-    std::swap(sizes[slotRank - 1], sizes[slotRank]);
-  }
+  sizes.insert(sizes.begin() + depthDim, size(tokens, 1));
+  SmallVector<unsigned> allDims;
+  for (unsigned dim = 0; dim <= slotRank; ++dim)
+    allDims.push_back(dim);
   Value numTokens = sizeValue(tokens, 0);
   Type elementType = getElementTypeOrSelf(tokens.getType());
   // With at least one token, an invalid id reads row 0 and selects zero (a
@@ -129,7 +147,7 @@ Value LoweringBuilder::gatherRowsInto(Value tokens, Value ids, bool guardReads,
       ids, {slotDims}, empty(sizes, elementType), {allDims}, slotRank + 1, {},
       [&](OpBuilder &ob, Location loc, ValueRange args) {
         LoweringBuilder lb(loc, ob);
-        Value d = linalg::IndexOp::create(lb, slotRank);
+        Value d = linalg::IndexOp::create(lb, depthDim);
         // (Not a structured binding: the then-builder below captures `row`.)
         std::pair<Value, Value> checked = checkToken(lb, args[0], numTokens);
         Value valid = checked.first, row = checked.second;

@@ -95,8 +95,11 @@ public:
   /// `block` rows, each stored transposed: result[b, d, r] =
   /// tokens[ids[b * block + r], d], [M / block, D, block] (the left-hand
   /// layout of the contractions by packed weights). As gatherRows with
-  /// `guardReads` = false.
-  Value gatherRowBlocks(Value tokens, Value ids, int64_t block);
+  /// `guardReads` = false. With `activeBlocks` (an index), only the first
+  /// that many blocks are written; the others are left undefined for
+  /// consumers that read only those blocks.
+  Value gatherRowBlocks(Value tokens, Value ids, int64_t block,
+                        Value activeBlocks = Value());
 
   /// Adds `gates[i] * rows[i]` to row `ids[i]` of the f32 accumulator `acc`
   /// [T, D] for every i in order (ids outside [0, T) are skipped); `ids`
