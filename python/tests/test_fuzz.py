@@ -3,12 +3,15 @@
 outcomes as documented, and a short campaign runs end to end."""
 
 import os
+import random
 import signal
+import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from moe_mlir import fuzz, fuzz_gen, runner
+from moe_mlir import builder, fuzz, fuzz_gen, runner
+from moe_mlir.policies import TokenChoice
 
 
 def test_cases_are_deterministic():
@@ -17,6 +20,21 @@ def test_cases_are_deterministic():
         assert (a.text, a.stages, a.expect, a.bad_option) == \
             (b.text, b.stages, b.expect, b.bad_option)
     assert fuzz_gen.make_case(5, 0).text != fuzz_gen.make_case(6, 0).text
+
+
+@pytest.mark.parametrize("bad", fuzz_gen.BAD_OPTIONS)
+def test_bad_options_are_refused(tmp_path, bad):
+    # The oracle expects every BAD_OPTIONS entry to be refused: an option
+    # value that became valid (threads=0 means every core) is a false
+    # failure in whichever campaign happens to draw it.
+    layer = fuzz_gen._small_layer(random.Random(0), TokenChoice(2, capacity_factor=1.0), 4)
+    text, _ = builder.build_layer(layer)
+    src = tmp_path / "layer.mlir"
+    src.write_text(text)
+    proc = subprocess.run([runner.tool("moe-opt"), str(src), f"--pass-pipeline=builtin.module({bad})",
+                           "-o", os.devnull], capture_output=True, text=True)
+    assert proc.returncode != 0, f"{bad} accepted"
+    assert "error" in proc.stderr
 
 
 def test_generator_covers_every_policy_and_size():
