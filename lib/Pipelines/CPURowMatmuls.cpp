@@ -1,5 +1,4 @@
-//===- CPURowMatmuls.cpp - Vector code for a layer's other matmuls -*- C++
-//-*-===//
+//===- CPURowMatmuls.cpp - Vector code for other matmuls ---*- C++ -*-===//
 //
 // This file implements vectorizeRowMatmul: the CPU codegen of the
 // linalg.matmul ops outside the fused expert tiles, chiefly the router's
@@ -32,8 +31,8 @@ static LogicalResult foldStaticSizes(Operation *root) {
   return applyPatternsGreedily(root, std::move(patterns));
 }
 
-/// Vectorizes every matmul under `root` whose sizes are static, with `b`'s
-/// register block (its rows clamped to the op's).
+/// Vectorizes every matmul under `root` whose sizes are static and whose
+/// rows `b`'s register block divides, with that block.
 static LogicalResult vectorizeStaticMatmuls(RewriterBase &rewriter,
                                             Operation *root, Blocking b) {
   SmallVector<linalg::MatmulOp> matmuls;

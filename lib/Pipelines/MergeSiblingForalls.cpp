@@ -57,8 +57,7 @@ static FailureOr<Accesses> collectAccesses(scf::ForallOp loop) {
       if (!effect.getValue())
         return WalkResult::interrupt();
       Value root = rootBuffer(effect.getValue());
-      if (loop->isProperAncestor(root.getParentBlock()->getParentOp()) ||
-          root.getParentBlock() == loop.getBody())
+      if (loop->isAncestor(root.getParentBlock()->getParentOp()))
         continue;
       (write ? accesses.writes : accesses.reads).insert(root);
     }
