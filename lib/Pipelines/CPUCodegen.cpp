@@ -200,11 +200,16 @@ static LogicalResult vectorizePanelProduct(RewriterBase &rewriter,
   if (!chooseRegisterBlock(m, n, b.kc, kernel, b))
     return success();
   using LoopType = scf::SCFTilingOptions::LoopType;
+  Value panel = product.getDpsInputs()[1];
   FailureOr<TilingInterface> tiled = cast<TilingInterface>(*product);
+  SmallVector<LoopLikeOpInterface> kcLoops;
   if (b.kc != k)
-    tiled = tile(rewriter, *tiled, {0, 0, 0, b.kc}, LoopType::ForOp);
+    tiled =
+        tile(rewriter, *tiled, {0, 0, 0, b.kc}, LoopType::ForOp, {}, &kcLoops);
+  SmallVector<LoopLikeOpInterface> blockLoops;
   if (succeeded(tiled) && blocks != 1)
-    tiled = tile(rewriter, *tiled, {1, 0, 0, 0}, LoopType::ForOp);
+    tiled =
+        tile(rewriter, *tiled, {1, 0, 0, 0}, LoopType::ForOp, {}, &blockLoops);
   if (failed(tiled))
     return failure();
   // One row block: the same contraction on rank-reduced slices.
@@ -231,7 +236,18 @@ static LogicalResult vectorizePanelProduct(RewriterBase &rewriter,
   Value result = tensor::createCanonicalRankReducingInsertSliceOp(
       rewriter, loc, matmul.getResult(0), acc);
   rewriter.replaceOp(block, result);
-  return vectorizeMatmul(rewriter, matmul, b);
+  if (failed(vectorizeMatmul(rewriter, matmul, b)))
+    return failure();
+  // (A panel wider than the register block, packed for another target,
+  // would be prefetched once per column strip: it is not.)
+  if (kcLoops.size() == 1 && kernel.prefetchBlocks > 0 && b.n0 == n)
+    if (auto kcLoop = dyn_cast<scf::ForOp>(*kcLoops.front()))
+      (void)prefetchNextReductionBlock(
+          rewriter, kcLoop,
+          blockLoops.empty() ? scf::ForOp()
+                             : dyn_cast<scf::ForOp>(*blockLoops.front()),
+          panel, kernel.prefetchBlocks);
+  return success();
 }
 
 void moe::detail::addCanonicalizations(RewritePatternSet &patterns) {

@@ -37,6 +37,9 @@ struct CPUMicroKernel {
   /// a KC x N0 panel of the right-hand side stays in L1 while the row
   /// blocks sweep it.
   int64_t reductionBlock;
+  /// How many KC blocks ahead a packed panel is prefetched into L2 while
+  /// the row blocks compute (0: no software prefetch).
+  int64_t prefetchBlocks;
 
   /// f32 lanes of a vector register.
   int64_t lanes() const { return vectorBits / 32; }

@@ -60,6 +60,9 @@ def CPUCodegen : Pass<"moe-cpu-codegen", "::mlir::ModuleOp"> {
            "haswell or skylake-avx512; empty or native: the host)">
   ];
   let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::bufferization::BufferizationDialect",
+    "::mlir::memref::MemRefDialect",
     "::mlir::scf::SCFDialect",
     "::mlir::vector::VectorDialect"
   ];
