@@ -48,18 +48,19 @@ tile(RewriterBase &rewriter, TilingInterface op, ArrayRef<int64_t> sizes,
 LogicalResult vectorizeMatmul(RewriterBase &rewriter, linalg::MatmulOp matmul,
                               const Blocking &b);
 
-/// Adds the canonicalization patterns of every loaded dialect and op.
 /// Prefetches into L2, in the register blocks' reduction steps inside
 /// `kcLoop` (a loop over a packed panel's KC blocks), the panel rows
 /// `distance` blocks further on, so that the next block is on its way
 /// while the row blocks compute on this one. The steps of the row blocks of
 /// `blockLoop` (null: one block) take turns, so that each line is requested
-/// once. Fails, changing nothing, where the loops are not of that shape.
+/// once. Fails, before changing anything, where the loops are not of that
+/// shape.
 LogicalResult prefetchNextReductionBlock(RewriterBase &rewriter,
                                          scf::ForOp kcLoop,
                                          scf::ForOp blockLoop, Value panel,
                                          int64_t distance);
 
+/// Adds the canonicalization patterns of every loaded dialect and op.
 void addCanonicalizations(RewritePatternSet &patterns);
 
 /// Tiles and vectorizes a linalg.matmul outside the expert tiles (the
