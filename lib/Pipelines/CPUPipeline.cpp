@@ -84,7 +84,10 @@ void mlir::moe::buildCPUPipeline(OpPassManager &pm,
   // moe -> linalg, tensor, scf on tensors.
   if (options.fused) {
     ConvertMoEToFusedLinalgOptions fusedOptions;
-    fusedOptions.tileRows = options.tileRows;
+    // Unset, the tile is a multiple of the kernel's row block.
+    fusedOptions.tileRows = options.tileRows.hasValue()
+                                ? int64_t(options.tileRows)
+                                : kernel->tileRows();
     fusedOptions.rowBlock = kernel->rows;
     pm.addNestedPass<func::FuncOp>(createConvertMoEToFusedLinalg(fusedOptions));
   } else {

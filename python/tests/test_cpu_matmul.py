@@ -33,11 +33,24 @@ def matmul(n):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_dynamic_row_matmul(compiled, n, threads):
     fn = compiled(matmul(n), pipeline=runner.cpu_pipeline(threads))
+    check_row_counts(fn, n)
+
+
+@pytest.mark.parametrize("n", [64, 16, 8, 6])
+def test_dynamic_row_matmul_avx2(tmp_path, n):
+    """The AVX2 blocks (target-cpu=haswell): 6 x 16, and 12 x 8 for 8
+    columns."""
+    fn = runner.compile_function(*matmul(n), tmp_path, march="haswell",
+                                 pipeline=runner.cpu_pipeline(1, target_cpu="haswell"))
+    check_row_counts(fn, n)
+
+
+def check_row_counts(fn, n):
     rng = np.random.default_rng(n)
     w = rng.standard_normal((K, n), dtype=np.float32)
-    # Row counts around the register blocks' (4 and 16 rows): full blocks,
-    # a rest of 1..15 rows, no rows.
-    for t in [0, 1, 3, 4, 5, 15, 16, 17, 37, 64]:
+    # Row counts around the register blocks' (4, 6, 12 and 16 rows): full
+    # blocks, a rest of 1..15 rows, no rows.
+    for t in [0, 1, 3, 4, 5, 6, 7, 11, 12, 13, 15, 16, 17, 37, 64]:
         x = rng.standard_normal((t, K), dtype=np.float32)
         got = fn(x, w)
         want = x.astype(np.float64) @ w.astype(np.float64)

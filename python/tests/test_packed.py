@@ -56,6 +56,23 @@ def test_packed_layer_two_threads(compile_packed, name):
     check_layer(layer, Repacking(compile_packed(layer, threads=2)), 0)
 
 
+@pytest.mark.parametrize("tile_rows", [None, 64])
+@pytest.mark.parametrize("tokens", [1, 7, 40, 97, 250])
+def test_packed_layer_avx2_kernel(compile_packed, tokens, tile_rows):
+    """The AVX2 micro-kernel (target-cpu=haswell: 6 x 16 blocks, default
+    tiles of 96 rows) on row counts around its blocks and tiles: rest rows
+    of a 6-row block, an expert past one tile, and tile-rows=64, which 6
+    does not divide (4-row blocks)."""
+    options = {"target-cpu": "haswell"}
+    if tile_rows:
+        options["tile-rows"] = tile_rows
+    layer = _layer(TokenChoice(2, normalize=True), 4, "swiglu", "f32", d=40, h=48)
+    fn = compile_packed(layer, panel=16, threads=2, march="haswell",
+                        pipeline=runner.cpu_pipeline(2, **options))
+    for seed in range(2):
+        check_layer(layer, Repacking(fn), seed, tokens=tokens)
+
+
 @pytest.mark.parametrize("panel", [8, 16, 64])
 def test_panels_that_pad(compile_packed, panel):
     """H = 40, D = 24: panels of 16 and 64 leave zero columns at the end."""

@@ -14,8 +14,9 @@
 // OPTION-MANY: error: moe-cpu-codegen: threads must be in [1, 1024], got 2000
 // CPU: error: moe-cpu-codegen: unknown target-cpu 'pentium-z' (an x86-64 CPU name
 
-// AVX2 + FMA (haswell): 4 x 16 register blocks (8 ymm accumulators), K
-// blocked by 256, 4-deep steps.
+// AVX2 + FMA (haswell): 6 x 16 register blocks (12 ymm accumulators), K
+// blocked by 256, 4-deep steps; a row count that 6 does not divide takes
+// the largest of 4, 2, 1 that does (64 rows: 4 x 16).
 // CHECK-LABEL: func.func @tiles
 // CHECK:         linalg.transpose ins(%{{.+}} : tensor<64x512xf32>)
 // CHECK:         scf.for %{{.+}} = %c0 to %c512 step %c256
@@ -23,6 +24,12 @@
 // CHECK:             scf.for %{{.+}} = %c0 to %c64 step %c4
 // CHECK:               scf.for %{{.+}} = %c0 to %c256 step %c4
 // CHECK:                 vector.contract {{.+}} : vector<4x4xf32>, vector<4x16xf32> into vector<4x16xf32>
+// CHECK:         linalg.transpose ins(%{{.+}} : tensor<96x512xf32>)
+// CHECK:         scf.for %{{.+}} = %c0 to %c512 step %c256
+// CHECK:           scf.for %{{.+}} = %c0 to %c64 step %c16
+// CHECK:             scf.for %{{.+}} = %c0 to %c96 step %c6
+// CHECK:               scf.for %{{.+}} = %c0 to %c256 step %c4
+// CHECK:                 vector.contract {{.+}} : vector<4x6xf32>, vector<4x16xf32> into vector<6x16xf32>
 // An 8-row tile streams its weights: K blocked by 8.
 // CHECK:         linalg.transpose ins(%{{.+}} : tensor<8x512xf32>)
 // CHECK:         scf.for %{{.+}} = %c0 to %c512 step %c8
@@ -34,8 +41,9 @@
 // transposed copy of its left-hand side.
 // CHECK:         vector.contract {{.+}} : vector<4x1xf32>, vector<4x16xf32> into vector<1x16xf32>
 // CHECK-NOT:     linalg.transpose
-// CHECK:         scf.for %{{.+}} = %c0 to %c512 step %c1
-// CHECK:           vector.contract {{.+}} : vector<4x1xf32>, vector<1x16xf32> into vector<4x16xf32>
+// CHECK:         scf.for %{{.+}} = %c0 to %c60 step %c6
+// CHECK:           scf.for %{{.+}} = %c0 to %c512 step %c1
+// CHECK:             vector.contract {{.+}} : vector<6x1xf32>, vector<1x16xf32> into vector<6x16xf32>
 // CHECK-NOT:     linalg.matmul
 // CHECK-NOT:     moe.expert_tile
 // 48 columns: still 4 x 16 on AVX2; AVX-512 takes 4 x 48 (3 zmm per row),
@@ -65,6 +73,7 @@
 // AVX512:           scf.for %{{.+}} = %c0 to %c64 step %c4
 // AVX512:             scf.for %{{.+}} = %c0 to %c128 step %c4
 // AVX512:               vector.contract {{.+}} : vector<4x4xf32>, vector<4x64xf32> into vector<4x64xf32>
+// AVX512:         scf.for %{{.+}} = %c0 to %c96 step %c4
 // AVX512-LABEL: func.func @wide
 // AVX512:         vector.contract {{.+}} : vector<4x4xf32>, vector<4x48xf32> into vector<4x48xf32>
 // AVX512-LABEL: func.func @panel
@@ -96,17 +105,22 @@
 // LOWER:         vector.transfer_write %[[SUM]]
 func.func @tiles(%a: tensor<64x512xf32>, %b: tensor<512x64xf32>, %c: tensor<64x64xf32>,
                  %a8: tensor<8x512xf32>, %c8: tensor<8x64xf32>,
-                 %a5: tensor<5x512xf32>, %c5: tensor<5x64xf32>)
-    -> (tensor<64x64xf32>, tensor<8x64xf32>, tensor<5x64xf32>, tensor<64x64xf32>) {
+                 %a5: tensor<5x512xf32>, %c5: tensor<5x64xf32>,
+                 %a96: tensor<96x512xf32>, %c96: tensor<96x64xf32>)
+    -> (tensor<64x64xf32>, tensor<96x64xf32>, tensor<8x64xf32>, tensor<5x64xf32>,
+        tensor<64x64xf32>) {
   %0 = linalg.matmul {moe.expert_tile} ins(%a, %b : tensor<64x512xf32>, tensor<512x64xf32>)
       outs(%c : tensor<64x64xf32>) -> tensor<64x64xf32>
+  %4 = linalg.matmul {moe.expert_tile} ins(%a96, %b : tensor<96x512xf32>, tensor<512x64xf32>)
+      outs(%c96 : tensor<96x64xf32>) -> tensor<96x64xf32>
   %1 = linalg.matmul {moe.expert_tile} ins(%a8, %b : tensor<8x512xf32>, tensor<512x64xf32>)
       outs(%c8 : tensor<8x64xf32>) -> tensor<8x64xf32>
   %2 = linalg.matmul {moe.expert_tile} ins(%a5, %b : tensor<5x512xf32>, tensor<512x64xf32>)
       outs(%c5 : tensor<5x64xf32>) -> tensor<5x64xf32>
   %3 = linalg.matmul ins(%a, %b : tensor<64x512xf32>, tensor<512x64xf32>)
       outs(%c : tensor<64x64xf32>) -> tensor<64x64xf32>
-  return %0, %1, %2, %3 : tensor<64x64xf32>, tensor<8x64xf32>, tensor<5x64xf32>, tensor<64x64xf32>
+  return %0, %4, %1, %2, %3 : tensor<64x64xf32>, tensor<96x64xf32>, tensor<8x64xf32>,
+                              tensor<5x64xf32>, tensor<64x64xf32>
 }
 
 func.func @wide(%a: tensor<64x512xf32>, %b: tensor<512x48xf32>, %c: tensor<64x48xf32>)
@@ -170,21 +184,21 @@ func.func @active_blocks(%a: tensor<?x512x4xf32>, %b: tensor<512x64xf32>, %c: te
 }
 
 // The router's logits: an unmarked matmul of a dynamic row count. Full row
-// blocks (as many accumulator registers as the kernel's: 4 x 16 of 8 ymm
+// blocks (as many accumulator registers as the kernel's: 6 x 16 of 12 ymm
 // on AVX2, 4 x 64 of 16 zmm on AVX-512) in a loop peeled at the last full
 // block, then the rest row by row. Columns narrower than a vector register
-// (8 experts on AVX-512) take one register per row, 16 rows; a column
+// (8 experts) take one register per row, 16 rows on AVX-512, 12 on AVX2; a column
 // count that no vector width divides keeps its loops.
 // CHECK-LABEL: func.func @router
 // CHECK:         %[[FULL:.+]] = affine.apply
-// CHECK:         scf.for %{{.+}} = %c0 to %[[FULL]] step %c4
+// CHECK:         scf.for %{{.+}} = %c0 to %[[FULL]] step %c6
 // CHECK:           scf.for %{{.+}} = %c0 to %c512 step %c1
-// CHECK:             vector.contract {{.+}} : vector<4x1xf32>, vector<1x16xf32> into vector<4x16xf32>
-// CHECK:         scf.for %{{.+}} = %[[FULL]] to %{{.+}} step %c4
+// CHECK:             vector.contract {{.+}} : vector<6x1xf32>, vector<1x16xf32> into vector<6x16xf32>
+// CHECK:         scf.for %{{.+}} = %[[FULL]] to %{{.+}} step %c6
 // CHECK:           scf.for %{{.+}} = %c0 to %{{.+}} step %c1
 // CHECK:             scf.for %{{.+}} = %c0 to %c512 step %c1
 // CHECK:               vector.contract {{.+}} : vector<1x1xf32>, vector<1x16xf32> into vector<1x16xf32>
-// CHECK:         vector.contract {{.+}} : vector<8x1xf32>, vector<1x8xf32> into vector<8x8xf32>
+// CHECK:         vector.contract {{.+}} : vector<12x1xf32>, vector<1x8xf32> into vector<12x8xf32>
 // CHECK:         vector.contract {{.+}} : vector<1x1xf32>, vector<1x8xf32> into vector<1x8xf32>
 // CHECK:         linalg.matmul ins(%{{.+}}, %{{.+}} : tensor<?x512xf32>, tensor<512x6xf32>)
 // AVX512-LABEL: func.func @router

@@ -10,15 +10,16 @@
 // RUN: not moe-opt %s --pass-pipeline='builtin.module(moe-cpu-pipeline{target-cpu=pentium-z})' 2>&1 \
 // RUN:   | FileCheck %s --check-prefix=CPU
 
-// On the fused path, the expert tile's contraction [64, 32] x [32, 32] is
-// tiled to the target's register blocks and becomes FMAs on full vector
+// On the fused path, the expert tile's contraction [R, 32] x [32, 32] (R:
+// 16 row blocks of the kernel, 96 rows on AVX2, 64 on AVX-512) is tiled to
+// the target's register blocks and becomes FMAs on full vector
 // registers whose accumulators stay in registers across the reduction; the
 // reference path and vectorize=false keep scalar loops. The reduction loop
 // carries the accumulators as block arguments (they are not stored and
 // reloaded at every step, although the scatter reads the output buffer
 // afterwards).
-// AVX2 (haswell): 4 x 16 blocks, 8 ymm accumulators.
-// CHECK:       ^bb{{[0-9]+}}({{.*}}: !llvm.array<4 x vector<16xf32>>
+// AVX2 (haswell): 6 x 16 blocks, 12 ymm accumulators.
+// CHECK:       ^bb{{[0-9]+}}({{.*}}: !llvm.array<6 x vector<16xf32>>
 // CHECK:       llvm.intr.fmuladd({{.*}}) : (vector<16xf32>, vector<16xf32>, vector<16xf32>) -> vector<16xf32>
 // AVX-512 (skylake-avx512): the 32 columns in one 4 x 32 block, 8 zmm
 // accumulators (its 4 x 64 kernel needs 64 columns).

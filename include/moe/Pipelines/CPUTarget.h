@@ -45,6 +45,9 @@ struct CPUMicroKernel {
   int64_t lanes() const { return vectorBits / 32; }
   /// Accumulator registers the register block holds.
   int64_t accumulators() const { return rows * cols / lanes(); }
+  /// The default rows of an expert per fused tile: 16 row blocks, so that a
+  /// tile's blocks divide it and amortize each KC block of the panel.
+  int64_t tileRows() const { return 16 * rows; }
 };
 
 /// The table, best entry first; the last entry needs no feature.

@@ -57,7 +57,8 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
   PassOptions::Option<int64_t> tileRows{
       *this, "tile-rows",
       llvm::cl::desc("Rows of an expert per tile on the fused path, in "
-                     "[1, 4096]"),
+                     "[1, 4096] (default: 16 row blocks of the target's "
+                     "micro-kernel, 64 on AVX-512, 96 on AVX2)"),
       llvm::cl::init(64)};
   PassOptions::Option<bool> emitCInterface{
       *this, "emit-c-interface",
@@ -84,7 +85,7 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
 
 /// The most rows of an expert per tile `moe-cpu-pipeline` takes (a tile
 /// holds its rows' inputs, hidden activations and outputs at once; the
-/// default is 64).
+/// default is 16 row blocks of the micro-kernel).
 constexpr int64_t kMaxCPUTileRows = 4096;
 /// The most threads `moe-cpu-pipeline` takes.
 constexpr int64_t kMaxCPUThreads = 1024;
