@@ -188,7 +188,7 @@ def _rate(flops, ms):
     return flops / (ms * 1e-3) / 1e9
 
 
-def run_shape(spec, threads, repeats, llc_bytes, workdir, torch):
+def run_shape(spec, threads, repeats, llc_bytes, workdir, torch, min_seconds=0.0):
     """Measures one shape; returns (entry, ok) where ok is False when the
     fused output differs from the reference. The bounds and the ratios to
     the machine's limits are added afterwards (add_bounds), once the limits
@@ -226,7 +226,7 @@ def run_shape(spec, threads, repeats, llc_bytes, workdir, torch):
     ok = True
     for cname, contender in fused_contenders(layer, text, sig, args, shape_dir, threads).items():
         err = float(np.abs(contender() - want).max())
-        ms = best_time(contender, repeats) * 1e3
+        ms = best_time(contender, repeats, min_seconds=min_seconds) * 1e3
         contenders[cname] = {"ms": ms, "GFLOPs": _rate(flops, ms), "max_abs_error": err,
                              "pack_ms": contender.pack_ms}
         if not np.isfinite(err) or err > 1e-3 * scale:
@@ -266,11 +266,12 @@ def run_shape(spec, threads, repeats, llc_bytes, workdir, torch):
             entry["torch_note"] = "policy not implemented in the PyTorch peer"
         else:
             entry["torch_max_abs_error"] = float(np.abs(run() - want).max())
-            entry["torch_ms"] = best_time(run, repeats) * 1e3
+            entry["torch_ms"] = best_time(run, repeats, min_seconds=min_seconds) * 1e3
             entry["torch_GFLOPs"] = _rate(flops, entry["torch_ms"])
             experts_only = torch_layer(layer, x, router, weights, routing)
             experts_only()
-            entry["torch_experts_only_ms"] = best_time(experts_only, repeats) * 1e3
+            entry["torch_experts_only_ms"] = best_time(experts_only, repeats,
+                                                       min_seconds=min_seconds) * 1e3
     return entry, ok
 
 
@@ -360,6 +361,13 @@ def _select_shapes(args):
     return QUICK if args.quick else SHAPES
 
 
+# Each contender of a shape is called for at least this long (and at least
+# --repeats times), the same for ours and the peers: decode layers take a
+# few milliseconds, and the best of 3 calls on a shared VM was up to 1.7x
+# the best of a second's calls.
+MIN_SECONDS = 0.5
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -367,7 +375,9 @@ def main(argv=None):
     parser.add_argument("--shapes", help="comma-separated shape names to run (default: all)")
     parser.add_argument("--threads", type=int, default=0,
                         help="threads for every contender (0: every core)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="calls per contender, at least (and at least %.1f s of them "
+                        "outside --quick)" % MIN_SECONDS)
     parser.add_argument("--json", default="moe-bench.json")
     args = parser.parse_args(argv)
     threads = _resolve_threads(args.threads)
@@ -402,7 +412,8 @@ def main(argv=None):
     results = {"threads": threads, "machine": machine, "notes": notes, "shapes": []}
     for i, spec in enumerate(shapes):
         print(f"[{i + 1}/{len(shapes)}] {spec[0]}", file=sys.stderr, flush=True)
-        entry, ok = run_shape(spec, threads, args.repeats, machine["llc_bytes"], workdir, torch)
+        entry, ok = run_shape(spec, threads, args.repeats, machine["llc_bytes"], workdir, torch,
+                              min_seconds=0.0 if args.quick else MIN_SECONDS)
         results["shapes"].append(entry)
         if not ok:
             status = 1
