@@ -28,7 +28,7 @@ const char *const kNone[] = {nullptr};
 // * AVX2 + FMA (16 ymm): 6 rows x 2 ymm = 12 accumulators, 2 of B, one
 //   broadcast: BLIS's Haswell shape, 12 FMAs per step cover the 5-cycle
 //   latency on two ports (4 x 16 had 8 accumulators and ran the Mixtral-like
-//   layer 12 % slower). Wider rows (3 ymm) made LLVM widen vector<24xf32>
+//   layer 12 % slower). 3 ymm per row made LLVM widen vector<24xf32>
 //   to 32 lanes and ran 3x slower. KC = 256 (16 KiB panel).
 // * Without FMA: 4 x 8 on SSE registers, what the old single kernel was.
 // * Prefetch: the next KC block of a packed panel, into L2, while the row
