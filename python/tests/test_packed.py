@@ -56,18 +56,28 @@ def test_packed_layer_two_threads(compile_packed, name):
     check_layer(layer, Repacking(compile_packed(layer, threads=2)), 0)
 
 
+def _host_has(flag, cpuinfo="/proc/cpuinfo"):
+    with open(cpuinfo) as f:
+        return any(flag in line.split() for line in f if line.startswith("flags"))
+
+
+@pytest.mark.parametrize("cpu,panel", [
+    ("haswell", 16),
+    pytest.param("skylake-avx512", 64, marks=pytest.mark.skipif(
+        not _host_has("avx512f"), reason="AVX-512 code needs an AVX-512 host")),
+])
 @pytest.mark.parametrize("tile_rows", [None, 64])
 @pytest.mark.parametrize("tokens", [1, 7, 40, 97, 250])
-def test_packed_layer_avx2_kernel(compile_packed, tokens, tile_rows):
-    """The AVX2 micro-kernel (target-cpu=haswell: 6 x 16 blocks, default
-    tiles of 96 rows) on row counts around its blocks and tiles: rest rows
-    of a 6-row block, an expert past one tile, and tile-rows=64, which 6
-    does not divide (4-row blocks)."""
-    options = {"target-cpu": "haswell"}
+def test_packed_layer_six_row_kernel(compile_packed, tokens, tile_rows, cpu, panel):
+    """The 6-row micro-kernels (target-cpu=haswell: 6 x 16, skylake-avx512:
+    6 x 64; default tiles of 96 rows) on row counts around their blocks and
+    tiles: rest rows of a 6-row block, an expert past one tile, and
+    tile-rows=64, which 6 does not divide (4-row blocks)."""
+    options = {"target-cpu": cpu}
     if tile_rows:
         options["tile-rows"] = tile_rows
     layer = _layer(TokenChoice(2, normalize=True), 4, "swiglu", "f32", d=40, h=48)
-    fn = compile_packed(layer, panel=16, threads=2, march="haswell",
+    fn = compile_packed(layer, panel=panel, threads=2, march=cpu,
                         pipeline=runner.cpu_pipeline(2, **options))
     for seed in range(2):
         check_layer(layer, Repacking(fn), seed, tokens=tokens)

@@ -66,14 +66,17 @@
 // CHECK:               scf.for %{{.+}} = %c0 to %c256 step %c4
 // CHECK:                 vector.contract {{.+}} : vector<4x4xf32>, vector<4x16xf32> into vector<4x16xf32>
 
-// AVX-512 (skylake-avx512): 4 x 64 blocks (16 zmm accumulators), K
-// blocked by 128.
+// AVX-512 (skylake-avx512): 6 x 64 blocks (24 zmm accumulators), K
+// blocked by 128; 64 rows, which 6 does not divide, take 4 x 64 blocks.
 // AVX512-LABEL: func.func @tiles
 // AVX512:         scf.for %{{.+}} = %c0 to %c512 step %c128
 // AVX512:           scf.for %{{.+}} = %c0 to %c64 step %c4
 // AVX512:             scf.for %{{.+}} = %c0 to %c128 step %c4
 // AVX512:               vector.contract {{.+}} : vector<4x4xf32>, vector<4x64xf32> into vector<4x64xf32>
-// AVX512:         scf.for %{{.+}} = %c0 to %c96 step %c4
+// AVX512:         scf.for %{{.+}} = %c0 to %c512 step %c128
+// AVX512:           scf.for %{{.+}} = %c0 to %c96 step %c6
+// AVX512:             scf.for %{{.+}} = %c0 to %c128 step %c4
+// AVX512:               vector.contract {{.+}} : vector<4x6xf32>, vector<4x64xf32> into vector<6x64xf32>
 // AVX512-LABEL: func.func @wide
 // AVX512:         vector.contract {{.+}} : vector<4x4xf32>, vector<4x48xf32> into vector<4x48xf32>
 // AVX512-LABEL: func.func @panel
@@ -185,7 +188,7 @@ func.func @active_blocks(%a: tensor<?x512x4xf32>, %b: tensor<512x64xf32>, %c: te
 
 // The router's logits: an unmarked matmul of a dynamic row count. Full row
 // blocks (as many accumulator registers as the kernel's: 6 x 16 of 12 ymm
-// on AVX2, 4 x 64 of 16 zmm on AVX-512) in a loop peeled at the last full
+// on AVX2, 6 x 64 of 24 zmm on AVX-512) in a loop peeled at the last full
 // block, then the rest row by row. Columns narrower than a vector register
 // (8 experts) take one register per row, 16 rows on AVX-512, 12 on AVX2; a column
 // count that no vector width divides keeps its loops.
@@ -202,7 +205,7 @@ func.func @active_blocks(%a: tensor<?x512x4xf32>, %b: tensor<512x64xf32>, %c: te
 // CHECK:         vector.contract {{.+}} : vector<1x1xf32>, vector<1x8xf32> into vector<1x8xf32>
 // CHECK:         linalg.matmul ins(%{{.+}}, %{{.+}} : tensor<?x512xf32>, tensor<512x6xf32>)
 // AVX512-LABEL: func.func @router
-// AVX512:         vector.contract {{.+}} : vector<4x1xf32>, vector<1x64xf32> into vector<4x64xf32>
+// AVX512:         vector.contract {{.+}} : vector<6x1xf32>, vector<1x64xf32> into vector<6x64xf32>
 // AVX512:         vector.contract {{.+}} : vector<1x1xf32>, vector<1x64xf32> into vector<1x64xf32>
 // AVX512:         vector.contract {{.+}} : vector<16x1xf32>, vector<1x8xf32> into vector<16x8xf32>
 // AVX512:         vector.contract {{.+}} : vector<1x1xf32>, vector<1x8xf32> into vector<1x8xf32>
