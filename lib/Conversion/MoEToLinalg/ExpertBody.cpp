@@ -69,12 +69,33 @@ static Value blockRows(RewriterBase &rewriter, Location loc, Value lhs,
                        const TileRows &tile) {
   auto type = cast<RankedTensorType>(lhs.getType());
   int64_t depth = type.getDimSize(1), block = tile.rowBlock;
+  Type elementType = type.getElementType();
+  if (tile.activeBlocks) {
+    // The active rows only: [blocks * M0, K] -> [blocks, M0, K] ->
+    // [blocks, K, M0], what linalg.pack lowers to for a static count.
+    OpFoldResult blocks = tile.activeBlocks;
+    auto expanded = tensor::ExpandShapeOp::create(
+        rewriter, loc,
+        RankedTensorType::get({ShapedType::kDynamic, block, depth},
+                              elementType),
+        lhs, SmallVector<ReassociationIndices>{{0, 1}, {2}},
+        ArrayRef<OpFoldResult>{blocks, rewriter.getIndexAttr(block),
+                               rewriter.getIndexAttr(depth)});
+    Value dest = tensor::EmptyOp::create(
+        rewriter, loc,
+        ArrayRef<OpFoldResult>{blocks, rewriter.getIndexAttr(depth),
+                               rewriter.getIndexAttr(block)},
+        elementType);
+    return linalg::TransposeOp::create(rewriter, loc, expanded, dest,
+                                       ArrayRef<int64_t>{0, 2, 1})
+        .getResult()[0];
+  }
   lhs = tensor::CastOp::create(
-      rewriter, loc,
-      RankedTensorType::get({tile.rows, depth}, type.getElementType()), lhs);
+      rewriter, loc, RankedTensorType::get({tile.rows, depth}, elementType),
+      lhs);
   Value dest = tensor::EmptyOp::create(
       rewriter, loc, ArrayRef<int64_t>{tile.rows / block, depth, block},
-      type.getElementType());
+      elementType);
   auto pack = linalg::PackOp::create(rewriter, loc, lhs, dest,
                                      /*innerDimsPos=*/{0},
                                      /*innerTiles=*/
@@ -100,21 +121,34 @@ static Value emitPanelMatmul(RewriterBase &rewriter, linalg::MatmulOp matmul,
   auto packedType = cast<RankedTensorType>(packed.getType());
   int64_t rows = tile.rows, block = tile.rowBlock;
   int64_t cols = initType.getDimSize(1);
+  // The rows: the tile's static M, or the active blocks' (a dynamic count).
+  bool activeOnly = static_cast<bool>(tile.activeBlocks);
+  int64_t rowDim = activeOnly ? ShapedType::kDynamic : rows;
+  int64_t blockDim = activeOnly ? ShapedType::kDynamic : rows / block;
+  OpFoldResult rowCount = rewriter.getIndexAttr(rows);
+  OpFoldResult blockCount = rewriter.getIndexAttr(rows / block);
+  if (activeOnly) {
+    blockCount = tile.activeBlocks;
+    rowCount = arith::MulIOp::create(
+                   rewriter, loc, tile.activeBlocks,
+                   arith::ConstantIndexOp::create(rewriter, loc, block))
+                   .getResult();
+  }
   int64_t panels = packedType.getDimSize(0), depth = packedType.getDimSize(1);
   int64_t panel = layout.getPanel();
   Type elementType = initType.getElementType();
   OpFoldResult zero = rewriter.getIndexAttr(0), one = rewriter.getIndexAttr(1);
-  // The tile's row count is static (the body may say `?`); the last panel's
-  // columns past N hold zeros: the result is computed P columns at a time
-  // and cut back to N.
+  // (The body may say `?` for a static M.) The last panel's columns past N
+  // hold zeros: the result is computed P columns at a time and cut back to
+  // N.
   Value acc = tensor::CastOp::create(
-      rewriter, loc, RankedTensorType::get({rows, cols}, elementType), init);
+      rewriter, loc, RankedTensorType::get({rowDim, cols}, elementType), init);
   if (panels * panel != cols) {
     Value padValue = arith::ConstantOp::create(
         rewriter, loc, rewriter.getZeroAttr(elementType));
     acc = tensor::PadOp::create(
         rewriter, loc,
-        RankedTensorType::get({rows, panels * panel}, elementType), acc,
+        RankedTensorType::get({rowDim, panels * panel}, elementType), acc,
         ArrayRef<OpFoldResult>{zero, zero},
         ArrayRef<OpFoldResult>{zero,
                                rewriter.getIndexAttr(panels * panel - cols)},
@@ -122,9 +156,9 @@ static Value emitPanelMatmul(RewriterBase &rewriter, linalg::MatmulOp matmul,
   }
   auto panelType =
       RankedTensorType::get({depth, panel}, packedType.getElementType());
-  auto outType = RankedTensorType::get({rows, panel}, elementType);
+  auto outType = RankedTensorType::get({rowDim, panel}, elementType);
   auto blockedOutType =
-      RankedTensorType::get({rows / block, block, panel}, elementType);
+      RankedTensorType::get({blockDim, block, panel}, elementType);
   SmallVector<ReassociationIndices> blocks = {{0, 1}, {2}};
   MLIRContext *context = rewriter.getContext();
   AffineExpr b, m, n, k;
@@ -132,8 +166,9 @@ static Value emitPanelMatmul(RewriterBase &rewriter, linalg::MatmulOp matmul,
   SmallVector<AffineMap> maps = {AffineMap::get(4, 0, {b, k, m}, context),
                                  AffineMap::get(4, 0, {k, n}, context),
                                  AffineMap::get(4, 0, {b, m, n}, context)};
-  // Only the active blocks are multiplied.
-  if (tile.activeBlocks)
+  // Only the active blocks are multiplied (the gather's blocked rows hold
+  // M / M0 blocks).
+  if (activeOnly)
     lhs = tensor::ExtractSliceOp::create(
         rewriter, loc, lhs, ArrayRef<OpFoldResult>{zero, zero, zero},
         ArrayRef<OpFoldResult>{tile.activeBlocks, rewriter.getIndexAttr(depth),
@@ -156,29 +191,20 @@ static Value emitPanelMatmul(RewriterBase &rewriter, linalg::MatmulOp matmul,
                                rewriter.getIndexAttr(panel)},
         ArrayRef<OpFoldResult>{one, one, one});
     SmallVector<OpFoldResult> outOffsets = {zero, col};
-    SmallVector<OpFoldResult> outSizes = {rewriter.getIndexAttr(rows),
+    SmallVector<OpFoldResult> outSizes = {rowCount,
                                           rewriter.getIndexAttr(panel)};
     SmallVector<OpFoldResult> outStrides = {one, one};
     // The panel accumulates in a buffer of its own, copied into the result
     // at the end: the result's rows are N apart (a page or more), where each
     // reduction block would reload its accumulators through the TLB. (No
     // view of that buffer either: the codegen keeps accumulators in
-    // registers only for buffers without views.) Only the active blocks are
-    // computed.
+    // registers only for buffers without views.)
     Value out = tensor::ExtractSliceOp::create(
         rewriter, loc, outType, shared, outOffsets, outSizes, outStrides);
-    Value blockedOut = tensor::ExpandShapeOp::create(
-        rewriter, loc, blockedOutType, out, blocks);
     SmallVector<OpFoldResult> activeSizes = {
-        rewriter.getIndexAttr(rows / block), rewriter.getIndexAttr(block),
-        rewriter.getIndexAttr(panel)};
-    SmallVector<OpFoldResult> zeros3(3, zero), ones3(3, one);
-    Value activeOut = blockedOut;
-    if (tile.activeBlocks) {
-      activeSizes[0] = tile.activeBlocks;
-      activeOut = tensor::ExtractSliceOp::create(rewriter, loc, blockedOut,
-                                                 zeros3, activeSizes, ones3);
-    }
+        blockCount, rewriter.getIndexAttr(block), rewriter.getIndexAttr(panel)};
+    Value activeOut = tensor::ExpandShapeOp::create(
+        rewriter, loc, blockedOutType, out, blocks, activeSizes);
     auto activeType = cast<RankedTensorType>(activeOut.getType());
     Value local =
         tensor::EmptyOp::create(rewriter, loc, activeSizes, elementType);
@@ -204,9 +230,6 @@ static Value emitPanelMatmul(RewriterBase &rewriter, linalg::MatmulOp matmul,
     Value copied =
         linalg::CopyOp::create(rewriter, loc, product.getResult(0), activeOut)
             .getResult(0);
-    if (tile.activeBlocks)
-      copied = tensor::InsertSliceOp::create(rewriter, loc, copied, blockedOut,
-                                             zeros3, activeSizes, ones3);
     Value result =
         tensor::CollapseShapeOp::create(rewriter, loc, outType, copied, blocks);
     rewriter.setInsertionPointToStart(loop.getTerminator().getBody());
@@ -216,10 +239,9 @@ static Value emitPanelMatmul(RewriterBase &rewriter, linalg::MatmulOp matmul,
   Value result = loop.getResult(0);
   if (panels * panel != cols)
     result = tensor::ExtractSliceOp::create(
-        rewriter, loc, RankedTensorType::get({rows, cols}, elementType), result,
-        ArrayRef<OpFoldResult>{zero, zero},
-        ArrayRef<OpFoldResult>{rewriter.getIndexAttr(rows),
-                               rewriter.getIndexAttr(cols)},
+        rewriter, loc, RankedTensorType::get({rowDim, cols}, elementType),
+        result, ArrayRef<OpFoldResult>{zero, zero},
+        ArrayRef<OpFoldResult>{rowCount, rewriter.getIndexAttr(cols)},
         ArrayRef<OpFoldResult>{one, one});
   return tensor::CastOp::create(rewriter, loc, matmul.getResult(0).getType(),
                                 result);

@@ -29,16 +29,20 @@ SmallVector<Value> sliceExpertWeights(RewriterBase &rewriter, ExpertOp expert,
 
 /// A fused tile, as the contractions by packed weights read it.
 struct TileRows {
-  /// The tile's (static) row count M.
+  /// The tile's (static) row count M; with activeBlocks, the most rows it
+  /// may hold.
   int64_t rows;
   /// M0, a divisor of M: left-hand sides are read in [M / M0, K, M0] blocks.
   int64_t rowBlock;
   /// The body's rows already in that layout (the gather writes them so), or
   /// null to block them like any other left-hand side.
   Value blockedRows;
-  /// How many of the M / M0 blocks hold rows (an index), or null for all:
-  /// the contractions by packed weights skip the others (the tile's rows
-  /// past them are padding, whose outputs nobody reads).
+  /// How many of the M / M0 blocks hold rows (an index), or null for all.
+  /// When set, the body's rows are those of the active blocks only
+  /// (activeBlocks * M0 of them, a dynamic count), so that neither the
+  /// contractions nor the elementwise work between them touch the padding
+  /// rows; blockedRows still has M / M0 blocks, of which the active ones
+  /// are read.
   Value activeBlocks;
 };
 

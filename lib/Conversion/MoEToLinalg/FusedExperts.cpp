@@ -228,39 +228,49 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
                     gl.floatConst(gateType, 0.0));
                 linalg::YieldOp::create(gl, ValueRange{id, gate});
               });
-          // The gather feeds the body's first contraction directly.
-          // (No expert runs when T = 0, so row 0 exists here.)
-          Value rows = lb.gatherRows(tokens, slots[0], /*guardReads=*/false);
-          if (rows.getType() != rowsType)
-            rows = tensor::CastOp::create(lb, rowsType, rows);
           // Contractions by packed weights read the rows in blocks, which
           // the gather writes as such.
           TileRows tileLayout{size, largestDivisorUpTo(size, rowBlock), Value(),
                               Value()};
-          if (anyPacked) {
+          Value ids = slots[0], weights = slots[1];
+          if (anyPacked && !staticRows) {
             // A tile of a dynamic row count may hold fewer rows than it has:
-            // the gather and the contractions take only the blocks that
-            // hold some.
-            if (!staticRows) {
-              Value block = lb.indexConst(tileLayout.rowBlock);
-              Value left = arith::SubIOp::create(lb, count, r0);
-              Value blocks = arith::DivUIOp::create(
-                  lb,
-                  arith::AddIOp::create(lb, left,
-                                        lb.indexConst(tileLayout.rowBlock - 1)),
-                  block);
-              tileLayout.activeBlocks = arith::MinUIOp::create(
-                  lb, blocks, lb.indexConst(size / tileLayout.rowBlock));
-            }
+            // the body runs on the blocks that hold some, and the scatter
+            // reads their slots.
+            Value block = lb.indexConst(tileLayout.rowBlock);
+            Value left = arith::SubIOp::create(lb, count, r0);
+            Value blocks = arith::DivUIOp::create(
+                lb,
+                arith::AddIOp::create(lb, left,
+                                      lb.indexConst(tileLayout.rowBlock - 1)),
+                block);
+            tileLayout.activeBlocks = arith::MinUIOp::create(
+                lb, blocks, lb.indexConst(size / tileLayout.rowBlock));
+            Value activeRows =
+                arith::MulIOp::create(lb, tileLayout.activeBlocks, block);
+            auto activeSlots = [&](Value slotValues) -> Value {
+              return tensor::ExtractSliceOp::create(
+                  lb, slotValues, ArrayRef<OpFoldResult>{lb.getIndexAttr(0)},
+                  ArrayRef<OpFoldResult>{activeRows},
+                  ArrayRef<OpFoldResult>{lb.getIndexAttr(1)});
+            };
+            ids = activeSlots(ids);
+            weights = activeSlots(weights);
+          }
+          // The gather feeds the body's first contraction directly.
+          // (No expert runs when T = 0, so row 0 exists here.)
+          Value rows = lb.gatherRows(tokens, ids, /*guardReads=*/false);
+          if (rows.getType() != rowsType)
+            rows = tensor::CastOp::create(lb, rowsType, rows);
+          if (anyPacked)
             tileLayout.blockedRows = lb.gatherRowBlocks(
                 tokens, slots[0], tileLayout.rowBlock, tileLayout.activeBlocks);
-          }
           // The body is cloned where this loop body is being built.
           rewriter.setInsertionPoint(tb.getInsertionBlock(),
                                      tb.getInsertionPoint());
           Value out =
               cloneExpertBodyOn(rewriter, expert, rows, slices, &tileLayout);
-          return lb.scatterAddRows(acc, slots[0], slots[1], out);
+          return lb.scatterAddRows(acc, ids, weights, out);
         };
 
         rewriter.setInsertionPoint(eb.getInsertionBlock(),

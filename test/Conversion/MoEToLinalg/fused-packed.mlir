@@ -9,7 +9,8 @@
 // 64-column panel of the packed weight is one batch_matmul over the blocks
 // that hold rows (the last tile of an expert may hold fewer than 64), in an
 // scf.forall (the panels run on threads); a panel accumulates in a buffer
-// of its own, copied into the result's columns. 96 columns are 2 panels,
+// of its own, copied into the result's columns. The body's other ops and
+// the scatter run on those blocks' rows only. 96 columns are 2 panels,
 // computed into 128 columns and cut back. No [E, C, D] buffer: the gather
 // feeds the tile. A rest of more than 8 rows takes a 64-row tile, then come
 // tiles of 8 and 4 rows.
@@ -22,6 +23,10 @@
 // CHECK:           %[[UP:.+]] = arith.addi %[[LEFT]], %c3 : index
 // CHECK:           %[[BLOCKS:.+]] = arith.divui %[[UP]], %c4 : index
 // CHECK:           %[[ACTIVE:.+]] = arith.minui %[[BLOCKS]], %c16 : index
+// The tile's body and its scatter take the active blocks' rows only.
+// CHECK:           %[[ROWS:.+]] = arith.muli %[[ACTIVE]], %c4 : index
+// CHECK:           %[[IDS1:.+]] = tensor.extract_slice %{{.+}}#0[0] [%[[ROWS]]] [1] : tensor<64xi32> to tensor<?xi32>
+// CHECK:           %[[GATES1:.+]] = tensor.extract_slice %{{.+}}#1[0] [%[[ROWS]]] [1] : tensor<64xf32> to tensor<?xf32>
 // CHECK:           %[[SLOTS:.+]] = tensor.expand_shape %{{.+}} {{\[\[}}0, 1]] output_shape [16, 4] : tensor<64xi32> into tensor<16x4xi32>
 // The gather writes the active blocks only, a block's 4 rows innermost.
 // CHECK:           %[[IDS:.+]] = tensor.extract_slice %[[SLOTS]][0, 0] [%[[ACTIVE]], 4] [1, 1] : tensor<16x4xi32> to tensor<?x4xi32>
@@ -29,15 +34,21 @@
 // CHECK:             linalg.index 1 : index
 // CHECK:             tensor.extract %arg0
 // CHECK-NOT:       linalg.transpose
-// CHECK:           scf.forall (%{{.+}}) in (2) shared_outs(%{{.+}} = %{{.+}}) -> (tensor<64x128xf32>)
+// CHECK:           %[[INIT:.+]] = tensor.empty(%[[ROWS]]) : tensor<?x128xf32>
+// CHECK:           scf.forall (%{{.+}}) in (2) shared_outs(%{{.+}} = %{{.+}}) -> (tensor<?x128xf32>)
 // CHECK:             tensor.extract_slice %{{.+}}[%{{.+}}, 0, 0] [1, 64, 64] [1, 1, 1] : tensor<2x64x64xf32> to tensor<64x64xf32>
+// CHECK:             %[[OUT:.+]] = tensor.extract_slice %{{.+}}[0, %{{.+}}] [%[[ROWS]], 64] [1, 1] : tensor<?x128xf32> to tensor<?x64xf32>
+// CHECK:             %[[BLOCKED_OUT:.+]] = tensor.expand_shape %[[OUT]] {{\[\[}}0, 1], [2]] output_shape [%[[ACTIVE]], 4, 64]
 // CHECK:             %[[ACC:.+]] = linalg.fill {{.+}} -> tensor<?x4x64xf32>
 // CHECK:             %[[P:.+]] = linalg.batch_matmul indexing_maps = [#{{.+}}, #{{.+}}, #{{.+}}] {moe.expert_tile, moe.packed_panel = 64 : i64}
 // CHECK-SAME:          ins(%[[LHS]], %{{.+}} : tensor<?x64x4xf32>, tensor<64x64xf32>) outs(%[[ACC]] : tensor<?x4x64xf32>)
-// CHECK:             linalg.copy ins(%[[P]] : tensor<?x4x64xf32>)
-// CHECK:             tensor.insert_slice %{{.+}}[0, 0, 0] [%[[ACTIVE]], 4, 64] [1, 1, 1] : tensor<?x4x64xf32> into tensor<16x4x64xf32>
-// CHECK:             tensor.parallel_insert_slice
-// CHECK:           tensor.extract_slice %{{.+}}[0, 0] [64, 96] [1, 1] : tensor<64x128xf32> to tensor<64x96xf32>
+// CHECK:             linalg.copy ins(%[[P]] : tensor<?x4x64xf32>) outs(%[[BLOCKED_OUT]] : tensor<?x4x64xf32>)
+// CHECK:             tensor.parallel_insert_slice %{{.+}} into %{{.+}}[0, %{{.+}}] [%[[ROWS]], 64] [1, 1]
+// CHECK:           %[[Y:.+]] = tensor.extract_slice %{{.+}}[0, 0] [%[[ROWS]], 96] [1, 1] : tensor<?x128xf32> to tensor<?x96xf32>
+// CHECK:           scf.for %{{.+}} = %c0 to %[[ROWS]] step %c1
+// CHECK:             tensor.extract %[[IDS1]]
+// CHECK:             tensor.extract %[[GATES1]]
+// CHECK:             tensor.extract %[[Y]]
 // CHECK:         scf.for %{{.+}} step %c8
 // CHECK:           linalg.batch_matmul {{.+}} ins(%{{.+}}, %{{.+}} : tensor<?x64x4xf32>, tensor<64x64xf32>)
 // CHECK:         scf.for %{{.+}} step %c4
