@@ -9,6 +9,7 @@ layers are also built with AddressSanitizer.)"""
 import numpy as np
 import pytest
 
+from moe_mlir import packed
 from moe_mlir import reference as R
 from moe_mlir.builder import ArgSpec, Signature
 
@@ -19,7 +20,38 @@ PIPELINES = {
     "fused-threads-2": "moe-cpu-pipeline{threads=2 results-to-out-params=false}",
     "reference": "moe-cpu-pipeline{fused=false results-to-out-params=false}",
     "gpu-emulated": "moe-gpu-emulation-pipeline{tile-rows=4 max-blocks=7}",
+    # The packed entry (weights packed once by <f>_pack_weights): its tiles
+    # run on the blocks that hold rows, whose count comes from the data.
+    "packed": "moe-cpu-pipeline{results-to-out-params=false}",
+    "packed-threads-2": "moe-cpu-pipeline{threads=2 results-to-out-params=false}",
 }
+
+
+@pytest.fixture(scope="module")
+def layer_fn(compiled, tmp_path_factory):
+    """layer_fn(function, pipeline name) -> a callable taking the unpacked
+    entry's arrays (a packed pipeline packs the weights on each call)."""
+    cache = {}
+
+    def get(text_and_signature, pipeline):
+        if not pipeline.startswith("packed"):
+            return compiled(text_and_signature, pipeline=PIPELINES[pipeline])
+        text, signature = text_and_signature
+        key = (text, pipeline)
+        if key not in cache:
+            cache[key] = packed.compile_packed(text, signature,
+                                               tmp_path_factory.mktemp(pipeline),
+                                               pipeline=PIPELINES[pipeline])
+        layer = cache[key]
+
+        def call(*arrays):
+            weights = [arrays[i] for i in layer.weight_positions]
+            rest = [a for i, a in enumerate(arrays) if i not in layer.weight_positions]
+            return layer.prepare(*weights)(*rest)
+
+        return call
+
+    return get
 
 BODY = f"""
   ^bb0(%rows: tensor<?x{D}xf32>, %e1: tensor<{D}x{H}xf32>, %e2: tensor<{H}x{D}xf32>):
@@ -136,8 +168,8 @@ def _weights(rng):
 @pytest.mark.parametrize("tokens", [0, 1, 9])
 @pytest.mark.parametrize("case", sorted(OFFSETS))
 @pytest.mark.parametrize("pipeline", sorted(PIPELINES))
-def test_grouped_untrusted_offsets_and_ids(compiled, pipeline, case, tokens):
-    fn = compiled(_function(grouped=True), pipeline=PIPELINES[pipeline])
+def test_grouped_untrusted_offsets_and_ids(layer_fn, pipeline, case, tokens):
+    fn = layer_fn(_function(grouped=True), pipeline)
     rng = np.random.default_rng(len(case) + tokens)
     n = 12
     x = rng.standard_normal((tokens, D)).astype(np.float32)
@@ -152,8 +184,8 @@ def test_grouped_untrusted_offsets_and_ids(compiled, pipeline, case, tokens):
 
 @pytest.mark.parametrize("tokens", [0, 1, 9])
 @pytest.mark.parametrize("pipeline", sorted(PIPELINES))
-def test_capacity_untrusted_ids(compiled, pipeline, tokens):
-    fn = compiled(_function(grouped=False), pipeline=PIPELINES[pipeline])
+def test_capacity_untrusted_ids(layer_fn, pipeline, tokens):
+    fn = layer_fn(_function(grouped=False), pipeline)
     rng = np.random.default_rng(3 + tokens)
     x = rng.standard_normal((tokens, D)).astype(np.float32)
     ids = _bad_ids(rng, (E, 5), tokens)
