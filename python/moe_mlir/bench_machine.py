@@ -6,6 +6,8 @@ set: OpenBLAS fixes its thread count when NumPy loads it."""
 
 import ctypes
 import os
+import re
+import subprocess
 import sys
 import time
 
@@ -60,9 +62,23 @@ def _size_bytes(text):
     return int(text[:-1]) * scale if scale else int(text)
 
 
-def cache_info():
-    """The caches of cpu0 from sysfs: [{level, type, size_bytes}], and the
-    last-level cache (highest level holding data)."""
+_GETCONF_CACHE = re.compile(r"^LEVEL(\d)_(DCACHE|ICACHE|CACHE)_SIZE\s+(\d+)\s*$")
+
+
+def getconf_caches(text):
+    """The caches in `getconf -a`'s output (glibc reads them from CPUID):
+    [{level, type, size_bytes}], sizes of 0 or none left out."""
+    kinds = {"DCACHE": "Data", "ICACHE": "Instruction", "CACHE": "Unified"}
+    caches = []
+    for line in text.splitlines():
+        match = _GETCONF_CACHE.match(line.strip())
+        if match and int(match.group(3)) > 0:
+            caches.append({"level": int(match.group(1)), "type": kinds[match.group(2)],
+                           "size_bytes": int(match.group(3))})
+    return caches
+
+
+def _sysfs_caches():
     base = "/sys/devices/system/cpu/cpu0/cache"
     caches = []
     try:
@@ -76,6 +92,24 @@ def cache_info():
                            "size_bytes": _size_bytes(read("size"))})
         except (OSError, ValueError):
             continue
+    return caches
+
+
+def cache_info():
+    """The caches of cpu0: [{level, type, size_bytes, source}], and the
+    last-level cache (highest level holding data). From sysfs; where a VM
+    has no cache entries there, from `getconf -a` (CPUID, as glibc reads
+    it)."""
+    caches, source = _sysfs_caches(), "sysfs"
+    if not caches:
+        try:
+            text = subprocess.run(["getconf", "-a"], capture_output=True, text=True,
+                                  timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            text = ""
+        caches, source = getconf_caches(text), "getconf"
+    for cache in caches:
+        cache["source"] = source
     data = [c for c in caches if c["type"] != "Instruction"]
     llc = max(data, key=lambda c: (c["level"], c["size_bytes"])) if data else None
     return caches, llc
@@ -213,7 +247,8 @@ def describe_machine(machine):
         f"stepping {cpu['stepping']}), {machine['cpu_count']} cpu(s), "
         f"{machine['threads']} thread(s) used, BLAS core {blas['corename'] or 'not OpenBLAS'}",
         f"isa: {' '.join(cpu['isa']) or 'none of ' + '/'.join(ISA_FLAGS)}",
-        f"caches: {caches or 'unknown'} (LLC {fmt_bytes(machine['llc_bytes'] or 0)})",
+        f"caches: {caches or 'unknown'} (LLC {fmt_bytes(machine['llc_bytes'] or 0)}"
+        f"{', from getconf: no sysfs entries' if machine['caches'] and machine['caches'][0].get('source') == 'getconf' else ''})",
         f"blas: {version or 'BLAS'} core {core}",
     ]
 
