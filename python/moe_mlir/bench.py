@@ -66,6 +66,7 @@ from . import builder, packed, runner  # noqa: E402
 from .bench_machine import (best_time, describe_machine, machine_info,  # noqa: E402
                             mapped_libraries, rerun_with_matching_blas_core,
                             sgemm_rate, streaming_bandwidth)
+from .bench_blas import blas_experts  # noqa: E402
 from .bench_report import add_bounds, print_report  # noqa: E402
 from .bench_torch import torch_layer  # noqa: E402
 from . import reference as R  # noqa: E402
@@ -260,6 +261,12 @@ def run_shape(spec, threads, repeats, llc_bytes, workdir, torch, min_seconds=0.0
             text, sig, os.path.join(shape_dir, "ref"),
             pipeline="moe-cpu-pipeline{fused=false results-to-out-params=false}")
         entry["reference_ms"] = best_time(lambda: ref(*args), 1) * 1e3
+
+    gemms = blas_experts(layer, x, weights, routing)
+    if gemms is not None:
+        gemms()
+        entry["blas_experts_ms"] = best_time(gemms, repeats, min_seconds=min_seconds) * 1e3
+        entry["blas_experts_GFLOPs"] = _rate(flops, entry["blas_experts_ms"])
 
     if torch is not None:
         run = torch_layer(layer, x, router, weights)

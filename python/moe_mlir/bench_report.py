@@ -20,6 +20,8 @@ def add_bounds(entry, peak, bandwidth):
     entry["fused_frac_bound"] = entry["contenders"]["fused"]["frac_bound"]
     if "torch_ms" in entry:
         entry["torch_frac_bound"] = bound_ms / entry["torch_ms"]
+    if "blas_experts_ms" in entry:
+        entry["blas_experts_frac_bound"] = bound_ms / entry["blas_experts_ms"]
 
 
 # ----------------------------------------------------------------------------
@@ -36,7 +38,7 @@ TIMES_HEADER = (f"{'shape':16} {'fused ms':>9} {'GFLOP/s':>8} {'xBLAS':>6} {'tor
                 f"{'route %':>7}")
 BOUNDS_HEADER = (f"{'shape':16} {'GFLOP':>8} {'active MiB':>10} {'fits LLC':>8} "
                  f"{'compute ms':>10} {'memory ms':>9} {'bound ms':>9} {'fused/bound':>11} "
-                 f"{'torch/bound':>11} {'weights GB/s':>12}")
+                 f"{'torch/bound':>11} {'weights GB/s':>12} {'sgemms ms':>9} {'sgemms/bound':>12}")
 
 
 def times_row(entry):
@@ -52,8 +54,10 @@ def times_row(entry):
     for name, c in entry["contenders"].items():
         if name != "fused":
             pack = f", pack {c['pack_ms']:.1f} ms" if c["pack_ms"] is not None else ""
+            gemms = entry.get("blas_experts_ms")
+            versus = f", {gemms / c['ms']:.2f}x sgemms" if gemms else ""
             lines.append(f"  {name:14} {c['ms']:9.3f} {c['GFLOPs']:8.1f} {c['x_blas']:6.2f} "
-                         f"({c['frac_bound']:.0%} of bound{pack})")
+                         f"({c['frac_bound']:.0%} of bound{versus}{pack})")
     return "\n".join(lines)
 
 
@@ -64,7 +68,8 @@ def bounds_row(entry):
             f"{entry['memory_bound_ms']:9.3f} {entry['bound_ms']:9.3f} "
             f"{entry['fused_frac_bound']:11.0%} "
             f"{_cell(entry.get('torch_frac_bound'), '11.0%', 11)} "
-            f"{entry['weights_GBps']:12.1f}")
+            f"{entry['weights_GBps']:12.1f} {_cell(entry.get('blas_experts_ms'), '9.3f', 9)} "
+            f"{_cell(entry.get('blas_experts_frac_bound'), '12.0%', 12)}")
 
 
 def print_report(results, limits):
@@ -88,6 +93,10 @@ def print_report(results, limits):
         print(bounds_row(entry))
     print("bound = max(expert FLOPs / sgemm rate, active weight bytes / streaming bandwidth); "
           "x/bound = bound ms / contender ms.")
+    if any("blas_experts_ms" in entry for entry in results["shapes"]):
+        print("sgemms: each expert's contractions alone as BLAS sgemms on its routed rows "
+              "(gathered beforehand; no activation, gather or combine): the GEMM time of a "
+              "BLAS-based layer at this shape's row counts.")
     if any(entry["fits_llc"] for entry in results["shapes"]):
         print("fits LLC = yes: the active weights stay cached across repeated calls, so the "
               "memory bound (DRAM) does not bind and x/bound may pass 100 %.")
