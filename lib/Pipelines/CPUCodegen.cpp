@@ -74,6 +74,17 @@ bool moe::detail::isF32Contraction(Operation *op) {
                       [](Type t) { return getElementTypeOrSelf(t).isF32(); });
 }
 
+/// A contraction by a packed panel that the f32 register blocks compute:
+/// f32 rows and accumulators, and an f32 panel or a bf16 one (whose
+/// elements become f32 as they are loaded: a shift, exact).
+static bool isPanelContraction(linalg::LinalgOp op) {
+  auto elementOf = [](Value v) { return getElementTypeOrSelf(v.getType()); };
+  return elementOf(op.getDpsInputs()[0]).isF32() &&
+         elementOf(op.getDpsInits()[0]).isF32() &&
+         (elementOf(op.getDpsInputs()[1]).isF32() ||
+          elementOf(op.getDpsInputs()[1]).isBF16());
+}
+
 /// The register block's rows, columns and depth for an M x N x K step of
 /// `kernel` (the kernel's, or fewer where they do not divide); false when N
 /// has no multiple of the vector lanes (the contraction keeps its loops).
@@ -188,7 +199,7 @@ static LogicalResult vectorizePanelProduct(RewriterBase &rewriter,
   // (The number of row blocks may be dynamic: a tile's active blocks.)
   SmallVector<int64_t> ranges = product.getStaticLoopRanges();
   if (llvm::any_of(ArrayRef(ranges).drop_front(), ShapedType::isDynamic) ||
-      !isF32Contraction(product))
+      !isPanelContraction(product))
     return success();
   int64_t blocks = ranges[0], m = ranges[1], n = ranges[2], k = ranges[3];
   bool fewRows = !ShapedType::isDynamic(blocks) && blocks * m <= kFewRows;
@@ -332,6 +343,10 @@ struct CPUCodegenPass : moe::impl::CPUCodegenBase<CPUCodegenPass> {
     if (failed(applyPatterns(getOperation(), [](RewritePatternSet &p) {
           vector::populateVectorReductionToContractPatterns(p);
           vector::populateVectorTransferPermutationMapLoweringPatterns(p);
+          // A bf16 panel's extension moves above the broadcast and
+          // transpose of its values, so that each value is extended once
+          // and the contraction folds the rest as for f32.
+          vector::populateSinkVectorOpsPatterns(p);
         })))
       signalPassFailure();
   }

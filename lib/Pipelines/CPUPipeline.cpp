@@ -50,6 +50,11 @@ mlir::moe::verifyCPUPipelineOptions(const CPUPipelineOptions &options,
               "] (0: every core), got " + std::to_string(options.threads);
     return failure();
   }
+  if (options.packedStorage != "f32" && options.packedStorage != "bf16") {
+    message = "packed-storage must be f32 or bf16, got '" +
+              options.packedStorage + "'";
+    return failure();
+  }
   std::string error;
   if (!getCPUMicroKernel(options.targetCpu, error)) {
     message = error;
@@ -79,6 +84,7 @@ void mlir::moe::buildCPUPipeline(OpPassManager &pm,
   if (options.packWeights) {
     MoEPackExpertWeightsOptions pack;
     pack.panel = kernel->cols;
+    pack.storage = options.packedStorage;
     pm.addPass(createMoEPackExpertWeights(pack));
   }
   // moe -> linalg, tensor, scf on tensors.

@@ -109,14 +109,16 @@ class PackedLayer:
 
 
 def compile_packed(mlir_text, signature: Signature, workdir=None, panel=None, checked=False,
-                   threads=0, pipeline=None, **kwargs):
+                   threads=0, pipeline=None, storage="f32", **kwargs):
     """Compiles `mlir_text` with its packed entry points and returns a
     PackedLayer for `signature`'s function. `panel` defaults to the host's
-    micro-kernel width; `pipeline` to runner.cpu_pipeline(threads)."""
+    micro-kernel width; `pipeline` to runner.cpu_pipeline(threads);
+    `storage="bf16"` packs f32 weights as bf16 (rounded to nearest even;
+    the packed arrays are then uint16 bf16 bits)."""
     workdir = Path(workdir or tempfile.mkdtemp(prefix="moe-mlir-"))
     workdir.mkdir(parents=True, exist_ok=True)
     panel = panel or default_panel()
-    pack = f"moe-pack-expert-weights{{panel={panel}}}"
+    pack = f"moe-pack-expert-weights{{panel={panel} storage={storage}}}"
     src = workdir / "layer.mlir"
     src.write_text(mlir_text)
     proc = subprocess.run([runner.tool("moe-opt"), f"--pass-pipeline=builtin.module({pack})",

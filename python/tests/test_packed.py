@@ -2,13 +2,17 @@
 #moe.packed): the packed entry matches the NumPy reference on every layer of
 layer_cases.py (every policy, f32/f16/bf16, dynamic T, ties, empty experts,
 C > T), the pack function writes exactly linalg.pack's layout, and a panel
-that does not divide N pads with zeros."""
+that does not divide N pads with zeros. With storage=bf16 the packed
+entry equals the reference run on the weights rounded to bf16, within the
+f32 tolerance, and the pack function rounds to nearest even by the bits."""
 
 import numpy as np
 import pytest
 
-from layer_cases import LAYERS, _layer, check_layer
+from cases import case_kind, layer_inputs, reference_layer, run_layer, token_count
+from layer_cases import LAYERS, TOLERANCE, _layer, check_layer
 from moe_mlir import builder, packed, runner
+from moe_mlir import reference as R
 from moe_mlir.policies import TokenChoice
 
 
@@ -170,3 +174,107 @@ def test_aligned_empty(shape):
     a = runner.aligned_empty(shape, np.float32)
     assert a.shape == shape and a.dtype == np.float32 and a.flags.c_contiguous
     assert a.ctypes.data % 64 == 0 or a.size == 0
+
+
+# Layers with f32 weights (the ones bf16 storage narrows).
+F32_LAYERS = [n for n in sorted(LAYERS) if n.endswith("-f32")]
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("name", F32_LAYERS)
+def test_bf16_storage_matches_reference(compile_packed, name, seed):
+    """storage=bf16: the only rounding is the weights' own (each weight
+    widened back exactly, f32 accumulation), so the packed entry given the
+    f32 weights equals the f32 reference given the weights rounded to bf16,
+    within the f32 tolerance."""
+    layer = LAYERS[name]
+    fn = compile_packed(layer, threads=2, storage="bf16")
+    rng = np.random.default_rng(7919 * seed + layer.experts)
+    tokens = layer.tokens if layer.tokens is not None else token_count(rng, seed)
+    inputs = layer_inputs(layer, rng, case_kind(seed), tokens)
+    got = run_layer(Repacking(fn), layer, inputs)
+    inputs["weights"] = [R.round_bf16(w) for w in inputs["weights"]]
+    want, _ = reference_layer(layer, inputs)
+    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
+    err = float(np.abs(got - want).max(initial=0.0))
+    assert err <= TOLERANCE["f32"] * scale, f"T={tokens}: max error {err:.3g}"
+
+
+@pytest.mark.parametrize("tokens", [1, 7, 97, 250])
+def test_bf16_storage_six_row_tiles(compile_packed, tokens):
+    """bf16 panels on the host's kernel with blockable sizes (D = 64,
+    H = 128: full panels, the tiles' row blocks and the prefetch)."""
+    layer = _layer(TokenChoice(2, normalize=True), 4, "swiglu", "f32", d=64, h=128)
+    fn = compile_packed(layer, threads=2, storage="bf16")
+    rng = np.random.default_rng(tokens)
+    inputs = layer_inputs(layer, rng, "normal", tokens)
+    got = run_layer(Repacking(fn), layer, inputs)
+    inputs["weights"] = [R.round_bf16(w) for w in inputs["weights"]]
+    want, _ = reference_layer(layer, inputs)
+    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
+    assert float(np.abs(got - want).max()) <= TOLERANCE["f32"] * scale
+
+
+def test_bf16_pack_rounds_by_the_bits(compile_packed):
+    """The pack function's bf16 values are the f32 weights rounded to
+    nearest even (ties to even, up to inf past the largest bf16), subnormals
+    kept, a NaN the quiet NaN of its sign, packed as linalg.pack would."""
+    layer = _layer(TokenChoice(2, normalize=True), 4, "swiglu", "f32")
+    fn = compile_packed(layer, panel=16, storage="bf16")
+    rng = np.random.default_rng(0)
+    weights = [rng.standard_normal(s).astype(np.float32) for s in layer.weight_shapes()]
+    special = np.array([0x3F808000, 0x3F818000, 0x3F80FFFF, 0x7F7FFFFF, 0x00000001,
+                        0x80400000, 0x7F800000, 0xFF800000, 0x7F800001, 0xFFC00001,
+                        0x00000000, 0x80000000], np.uint32).view(np.float32)
+    weights[0].reshape(-1)[:special.size] = special
+    want_special = np.array([0x3F80, 0x3F82, 0x3F81, 0x7F80, 0x0000, 0x8040, 0x7F80,
+                             0xFF80, 0x7FC0, 0xFFC0, 0x0000, 0x8000], np.uint16)
+    packs = fn.pack(*weights)
+    for w, p in zip(weights, packs):
+        e, k, n = w.shape
+        panels = -(-n // 16)
+        bits = R.to_bf16_bits(w)
+        nan = np.isnan(w)
+        bits[nan] = (0x7FC0 | ((w[nan].view(np.uint32) >> 16) & 0x8000)).astype(np.uint16)
+        want = np.zeros((e, k, panels * 16), np.uint16)
+        want[:, :, :n] = bits
+        want = want.reshape(e, k, panels, 16).transpose(0, 2, 1, 3)
+        assert p.dtype == np.uint16 and p.shape == (e, panels, k, 16)
+        np.testing.assert_array_equal(p, want)
+    first = packs[0].reshape(-1)[:special.size]  # row 0 of panel 0 of expert 0
+    np.testing.assert_array_equal(first, want_special)
+
+
+def test_bf16_storage_through_the_pipeline(tmp_path):
+    """moe-cpu-pipeline{pack-weights=true packed-storage=bf16} adds the
+    same entries; another storage is refused when the pipeline is parsed."""
+    layer = _layer(TokenChoice(2, normalize=True), 4, "swiglu", "f32")
+    text, sig = builder.build_layer(layer)
+    src = tmp_path / "layer.mlir"
+    src.write_text(text)
+    ok = runner.subprocess.run(
+        [runner.tool("moe-opt"), str(src),
+         "--moe-cpu-pipeline=pack-weights=true packed-storage=bf16 threads=1"],
+        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "bf16" in ok.stdout
+    bad = runner.subprocess.run(
+        [runner.tool("moe-opt"), str(src), "--moe-cpu-pipeline=packed-storage=f8"],
+        capture_output=True, text=True)
+    assert bad.returncode != 0
+    assert "packed-storage must be f32 or bf16, got 'f8'" in bad.stderr
+
+
+def test_bf16_storage_on_the_gpu_mapping(compile_packed):
+    """The GPU pipeline (emulated on the host) takes bf16 packed weights:
+    each expert's panels unpacked and widened to f32."""
+    layer = _layer(TokenChoice(2, normalize=True), 4, "swiglu", "f32")
+    fn = compile_packed(layer, storage="bf16",
+                        pipeline="moe-gpu-emulation-pipeline{tile-rows=4 max-blocks=7}")
+    rng = np.random.default_rng(3)
+    inputs = layer_inputs(layer, rng, "normal", 19)
+    got = run_layer(Repacking(fn), layer, inputs)
+    inputs["weights"] = [R.round_bf16(w) for w in inputs["weights"]]
+    want, _ = reference_layer(layer, inputs)
+    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
+    assert float(np.abs(got - want).max()) <= TOLERANCE["f32"] * scale

@@ -186,6 +186,38 @@ func.func @active_blocks(%a: tensor<?x512x4xf32>, %b: tensor<512x64xf32>, %c: te
   return %0 : tensor<?x4x64xf32>
 }
 
+// A panel packed as bf16 (#moe.packed<storage = bf16>): the same f32
+// register blocks, each step's panel rows read as bf16 and widened once
+// (above the contraction's broadcast, not once per row of the block), and
+// the next block prefetched by its own 2-byte elements (a 64-element row
+// is two cache lines). On AVX2 the 64-column panel (packed for AVX-512) is
+// computed 16 columns at a time, without the prefetch.
+// CHECK-LABEL: func.func @bf16_panel
+// CHECK:         scf.for %{{.+}} = %c0 to %c64 step %c16
+// CHECK:           vector.transfer_read {{.+}} : tensor<4x16xbf16>, vector<4x16xbf16>
+// CHECK:           arith.extf %{{.+}} : vector<4x16xbf16> to vector<4x16xf32>
+// CHECK:           vector.contract {{.+}} : vector<4x6xf32>, vector<4x16xf32> into vector<6x16xf32>
+// AVX512-LABEL: func.func @bf16_panel
+// AVX512:         scf.for %{{.+}} = %c0 to %c512 step %c128
+// AVX512:           scf.for %{{.+}} = %c0 to %c16 step %c1
+// AVX512:             scf.for %{{.+}} = %c0 to %c128 step %c4
+// AVX512:               vector.transfer_read {{.+}} : tensor<4x64xbf16>, vector<4x64xbf16>
+// AVX512-NOT:           vector.broadcast
+// AVX512:               arith.extf %{{.+}} : vector<4x64xbf16> to vector<4x64xf32>
+// AVX512:               vector.contract {{.+}} : vector<4x6xf32>, vector<4x64xf32> into vector<6x64xf32>
+// AVX512:               memref.prefetch %{{.+}}[%{{.+}}, %c0], read, locality<2>, data : memref<512x64xbf16
+// AVX512:               memref.prefetch %{{.+}}[%{{.+}}, %c32], read, locality<2>, data : memref<512x64xbf16
+func.func @bf16_panel(%a: tensor<16x512x6xf32>, %b: tensor<512x64xbf16>, %c: tensor<16x6x64xf32>)
+    -> tensor<16x6x64xf32> {
+  %0 = linalg.batch_matmul indexing_maps = [affine_map<(b, m, n, k) -> (b, k, m)>,
+                                            affine_map<(b, m, n, k) -> (k, n)>,
+                                            affine_map<(b, m, n, k) -> (b, m, n)>]
+      {moe.expert_tile, moe.packed_panel = 64 : i64}
+      ins(%a, %b : tensor<16x512x6xf32>, tensor<512x64xbf16>)
+      outs(%c : tensor<16x6x64xf32>) -> tensor<16x6x64xf32>
+  return %0 : tensor<16x6x64xf32>
+}
+
 // The router's logits: an unmarked matmul of a dynamic row count. Full row
 // blocks (as many accumulator registers as the kernel's: 6 x 16 of 12 ymm
 // on AVX2, 6 x 64 of 24 zmm on AVX-512) in a loop peeled at the last full

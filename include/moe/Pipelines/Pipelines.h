@@ -54,6 +54,12 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
                      "the target's micro-kernel width): pack the weights "
                      "once, then call the packed entry"),
       llvm::cl::init(false)};
+  PassOptions::Option<std::string> packedStorage{
+      *this, "packed-storage",
+      llvm::cl::desc("With pack-weights: the element type of the packed f32 "
+                     "weights, f32 (as they are) or bf16 (rounded to "
+                     "nearest even, widened back as the tiles read them)"),
+      llvm::cl::init("f32")};
   PassOptions::Option<int64_t> tileRows{
       *this, "tile-rows",
       llvm::cl::desc("Rows of an expert per tile on the fused path, in "

@@ -47,11 +47,13 @@ SmallVector<Value> mlir::moe::detail::sliceExpertWeights(RewriterBase &rewriter,
 }
 
 /// The logical [K, N] matrix of a packed slice [ceil(N / P), K, P]: the
-/// inverse of linalg.pack, lowered right away (transpose, collapse, slice).
+/// inverse of linalg.pack, lowered right away (transpose, collapse, slice),
+/// widened to the logical element type where the panels store another.
 static Value unpackSlice(RewriterBase &rewriter, Location loc, Value packed,
                          PackedWeightAttr layout, RankedTensorType logical) {
+  Type stored = getElementTypeOrSelf(packed.getType());
   Value dest = tensor::EmptyOp::create(rewriter, loc, logical.getShape(),
-                                       logical.getElementType());
+                                       stored);
   auto unpack = linalg::UnPackOp::create(
       rewriter, loc, packed, dest, /*innerDimsPos=*/{1},
       /*innerTiles=*/{rewriter.getIndexAttr(layout.getPanel())},
@@ -59,8 +61,23 @@ static Value unpackSlice(RewriterBase &rewriter, Location loc, Value packed,
   FailureOr<linalg::LowerUnPackOpResult> lowered =
       linalg::lowerUnPack(rewriter, unpack);
   assert(succeeded(lowered) && "a static unpack always lowers");
-  return lowered->extractSliceOp ? lowered->extractSliceOp.getResult()
-                                 : lowered->collapseShapeOp.getResult();
+  Value matrix = lowered->extractSliceOp ? lowered->extractSliceOp.getResult()
+                                         : lowered->collapseShapeOp.getResult();
+  if (stored == logical.getElementType())
+    return matrix;
+  Value init = tensor::EmptyOp::create(rewriter, loc, logical.getShape(),
+                                       logical.getElementType());
+  SmallVector<AffineMap> maps(2, rewriter.getMultiDimIdentityMap(2));
+  SmallVector<utils::IteratorType> iterators(2, utils::IteratorType::parallel);
+  return linalg::GenericOp::create(
+             rewriter, loc, logical, matrix, init, maps, iterators,
+             [&](OpBuilder &b, Location l, ValueRange args) {
+               linalg::YieldOp::create(
+                   b, l,
+                   ValueRange{arith::ExtFOp::create(
+                       b, l, logical.getElementType(), args[0])});
+             })
+      .getResult(0);
 }
 
 /// `lhs` ([M, K] rows of the tile) in blocks of M0 rows, each stored

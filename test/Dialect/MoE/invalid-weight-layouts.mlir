@@ -80,3 +80,48 @@ func.func @bad_panel(%x: tensor<4x8x64xf32>, %w: tensor<4x64x96xf32>) -> tensor<
   }
   return %y : tensor<4x8x96xf32>
 }
+
+// -----
+
+func.func @storage_type(%x: tensor<4x8x64xf32>, %w: tensor<4x2x64x64xf16>) -> tensor<4x8x96xf32> {
+  // expected-error @+2 {{#moe.packed: storage must be bf16 (or absent: the body argument's element type), got 'f16'}}
+  %y = moe.expert %x weights(%w : tensor<4x2x64x64xf16>) : tensor<4x8x64xf32> -> tensor<4x8x96xf32>
+      attributes {weight_layouts = [#moe.packed<panel = 64, storage = f16>]} {
+  ^bb0(%r: tensor<8x64xf32>, %a: tensor<64x96xf32>):
+    %e = tensor.empty() : tensor<8x96xf32>
+    %m = linalg.matmul ins(%r, %a : tensor<8x64xf32>, tensor<64x96xf32>) outs(%e : tensor<8x96xf32>) -> tensor<8x96xf32>
+    moe.yield %m : tensor<8x96xf32>
+  }
+  return %y : tensor<4x8x96xf32>
+}
+
+// -----
+
+// A weight stored as bf16 is a bf16 operand.
+func.func @storage_operand(%x: tensor<4x8x64xf32>, %w: tensor<4x2x64x64xf32>) -> tensor<4x8x96xf32> {
+  // expected-error @+1 {{packed weight #0 of the [64, 96] body argument in panels of 64 must be 'tensor<4x2x64x64xbf16>' ([E, ceil(N / panel), K, panel]), got 'tensor<4x2x64x64xf32>'}}
+  %y = moe.expert %x weights(%w : tensor<4x2x64x64xf32>) : tensor<4x8x64xf32> -> tensor<4x8x96xf32>
+      attributes {weight_layouts = [#moe.packed<panel = 64, storage = bf16>]} {
+  ^bb0(%r: tensor<8x64xf32>, %a: tensor<64x96xf32>):
+    %e = tensor.empty() : tensor<8x96xf32>
+    %m = linalg.matmul ins(%r, %a : tensor<8x64xf32>, tensor<64x96xf32>) outs(%e : tensor<8x96xf32>) -> tensor<8x96xf32>
+    moe.yield %m : tensor<8x96xf32>
+  }
+  return %y : tensor<4x8x96xf32>
+}
+
+// -----
+
+// bf16 storage widens to the body's f32 values: a body argument of another
+// type has nothing to widen to.
+func.func @storage_body(%x: tensor<4x8x64xbf16>, %w: tensor<4x2x64x64xbf16>) -> tensor<4x8x96xbf16> {
+  // expected-error @+1 {{packed weight #0 stored as 'bf16' needs an f32 body argument (the values it widens to), got 'tensor<64x96xbf16>'}}
+  %y = moe.expert %x weights(%w : tensor<4x2x64x64xbf16>) : tensor<4x8x64xbf16> -> tensor<4x8x96xbf16>
+      attributes {weight_layouts = [#moe.packed<panel = 64, storage = bf16>]} {
+  ^bb0(%r: tensor<8x64xbf16>, %a: tensor<64x96xbf16>):
+    %e = tensor.empty() : tensor<8x96xbf16>
+    %m = linalg.matmul ins(%r, %a : tensor<8x64xbf16>, tensor<64x96xbf16>) outs(%e : tensor<8x96xbf16>) -> tensor<8x96xbf16>
+    moe.yield %m : tensor<8x96xbf16>
+  }
+  return %y : tensor<4x8x96xbf16>
+}

@@ -14,10 +14,14 @@ using namespace mlir::moe;
 
 LogicalResult
 PackedWeightAttr::verify(function_ref<InFlightDiagnostic()> emitError,
-                         int64_t panel) {
+                         int64_t panel, Type storage) {
   if (panel < 1 || panel > kMaxPanel)
     return emitError() << "#moe.packed: panel must be in [1, " << kMaxPanel
                        << "] columns, got " << panel;
+  if (storage && !storage.isBF16())
+    return emitError() << "#moe.packed: storage must be bf16 (or absent: the "
+                          "body argument's element type), got "
+                       << storage;
   return success();
 }
 
@@ -26,7 +30,7 @@ PackedWeightAttr::getPackedSliceType(RankedTensorType logical) const {
   int64_t k = logical.getDimSize(0), n = logical.getDimSize(1);
   return RankedTensorType::get(
       {static_cast<int64_t>(llvm::divideCeil(n, getPanel())), k, getPanel()},
-      logical.getElementType());
+      getStorageType(logical.getElementType()));
 }
 
 PackedWeightAttr ExpertOp::getWeightLayout(unsigned index) {
@@ -58,12 +62,16 @@ LogicalResult ExpertOp::verifyWeightLayouts() {
       return emitOpError("packed weight #")
              << index << " needs a body argument of static shape [K, N], got "
              << body.getArgument(index + 1).getType();
+    if (packed.getStorage() && !logical.getElementType().isF32())
+      return emitOpError("packed weight #")
+             << index << " stored as " << packed.getStorage()
+             << " needs an f32 body argument (the values it widens to), got "
+             << logical;
     auto weightType = cast<RankedTensorType>(getWeights()[index].getType());
     RankedTensorType slice = packed.getPackedSliceType(logical);
     SmallVector<int64_t> expected = {getNumExperts()};
     llvm::append_range(expected, slice.getShape());
-    auto expectedType =
-        RankedTensorType::get(expected, logical.getElementType());
+    auto expectedType = RankedTensorType::get(expected, slice.getElementType());
     if (weightType != expectedType)
       return emitOpError("packed weight #")
              << index << " of the [" << logical.getDimSize(0) << ", "

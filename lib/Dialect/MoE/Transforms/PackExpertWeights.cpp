@@ -30,7 +30,8 @@ namespace {
 /// The packed layout of function argument `arg` when every use of it is a
 /// weight of a moe.expert whose body only multiplies by it, with one
 /// logical [K, N] shape; null otherwise.
-static PackedWeightAttr layoutFor(BlockArgument arg, int64_t panel) {
+static PackedWeightAttr layoutFor(BlockArgument arg, int64_t panel,
+                                  Type storage) {
   MLIRContext *context = arg.getContext();
   RankedTensorType logical;
   for (OpOperand &use : arg.getUses()) {
@@ -49,7 +50,12 @@ static PackedWeightAttr layoutFor(BlockArgument arg, int64_t panel) {
       return {};
     logical = type;
   }
-  return logical ? PackedWeightAttr::get(context, panel) : PackedWeightAttr();
+  if (!logical)
+    return {};
+  // Only f32 weights are narrowed: another element type is stored as is.
+  if (!logical.getElementType().isF32())
+    storage = Type();
+  return PackedWeightAttr::get(context, panel, storage);
 }
 
 /// The [E, ceil(N / P), K, P] type of a packed [E, K, N] weight.
@@ -57,9 +63,49 @@ static RankedTensorType packedType(RankedTensorType weight,
                                    PackedWeightAttr layout) {
   auto slice = RankedTensorType::get(weight.getShape().drop_front(),
                                      weight.getElementType());
+  RankedTensorType packedSlice = layout.getPackedSliceType(slice);
   SmallVector<int64_t> shape = {weight.getDimSize(0)};
-  llvm::append_range(shape, layout.getPackedSliceType(slice).getShape());
-  return RankedTensorType::get(shape, weight.getElementType());
+  llvm::append_range(shape, packedSlice.getShape());
+  return RankedTensorType::get(shape, packedSlice.getElementType());
+}
+
+/// `weight` (f32) rounded to bf16, to nearest even, by integer operations
+/// so that every target rounds alike (AVX512-BF16's vcvtneps2bf16 would
+/// flush subnormals): bits + 0x7FFF + (bit 16 of bits), upper half; a NaN
+/// becomes the quiet NaN of its sign (0x7FC0 | sign).
+static Value roundToBF16(RewriterBase &rewriter, Location loc, Value weight) {
+  auto type = cast<RankedTensorType>(weight.getType());
+  auto resultType = type.clone(rewriter.getBF16Type());
+  Value init = tensor::EmptyOp::create(rewriter, loc, resultType.getShape(),
+                                       resultType.getElementType());
+  SmallVector<AffineMap> maps(2, rewriter.getMultiDimIdentityMap(type.getRank()));
+  SmallVector<utils::IteratorType> iterators(type.getRank(),
+                                             utils::IteratorType::parallel);
+  auto generic = linalg::GenericOp::create(
+      rewriter, loc, resultType, weight, init, maps, iterators,
+      [](OpBuilder &b, Location l, ValueRange args) {
+        Type i32 = b.getI32Type(), i16 = b.getI16Type();
+        auto c32 = [&](int64_t v) -> Value {
+          return arith::ConstantIntOp::create(b, l, i32, v);
+        };
+        Value bits = arith::BitcastOp::create(b, l, i32, args[0]);
+        Value odd = arith::AndIOp::create(
+            b, l, arith::ShRUIOp::create(b, l, bits, c32(16)), c32(1));
+        Value rounded = arith::AddIOp::create(
+            b, l, bits, arith::AddIOp::create(b, l, odd, c32(0x7FFF)));
+        Value upper = arith::ShRUIOp::create(b, l, rounded, c32(16));
+        Value sign = arith::AndIOp::create(
+            b, l, arith::ShRUIOp::create(b, l, bits, c32(16)), c32(0x8000));
+        Value quietNaN = arith::OrIOp::create(b, l, sign, c32(0x7FC0));
+        Value isNaN = arith::CmpFOp::create(b, l, arith::CmpFPredicate::UNO,
+                                            args[0], args[0]);
+        Value chosen = arith::SelectOp::create(b, l, isNaN, quietNaN, upper);
+        Value half = arith::TruncIOp::create(b, l, i16, chosen);
+        linalg::YieldOp::create(
+            b, l, ValueRange{arith::BitcastOp::create(b, l, b.getBF16Type(),
+                                                      half)});
+      });
+  return generic.getResult(0);
 }
 
 /// Emits `@<f>_pack_weights`: linalg.pack of each weight, lowered.
@@ -84,12 +130,15 @@ static void emitPackFunction(OpBuilder &builder, func::FuncOp func,
   for (auto [weight, type, layout] :
        llvm::zip(entry->getArguments(), results, layouts)) {
     auto resultType = cast<RankedTensorType>(type);
+    Value source = weight;
+    if (layout.getStorage())
+      source = roundToBF16(rewriter, loc, source);
     Value dest = tensor::EmptyOp::create(rewriter, loc, resultType.getShape(),
                                          resultType.getElementType());
     Value zero = arith::ConstantOp::create(
         rewriter, loc, rewriter.getZeroAttr(resultType.getElementType()));
     auto packOp = linalg::PackOp::create(
-        rewriter, loc, weight, dest, /*innerDimsPos=*/{2},
+        rewriter, loc, source, dest, /*innerDimsPos=*/{2},
         /*innerTiles=*/{rewriter.getIndexAttr(layout.getPanel())}, zero,
         /*outerDimsPerm=*/{0, 2, 1});
     packed.push_back(packOp.getResult());
@@ -107,6 +156,15 @@ struct PackExpertWeightsPass
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
+    Type storageType;
+    if (storage == "bf16") {
+      storageType = BFloat16Type::get(&getContext());
+    } else if (!storage.empty() && storage != "f32") {
+      module.emitError("moe-pack-expert-weights: storage must be f32 (as "
+                       "the weights are) or bf16, got '")
+          << storage << "'";
+      return signalPassFailure();
+    }
     if (panel < 1 || panel > PackedWeightAttr::kMaxPanel) {
       module.emitError("moe-pack-expert-weights: panel must be in [1, ")
           << PackedWeightAttr::kMaxPanel << "], got "
@@ -121,7 +179,7 @@ struct PackExpertWeightsPass
       SmallVector<unsigned> packedArgs;
       SmallVector<PackedWeightAttr> layouts;
       for (BlockArgument arg : func.getArguments())
-        if (PackedWeightAttr layout = layoutFor(arg, panel)) {
+        if (PackedWeightAttr layout = layoutFor(arg, panel, storageType)) {
           packedArgs.push_back(arg.getArgNumber());
           layouts.push_back(layout);
         }

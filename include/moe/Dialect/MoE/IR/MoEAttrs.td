@@ -257,7 +257,14 @@ def MoE_PackedWeightAttr : MoE_Attr<"PackedWeight", "packed"> {
     packed[e, n / panel, k, n % panel] = W[e, k, n]
     ```
 
-    with zeros in the columns past `N` of the last panel. This is
+    with zeros in the columns past `N` of the last panel. With `storage`
+    (only `bf16`, for an `f32` body argument) the elements are stored in
+    that type: `packed[...] = truncf(W[...])`, rounded to nearest even
+    (`moe-pack-expert-weights{storage=bf16}` rounds them), and the body's
+    matmul reads each one widened back to `f32` (exact), accumulating in
+    `f32`. A bf16 element is the upper 16 bits of an IEEE f32, little
+    endian, 2 bytes: a panel row of `panel` elements is `2 * panel` bytes.
+    This is
     `linalg.pack %w outer_dims_perm = [0, 2, 1] inner_dims_pos = [2]
     inner_tiles = [panel] padding_value(0)` of the `[E, K, N]` weight: the
     right-hand-side layout of `linalg.mmt4d` with a reduction tile of 1. A
@@ -276,14 +283,32 @@ def MoE_PackedWeightAttr : MoE_Attr<"PackedWeight", "packed"> {
         ... attributes {weight_layouts = [#moe.packed<panel = 64>]} {
     ^bb0(%x: tensor<?x1024xf32>, %w_e: tensor<1024x2048xf32>):
     ```
+
+    The same weight stored as bf16 (half the bytes a decode step reads):
+
+    ```mlir
+    moe.expert ... weights(%w : tensor<8x32x1024x64xbf16>)
+        ... attributes {weight_layouts = [#moe.packed<panel = 64, storage = bf16>]} {
+    ^bb0(%x: tensor<?x1024xf32>, %w_e: tensor<1024x2048xf32>):
+    ```
   }];
-  let parameters = (ins "int64_t":$panel);
+  let parameters = (ins "int64_t":$panel,
+                        OptionalParameter<"::mlir::Type">:$storage);
+  let builders = [
+    AttrBuilder<(ins "int64_t":$panel), [{
+      return $_get($_ctxt, panel, ::mlir::Type());
+    }]>
+  ];
   let assemblyFormat = "`<` struct(params) `>`";
   let genVerifyDecl = 1;
   let extraClassDeclaration = [{
-    /// The packed slice of one expert ([ceil(N / panel), K, panel]) for a
-    /// logical [K, N] slice.
+    /// The packed slice of one expert ([ceil(N / panel), K, panel], of the
+    /// storage type if any) for a logical [K, N] slice.
     ::mlir::RankedTensorType getPackedSliceType(::mlir::RankedTensorType logical) const;
+    /// The element type the panels hold for a logical element type.
+    ::mlir::Type getStorageType(::mlir::Type logical) const {
+      return getStorage() ? getStorage() : logical;
+    }
     /// The largest panel this attribute accepts.
     static constexpr int64_t kMaxPanel = 4096;
   }];

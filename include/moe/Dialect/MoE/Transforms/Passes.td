@@ -158,7 +158,10 @@ def MoEPackExpertWeights : Pass<"moe-pack-expert-weights", "::mlir::ModuleOp"> {
       `moe.expert` ops marked with `weight_layouts`.
 
     `@f` is unchanged, so callers that pass `[E, K, N]` weights keep
-    working; a caller that calls one layer many times packs its weights
+    working; with `storage=bf16` the f32 weights are packed as bf16
+    (rounded to nearest even; a NaN becomes a quiet NaN), half the bytes,
+    and the packed entry widens them back as it reads them. A caller
+    that calls one layer many times packs its weights
     once with `@f_pack_weights` and calls `@f_packed`. A weight used in any
     other way (or outside moe.expert) is not packed; a function with no
     weight to pack gets no new functions.
@@ -179,7 +182,11 @@ def MoEPackExpertWeights : Pass<"moe-pack-expert-weights", "::mlir::ModuleOp"> {
   let options = [
     Option<"panel", "panel", "int64_t", /*default=*/"64",
            "Columns per panel, in [1, 4096] (moe-cpu-pipeline passes the "
-           "micro-kernel's panel width for the target)">
+           "micro-kernel's panel width for the target)">,
+    Option<"storage", "storage", "std::string", /*default=*/"\"f32\"",
+           "Element type of the packed f32 weights: f32 (as they are) or "
+           "bf16 (rounded to nearest even by the pack function; "
+           "#moe.packed<storage = bf16>)">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
