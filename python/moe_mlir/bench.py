@@ -115,6 +115,10 @@ class Contender:
 
     run: Callable[[], np.ndarray]
     pack_ms: Optional[float] = None
+    # Bytes of its weights per f32 weight byte (bf16 panels: 0.5), and the
+    # error it may have relative to the f32 reference's largest value.
+    weight_bytes_scale: float = 1.0
+    tolerance: float = 1e-3
 
     def __call__(self):
         return self.run()
@@ -136,6 +140,15 @@ def fused_contenders(layer, text, sig, args, workdir, threads):
     layer_packed.prepare(*weights)
     pack_ms = (time.perf_counter() - start) * 1e3
     contenders["fused-packed"] = Contender(lambda: layer_packed(*rest), pack_ms=pack_ms)
+    # The same weights packed as bf16 (#moe.packed<storage = bf16>): half
+    # the bytes; its error is the weights' rounding (2^-9 relative each).
+    layer_bf16 = packed.compile_packed(text, sig, os.path.join(workdir, "packed-bf16"),
+                                       threads=threads, storage="bf16")
+    start = time.perf_counter()
+    layer_bf16.prepare(*weights)
+    pack_ms = (time.perf_counter() - start) * 1e3
+    contenders["fused-packed-bf16"] = Contender(lambda: layer_bf16(*rest), pack_ms=pack_ms,
+                                                weight_bytes_scale=0.5, tolerance=2e-2)
     return contenders
 
 
@@ -230,8 +243,9 @@ def run_shape(spec, threads, repeats, llc_bytes, workdir, torch, min_seconds=0.0
         err = float(np.abs(contender() - want).max())
         ms = best_time(contender, repeats, min_seconds=min_seconds) * 1e3
         contenders[cname] = {"ms": ms, "GFLOPs": _rate(flops, ms), "max_abs_error": err,
-                             "pack_ms": contender.pack_ms}
-        if not np.isfinite(err) or err > 1e-3 * scale:
+                             "pack_ms": contender.pack_ms,
+                             "weight_bytes": active_bytes * contender.weight_bytes_scale}
+        if not np.isfinite(err) or err > contender.tolerance * scale:
             print(f"  error: {cname} output differs from the reference by {err}", file=sys.stderr)
             ok = False
     fused = contenders["fused"]

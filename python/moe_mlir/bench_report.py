@@ -16,6 +16,10 @@ def add_bounds(entry, peak, bandwidth):
     for c in entry["contenders"].values():
         c["x_blas"] = c["GFLOPs"] / peak
         c["frac_bound"] = bound_ms / c["ms"]
+        # The contender's own weight bytes (bf16 panels: half) per second,
+        # against the streaming bandwidth.
+        c["weights_GBps"] = c["weight_bytes"] / (c["ms"] * 1e-3) / 1e9
+        c["weights_x_stream"] = c["weights_GBps"] / bandwidth
     entry["fused_x_blas"] = entry["contenders"]["fused"]["x_blas"]
     entry["fused_frac_bound"] = entry["contenders"]["fused"]["frac_bound"]
     if "torch_ms" in entry:
@@ -56,8 +60,10 @@ def times_row(entry):
             pack = f", pack {c['pack_ms']:.1f} ms" if c["pack_ms"] is not None else ""
             gemms = entry.get("blas_experts_ms")
             versus = f", {gemms / c['ms']:.2f}x sgemms" if gemms else ""
-            lines.append(f"  {name:14} {c['ms']:9.3f} {c['GFLOPs']:8.1f} {c['x_blas']:6.2f} "
-                         f"({c['frac_bound']:.0%} of bound{versus}{pack})")
+            stream = (f", weights {c['weights_GBps']:.1f} GB/s = {c['weights_x_stream']:.0%} "
+                      "of stream" if not entry["fits_llc"] else "")
+            lines.append(f"  {name:17} {c['ms']:9.3f} {c['GFLOPs']:8.1f} {c['x_blas']:6.2f} "
+                         f"({c['frac_bound']:.0%} of bound{versus}{stream}{pack})")
     return "\n".join(lines)
 
 
