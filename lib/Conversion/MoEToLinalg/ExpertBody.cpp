@@ -52,8 +52,8 @@ SmallVector<Value> mlir::moe::detail::sliceExpertWeights(RewriterBase &rewriter,
 static Value unpackSlice(RewriterBase &rewriter, Location loc, Value packed,
                          PackedWeightAttr layout, RankedTensorType logical) {
   Type stored = getElementTypeOrSelf(packed.getType());
-  Value dest = tensor::EmptyOp::create(rewriter, loc, logical.getShape(),
-                                       stored);
+  Value dest =
+      tensor::EmptyOp::create(rewriter, loc, logical.getShape(), stored);
   auto unpack = linalg::UnPackOp::create(
       rewriter, loc, packed, dest, /*innerDimsPos=*/{1},
       /*innerTiles=*/{rewriter.getIndexAttr(layout.getPanel())},

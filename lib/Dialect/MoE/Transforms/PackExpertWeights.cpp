@@ -78,7 +78,8 @@ static Value roundToBF16(RewriterBase &rewriter, Location loc, Value weight) {
   auto resultType = type.clone(rewriter.getBF16Type());
   Value init = tensor::EmptyOp::create(rewriter, loc, resultType.getShape(),
                                        resultType.getElementType());
-  SmallVector<AffineMap> maps(2, rewriter.getMultiDimIdentityMap(type.getRank()));
+  SmallVector<AffineMap> maps(2,
+                              rewriter.getMultiDimIdentityMap(type.getRank()));
   SmallVector<utils::IteratorType> iterators(type.getRank(),
                                              utils::IteratorType::parallel);
   auto generic = linalg::GenericOp::create(
@@ -102,8 +103,8 @@ static Value roundToBF16(RewriterBase &rewriter, Location loc, Value weight) {
         Value chosen = arith::SelectOp::create(b, l, isNaN, quietNaN, upper);
         Value half = arith::TruncIOp::create(b, l, i16, chosen);
         linalg::YieldOp::create(
-            b, l, ValueRange{arith::BitcastOp::create(b, l, b.getBF16Type(),
-                                                      half)});
+            b, l,
+            ValueRange{arith::BitcastOp::create(b, l, b.getBF16Type(), half)});
       });
   return generic.getResult(0);
 }
