@@ -131,24 +131,21 @@ def fused_contenders(layer, text, sig, args, workdir, threads):
     fused = runner.compile_function(text, sig, os.path.join(workdir, "fused"),
                                     pipeline=runner.cpu_pipeline(threads))
     contenders = {"fused": Contender(lambda: fused(*args))}
-    # Weights packed once (moe-pack-expert-weights), then the packed entry.
-    layer_packed = packed.compile_packed(text, sig, os.path.join(workdir, "packed"),
-                                         threads=threads)
-    weights = [args[i] for i in layer_packed.weight_positions]
-    rest = [a for i, a in enumerate(args) if i not in layer_packed.weight_positions]
-    start = time.perf_counter()
-    layer_packed.prepare(*weights)
-    pack_ms = (time.perf_counter() - start) * 1e3
-    contenders["fused-packed"] = Contender(lambda: layer_packed(*rest), pack_ms=pack_ms)
-    # The same weights packed as bf16 (#moe.packed<storage = bf16>): half
-    # the bytes; its error is the weights' rounding (2^-9 relative each).
-    layer_bf16 = packed.compile_packed(text, sig, os.path.join(workdir, "packed-bf16"),
-                                       threads=threads, storage="bf16")
-    start = time.perf_counter()
-    layer_bf16.prepare(*weights)
-    pack_ms = (time.perf_counter() - start) * 1e3
-    contenders["fused-packed-bf16"] = Contender(lambda: layer_bf16(*rest), pack_ms=pack_ms,
-                                                weight_bytes_scale=0.5, tolerance=2e-2)
+    # Weights packed once (moe-pack-expert-weights), then the packed entry;
+    # as f32, and as bf16 (#moe.packed<storage = bf16>: half the bytes, an
+    # error of the weights' rounding, 2^-9 relative each).
+    variants = [("fused-packed", "f32", 1.0, 1e-3), ("fused-packed-bf16", "bf16", 0.5, 2e-2)]
+    for name, storage, bytes_scale, tolerance in variants:
+        layer_packed = packed.compile_packed(text, sig, os.path.join(workdir, name),
+                                             threads=threads, storage=storage)
+        weights = [args[i] for i in layer_packed.weight_positions]
+        rest = [a for i, a in enumerate(args) if i not in layer_packed.weight_positions]
+        start = time.perf_counter()
+        layer_packed.prepare(*weights)
+        pack_ms = (time.perf_counter() - start) * 1e3
+        contenders[name] = Contender(lambda fn=layer_packed, rest=rest: fn(*rest),
+                                     pack_ms=pack_ms, weight_bytes_scale=bytes_scale,
+                                     tolerance=tolerance)
     return contenders
 
 
