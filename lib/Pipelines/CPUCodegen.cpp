@@ -75,14 +75,15 @@ bool moe::detail::isF32Contraction(Operation *op) {
 }
 
 /// A contraction by a packed panel that the f32 register blocks compute:
-/// f32 rows and accumulators, and an f32 panel or a bf16 one (whose
-/// elements become f32 as they are loaded: a shift, exact).
+/// f32 rows and accumulators, and an f32 panel, a bf16 one (whose elements
+/// become f32 as they are loaded: a shift, exact) or an i8 one (converted
+/// as loaded, exact; its column scales apply after the sum).
 static bool isPanelContraction(linalg::LinalgOp op) {
   auto elementOf = [](Value v) { return getElementTypeOrSelf(v.getType()); };
+  Type panel = elementOf(op.getDpsInputs()[1]);
   return elementOf(op.getDpsInputs()[0]).isF32() &&
          elementOf(op.getDpsInits()[0]).isF32() &&
-         (elementOf(op.getDpsInputs()[1]).isF32() ||
-          elementOf(op.getDpsInputs()[1]).isBF16());
+         (panel.isF32() || panel.isBF16() || panel.isSignlessInteger(8));
 }
 
 /// The register block's rows, columns and depth for an M x N x K step of
@@ -343,8 +344,8 @@ struct CPUCodegenPass : moe::impl::CPUCodegenBase<CPUCodegenPass> {
     if (failed(applyPatterns(getOperation(), [](RewritePatternSet &p) {
           vector::populateVectorReductionToContractPatterns(p);
           vector::populateVectorTransferPermutationMapLoweringPatterns(p);
-          // A bf16 panel's extension moves above the broadcast and
-          // transpose of its values, so that each value is extended once
+          // A bf16 or i8 panel's conversion moves above the broadcast and
+          // transpose of its values, so that each value is converted once
           // and the contraction folds the rest as for f32.
           vector::populateSinkVectorOpsPatterns(p);
         })))

@@ -50,8 +50,9 @@ mlir::moe::verifyCPUPipelineOptions(const CPUPipelineOptions &options,
               "] (0: every core), got " + std::to_string(options.threads);
     return failure();
   }
-  if (options.packedStorage != "f32" && options.packedStorage != "bf16") {
-    message = "packed-storage must be f32 or bf16, got '" +
+  if (options.packedStorage != "f32" && options.packedStorage != "bf16" &&
+      options.packedStorage != "i8") {
+    message = "packed-storage must be f32, bf16 or i8, got '" +
               options.packedStorage + "'";
     return failure();
   }

@@ -132,9 +132,14 @@ def fused_contenders(layer, text, sig, args, workdir, threads):
                                     pipeline=runner.cpu_pipeline(threads))
     contenders = {"fused": Contender(lambda: fused(*args))}
     # Weights packed once (moe-pack-expert-weights), then the packed entry;
-    # as f32, and as bf16 (#moe.packed<storage = bf16>: half the bytes, an
-    # error of the weights' rounding, 2^-9 relative each).
-    variants = [("fused-packed", "f32", 1.0, 1e-3), ("fused-packed-bf16", "bf16", 0.5, 2e-2)]
+    # as f32, as bf16 (#moe.packed<storage = bf16>: half the bytes, an
+    # error of the weights' rounding, 2^-9 relative each), and as int8 with
+    # a scale per output column (a quarter of the bytes; the scales, 4 bytes
+    # per column, add under 0.4 % for K >= 1024; a weight moves by up to
+    # 1/254 of its column's largest: about 1.5 % of the output's scale for
+    # normal weights).
+    variants = [("fused-packed", "f32", 1.0, 1e-3), ("fused-packed-bf16", "bf16", 0.5, 2e-2),
+                ("fused-packed-i8", "i8", 0.25, 5e-2)]
     for name, storage, bytes_scale, tolerance in variants:
         layer_packed = packed.compile_packed(text, sig, os.path.join(workdir, name),
                                              threads=threads, storage=storage)

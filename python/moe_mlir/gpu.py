@@ -27,7 +27,7 @@ import numpy as np
 
 from .builder import ArgSpec, Signature
 
-NUMPY_DTYPES = {"f32": np.float32, "f16": np.float16, "bf16": np.uint16, "i32": np.int32,
+NUMPY_DTYPES = {"f32": np.float32, "f16": np.float16, "bf16": np.uint16, "i8": np.int8, "i32": np.int32,
                 "i64": np.int64}
 RUNTIME_NAME = "libMoECUDARuntime.so"
 

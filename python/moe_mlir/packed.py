@@ -71,9 +71,12 @@ class PackedLayer:
     arrays without keeping them; ``unpacked`` is the original entry."""
 
     def __init__(self, library, signature, weight_positions, pack_signature, packed_signature,
-                 checked=False):
+                 checked=False, groups=None):
         self.signature = signature
         self.weight_positions = weight_positions
+        # How many packed arrays each weight becomes (2: int8 panels and
+        # their scales).
+        self.groups = groups or [1] * len(weight_positions)
         self.weight_names = [signature.args[i].name for i in weight_positions]
         self._pack = runner.Function(library, pack_signature, checked=checked)
         self._packed = runner.Function(library, packed_signature, checked=checked)
@@ -103,8 +106,12 @@ class PackedLayer:
             raise TypeError(f"the packed layer takes {count} arrays ({', '.join(names)}), "
                             f"got {len(arrays)}")
         weights = iter(self.packed_weights)
+        group = dict(zip(self.weight_positions, self.groups))
         for i in range(len(self.signature.args)):
-            args.append(next(weights) if i in self.weight_positions else next(rest))
+            if i in group:
+                args.extend(next(weights) for _ in range(group[i]))
+            else:
+                args.append(next(rest))
         return self._packed(*args)
 
 
@@ -114,7 +121,9 @@ def compile_packed(mlir_text, signature: Signature, workdir=None, panel=None, ch
     PackedLayer for `signature`'s function. `panel` defaults to the host's
     micro-kernel width; `pipeline` to runner.cpu_pipeline(threads);
     `storage="bf16"` packs f32 weights as bf16 (rounded to nearest even;
-    the packed arrays are then uint16 bf16 bits)."""
+    the packed arrays are then uint16 bf16 bits); `storage="i8"` quantizes
+    them to int8 with an f32 scale per output column (each weight then packs
+    into two arrays: the int8 panels and their scales)."""
     workdir = Path(workdir or tempfile.mkdtemp(prefix="moe-mlir-"))
     workdir.mkdir(parents=True, exist_ok=True)
     panel = panel or default_panel()
@@ -133,17 +142,28 @@ def compile_packed(mlir_text, signature: Signature, workdir=None, panel=None, ch
                                   "multiplies by with linalg.matmul)")
     unpacked_args, _ = funcs[name]
     packed_args, _ = funcs[f"{name}_packed"]
-    positions = [i for i, (a, b) in enumerate(zip(unpacked_args, packed_args)) if a != b]
-    spec = lambda base, shape, dtype: ArgSpec(base, shape, dtype)
-    packed_specs = [spec("packed_" + signature.args[i].name, packed_args[i][0], packed_args[i][1])
-                    for i in positions]
+    # Walk both argument lists: a packed weight's type changes (its rank
+    # grows), and an int8 one is followed by its scales.
+    positions, groups, packed_specs, packed_entry = [], [], [], []
+    j = 0
+    for i, arg in enumerate(signature.args):
+        if packed_args[j] == unpacked_args[i]:
+            packed_entry.append(arg)
+            j += 1
+            continue
+        count = 2 if packed_args[j][1] == "i8" else 1
+        names = ["packed_" + arg.name, "scales_" + arg.name][:count]
+        specs = [ArgSpec(n, *packed_args[j + c]) for c, n in enumerate(names)]
+        positions.append(i)
+        groups.append(count)
+        packed_specs += specs
+        packed_entry += specs
+        j += count
     pack_sig = Signature(f"{name}_pack_weights", [signature.args[i] for i in positions],
                          packed_specs)
-    packed_sig = Signature(f"{name}_packed",
-                           [packed_specs[positions.index(i)] if i in positions else a
-                            for i, a in enumerate(signature.args)],
-                           signature.results)
+    packed_sig = Signature(f"{name}_packed", packed_entry, signature.results)
     lib = runner.compile_module(mlir_text, workdir,
                                 pipeline=f"{pack},{pipeline or runner.cpu_pipeline(threads)}",
                                 **kwargs)
-    return PackedLayer(lib, signature, positions, pack_sig, packed_sig, checked=checked)
+    return PackedLayer(lib, signature, positions, pack_sig, packed_sig, checked=checked,
+                       groups=groups)

@@ -68,6 +68,28 @@ def round_bf16(x):
     return from_bf16_bits(to_bf16_bits(x))
 
 
+def quantize_i8(w):
+    """Quantizes f32 weights [..., K, N] to int8, symmetric, one scale per
+    output column (as moe-pack-expert-weights{storage=i8}): returns
+    (q int8 [..., K, N], scales f32 [..., N]) with scales = max_k |w| / 127
+    and q = round_half_even(w / scales) in [-127, 127]; a zero column has
+    scale 0."""
+    w = np.asarray(w, dtype=F32)
+    # fmax/fmin ignore NaN as the compiled arith.maxnumf/minnumf do: a NaN
+    # weight does not poison its column's scale and becomes -127.
+    scales = (np.fmax.reduce(np.abs(w), axis=-2) / F32(127)).astype(F32)
+    divisor = np.where(scales == 0, F32(1), scales)[..., None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.rint(w / divisor)
+    q = np.fmin(np.fmax(ratio, F32(-127)), F32(127)).astype(np.int8)
+    return q, scales
+
+
+def dequantize_i8(q, scales):
+    """The f32 weights int8 values and their column scales stand for."""
+    return (q.astype(F32) * np.asarray(scales, dtype=F32)[..., None, :]).astype(F32)
+
+
 def round_to(x, dtype):
     """Rounds f32 values to `dtype` ('f32', 'bf16' or 'f16', to nearest
     even), kept in f32."""

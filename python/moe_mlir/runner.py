@@ -43,7 +43,7 @@ from .builder import ArgSpec, Signature
 LLVM_PREFIX = Path("/usr/lib/llvm-22")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-NUMPY_DTYPES = {"f32": np.float32, "f16": np.float16, "bf16": np.uint16, "i32": np.int32,
+NUMPY_DTYPES = {"f32": np.float32, "f16": np.float16, "bf16": np.uint16, "i8": np.int8, "i32": np.int32,
                 "i64": np.int64}
 
 

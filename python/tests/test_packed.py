@@ -245,24 +245,25 @@ def test_bf16_pack_rounds_by_the_bits(compile_packed):
     np.testing.assert_array_equal(first, want_special)
 
 
+def run_cpu_pipeline(tmp_path, options):
+    """moe-opt --moe-cpu-pipeline=<options> on a small f32 layer."""
+    layer = _layer(TokenChoice(2, normalize=True), 4, "swiglu", "f32")
+    text, _ = builder.build_layer(layer)
+    src = tmp_path / "layer.mlir"
+    src.write_text(text)
+    return runner.subprocess.run([runner.tool("moe-opt"), str(src), f"--moe-cpu-pipeline={options}"],
+                                 capture_output=True, text=True)
+
+
 def test_bf16_storage_through_the_pipeline(tmp_path):
     """moe-cpu-pipeline{pack-weights=true packed-storage=bf16} adds the
     same entries; another storage is refused when the pipeline is parsed."""
-    layer = _layer(TokenChoice(2, normalize=True), 4, "swiglu", "f32")
-    text, sig = builder.build_layer(layer)
-    src = tmp_path / "layer.mlir"
-    src.write_text(text)
-    ok = runner.subprocess.run(
-        [runner.tool("moe-opt"), str(src),
-         "--moe-cpu-pipeline=pack-weights=true packed-storage=bf16 threads=1"],
-        capture_output=True, text=True)
+    ok = run_cpu_pipeline(tmp_path, "pack-weights=true packed-storage=bf16 threads=1")
     assert ok.returncode == 0, ok.stderr
     assert "bf16" in ok.stdout
-    bad = runner.subprocess.run(
-        [runner.tool("moe-opt"), str(src), "--moe-cpu-pipeline=packed-storage=f8"],
-        capture_output=True, text=True)
+    bad = run_cpu_pipeline(tmp_path, "packed-storage=f8")
     assert bad.returncode != 0
-    assert "packed-storage must be f32 or bf16, got 'f8'" in bad.stderr
+    assert "packed-storage must be f32, bf16 or i8, got 'f8'" in bad.stderr
 
 
 def test_bf16_storage_on_the_gpu_mapping(compile_packed):

@@ -218,6 +218,37 @@ func.func @bf16_panel(%a: tensor<16x512x6xf32>, %b: tensor<512x64xbf16>, %c: ten
   return %0 : tensor<16x6x64xf32>
 }
 
+// A panel quantized to i8 (#moe.packed<storage = i8>): the same f32
+// register blocks, each step's panel rows read as bytes and converted once
+// (exact: |q| <= 127); the column scales apply after the sum, outside this
+// contraction. A 64-byte row is one cache line: one prefetch per row.
+// CHECK-LABEL: func.func @i8_panel
+// CHECK:         scf.for %{{.+}} = %c0 to %c64 step %c16
+// CHECK:           vector.transfer_read {{.+}} : tensor<4x16xi8>, vector<4x16xi8>
+// CHECK:           arith.sitofp %{{.+}} : vector<4x16xi8> to vector<4x16xf32>
+// CHECK:           vector.contract {{.+}} : vector<4x6xf32>, vector<4x16xf32> into vector<6x16xf32>
+// AVX512-LABEL: func.func @i8_panel
+// AVX512:         scf.for %{{.+}} = %c0 to %c512 step %c128
+// AVX512:           scf.for %{{.+}} = %c0 to %c16 step %c1
+// AVX512:             scf.for %{{.+}} = %c0 to %c128 step %c4
+// AVX512:               vector.transfer_read {{.+}} : tensor<4x64xi8>, vector<4x64xi8>
+// AVX512-NOT:           vector.broadcast
+// AVX512:               arith.sitofp %{{.+}} : vector<4x64xi8> to vector<4x64xf32>
+// AVX512:               vector.contract {{.+}} : vector<4x6xf32>, vector<4x64xf32> into vector<6x64xf32>
+// AVX512-COUNT-4:       memref.prefetch %{{.+}}[%{{.+}}, %c0], read, locality<2>, data : memref<512x64xi8
+// AVX512-NOT:           memref.prefetch
+// AVX512:             scf.yield
+func.func @i8_panel(%a: tensor<16x512x6xf32>, %b: tensor<512x64xi8>, %c: tensor<16x6x64xf32>)
+    -> tensor<16x6x64xf32> {
+  %0 = linalg.batch_matmul indexing_maps = [affine_map<(b, m, n, k) -> (b, k, m)>,
+                                            affine_map<(b, m, n, k) -> (k, n)>,
+                                            affine_map<(b, m, n, k) -> (b, m, n)>]
+      {moe.expert_tile, moe.packed_panel = 64 : i64}
+      ins(%a, %b : tensor<16x512x6xf32>, tensor<512x64xi8>)
+      outs(%c : tensor<16x6x64xf32>) -> tensor<16x6x64xf32>
+  return %0 : tensor<16x6x64xf32>
+}
+
 // The router's logits: an unmarked matmul of a dynamic row count. Full row
 // blocks (as many accumulator registers as the kernel's: 6 x 16 of 12 ymm
 // on AVX2, 6 x 64 of 24 zmm on AVX-512) in a loop peeled at the last full

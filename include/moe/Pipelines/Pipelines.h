@@ -57,8 +57,9 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
   PassOptions::Option<std::string> packedStorage{
       *this, "packed-storage",
       llvm::cl::desc("With pack-weights: the element type of the packed f32 "
-                     "weights, f32 (as they are) or bf16 (rounded to "
-                     "nearest even, widened back as the tiles read them)"),
+                     "weights: f32 (as they are), bf16 (rounded to "
+                     "nearest even, widened back as the tiles read them) or "
+                     "i8 (quantized, one f32 scale per output column)"),
       llvm::cl::init("f32")};
   PassOptions::Option<int64_t> tileRows{
       *this, "tile-rows",

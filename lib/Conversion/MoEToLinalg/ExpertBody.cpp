@@ -20,37 +20,82 @@ using namespace mlir;
 using namespace mlir::moe;
 using mlir::moe::detail::TileRows;
 
+/// Expert `expertIndex`'s slice ([1, ...] dropped) of an [E, ...] operand.
+static Value sliceExpert(RewriterBase &rewriter, Location loc, Value operand,
+                         Value expertIndex, RankedTensorType sliceType) {
+  auto type = cast<RankedTensorType>(operand.getType());
+  OpFoldResult zero = rewriter.getIndexAttr(0), one = rewriter.getIndexAttr(1);
+  SmallVector<OpFoldResult> offsets(type.getRank(), zero);
+  SmallVector<OpFoldResult> sizes = {one};
+  SmallVector<OpFoldResult> strides(type.getRank(), one);
+  offsets[0] = expertIndex;
+  for (unsigned dim = 1; dim < type.getRank(); ++dim)
+    sizes.push_back(tensor::getMixedSize(rewriter, loc, operand, dim));
+  return tensor::ExtractSliceOp::create(rewriter, loc, sliceType, operand,
+                                        offsets, sizes, strides);
+}
+
 SmallVector<Value> mlir::moe::detail::sliceExpertWeights(RewriterBase &rewriter,
                                                          ExpertOp expert,
                                                          Value expertIndex,
                                                          ValueRange weights) {
-  Location loc = expert.getLoc();
   Block &region = expert.getBody().front();
-  OpFoldResult zero = rewriter.getIndexAttr(0), one = rewriter.getIndexAttr(1);
   SmallVector<Value> slices;
   for (auto [index, weight] : llvm::enumerate(weights)) {
-    auto weightType = cast<RankedTensorType>(weight.getType());
     auto sliceType =
         cast<RankedTensorType>(region.getArgument(index + 1).getType());
     if (PackedWeightAttr packed = expert.getWeightLayout(index))
       sliceType = packed.getPackedSliceType(sliceType);
-    SmallVector<OpFoldResult> offsets(weightType.getRank(), zero);
-    SmallVector<OpFoldResult> sizes = {one};
-    SmallVector<OpFoldResult> strides(weightType.getRank(), one);
-    offsets[0] = expertIndex;
-    for (unsigned dim = 1; dim < weightType.getRank(); ++dim)
-      sizes.push_back(tensor::getMixedSize(rewriter, loc, weight, dim));
-    slices.push_back(tensor::ExtractSliceOp::create(
-        rewriter, loc, sliceType, weight, offsets, sizes, strides));
+    slices.push_back(
+        sliceExpert(rewriter, expert.getLoc(), weight, expertIndex, sliceType));
   }
   return slices;
 }
 
+SmallVector<Value> mlir::moe::detail::sliceExpertScales(RewriterBase &rewriter,
+                                                        ExpertOp expert,
+                                                        Value expertIndex,
+                                                        ValueRange scales) {
+  SmallVector<Value> slices;
+  for (Value scale : scales) {
+    auto type = cast<RankedTensorType>(scale.getType());
+    auto sliceType = RankedTensorType::get(type.getShape().drop_front(),
+                                           type.getElementType());
+    slices.push_back(
+        sliceExpert(rewriter, expert.getLoc(), scale, expertIndex, sliceType));
+  }
+  return slices;
+}
+
+/// A panel's scales [P] (`scales` is [ceil(N / P), P]), or the first N of
+/// them ([N]) when `panel` is null.
+static Value scaleColumns(RewriterBase &rewriter, Location loc, Value scales,
+                          Value panel, int64_t columns) {
+  auto type = cast<RankedTensorType>(scales.getType());
+  int64_t width = type.getDimSize(1);
+  OpFoldResult zero = rewriter.getIndexAttr(0), one = rewriter.getIndexAttr(1);
+  if (panel)
+    return tensor::ExtractSliceOp::create(
+        rewriter, loc, RankedTensorType::get({width}, type.getElementType()),
+        scales, ArrayRef<OpFoldResult>{panel, zero},
+        ArrayRef<OpFoldResult>{one, rewriter.getIndexAttr(width)},
+        ArrayRef<OpFoldResult>{one, one});
+  Value flat = tensor::CollapseShapeOp::create(
+      rewriter, loc, scales, SmallVector<ReassociationIndices>{{0, 1}});
+  return tensor::ExtractSliceOp::create(
+      rewriter, loc, RankedTensorType::get({columns}, type.getElementType()),
+      flat, ArrayRef<OpFoldResult>{zero},
+      ArrayRef<OpFoldResult>{rewriter.getIndexAttr(columns)},
+      ArrayRef<OpFoldResult>{one});
+}
+
 /// The logical [K, N] matrix of a packed slice [ceil(N / P), K, P]: the
 /// inverse of linalg.pack, lowered right away (transpose, collapse, slice),
-/// widened to the logical element type where the panels store another.
+/// widened to the logical element type where the panels store another, and
+/// multiplied by its column scales where they are quantized.
 static Value unpackSlice(RewriterBase &rewriter, Location loc, Value packed,
-                         PackedWeightAttr layout, RankedTensorType logical) {
+                         Value scales, PackedWeightAttr layout,
+                         RankedTensorType logical) {
   Type stored = getElementTypeOrSelf(packed.getType());
   Value dest =
       tensor::EmptyOp::create(rewriter, loc, logical.getShape(), stored);
@@ -63,19 +108,33 @@ static Value unpackSlice(RewriterBase &rewriter, Location loc, Value packed,
   assert(succeeded(lowered) && "a static unpack always lowers");
   Value matrix = lowered->extractSliceOp ? lowered->extractSliceOp.getResult()
                                          : lowered->collapseShapeOp.getResult();
-  if (stored == logical.getElementType())
+  Type element = logical.getElementType();
+  if (stored == element)
     return matrix;
-  Value init = tensor::EmptyOp::create(rewriter, loc, logical.getShape(),
-                                       logical.getElementType());
-  SmallVector<AffineMap> maps(2, rewriter.getMultiDimIdentityMap(2));
+  Value init =
+      tensor::EmptyOp::create(rewriter, loc, logical.getShape(), element);
+  MLIRContext *context = rewriter.getContext();
+  SmallVector<Value> inputs = {matrix};
+  SmallVector<AffineMap> maps = {rewriter.getMultiDimIdentityMap(2)};
+  if (scales) {
+    inputs.push_back(
+        scaleColumns(rewriter, loc, scales, Value(), logical.getDimSize(1)));
+    maps.push_back(AffineMap::get(2, 0, getAffineDimExpr(1, context)));
+  }
+  maps.push_back(rewriter.getMultiDimIdentityMap(2));
   SmallVector<utils::IteratorType> iterators(2, utils::IteratorType::parallel);
   return linalg::GenericOp::create(
-             rewriter, loc, logical, matrix, init, maps, iterators,
+             rewriter, loc, logical, inputs, init, maps, iterators,
              [&](OpBuilder &b, Location l, ValueRange args) {
-               linalg::YieldOp::create(
-                   b, l,
-                   ValueRange{arith::ExtFOp::create(
-                       b, l, logical.getElementType(), args[0])});
+               Value value =
+                   scales ? arith::MulFOp::create(
+                                b, l,
+                                arith::SIToFPOp::create(b, l, element, args[0]),
+                                args[1])
+                                .getResult()
+                          : arith::ExtFOp::create(b, l, element, args[0])
+                                .getResult();
+               linalg::YieldOp::create(b, l, value);
              })
       .getResult(0);
 }
@@ -125,13 +184,33 @@ static Value blockRows(RewriterBase &rewriter, Location loc, Value lhs,
   return lowered->transposeOp.getResult()[0];
 }
 
+/// `out + scales * sums`, the scales [P] broadcast over the rows of the
+/// [blocks, M0, P] sums.
+static Value addScaled(RewriterBase &rewriter, Location loc, Value sums,
+                       Value scales, Value out) {
+  MLIRContext *context = rewriter.getContext();
+  AffineMap identity = rewriter.getMultiDimIdentityMap(3);
+  SmallVector<AffineMap> maps = {
+      identity, AffineMap::get(3, 0, getAffineDimExpr(2, context)), identity};
+  SmallVector<utils::IteratorType> iterators(3, utils::IteratorType::parallel);
+  auto generic = linalg::GenericOp::create(
+      rewriter, loc, out.getType(), ValueRange{sums, scales}, out, maps,
+      iterators, [](OpBuilder &b, Location l, ValueRange args) {
+        Value scaled = arith::MulFOp::create(b, l, args[0], args[1]);
+        linalg::YieldOp::create(
+            b, l, ValueRange{arith::AddFOp::create(b, l, args[2], scaled)});
+      });
+  generic->setAttr(kExpertTileAttrName, rewriter.getUnitAttr());
+  return generic.getResult(0);
+}
+
 /// Clones `matmul` (rows x W, W packed in `layout`) as a loop over W's
 /// column panels; returns the [M, N] result. Each panel is one
 /// linalg.batch_matmul over the row blocks of the left-hand side (`lhs`,
 /// blocked) into P columns of the result, which keeps its [M, N] layout:
 /// [M / M0, M0, P] is a panel's column slice of it, expanded.
 static Value emitPanelMatmul(RewriterBase &rewriter, linalg::MatmulOp matmul,
-                             Value lhs, Value init, Value packed,
+                             Value lhs, Value init, Value packed, Value scales,
                              PackedWeightAttr layout, const TileRows &tile) {
   Location loc = matmul.getLoc();
   auto initType = cast<RankedTensorType>(init.getType());
@@ -226,7 +305,18 @@ static Value emitPanelMatmul(RewriterBase &rewriter, linalg::MatmulOp matmul,
     Value local =
         tensor::EmptyOp::create(rewriter, loc, activeSizes, elementType);
     Value localInit;
-    if (auto fill = init.getDefiningOp<linalg::FillOp>())
+    auto fill = init.getDefiningOp<linalg::FillOp>();
+    if (scales)
+      // Quantized: the panel sums x * q from zero; its scales multiply the
+      // sums once, as they are added to the result.
+      localInit = linalg::FillOp::create(
+                      rewriter, loc,
+                      arith::ConstantOp::create(
+                          rewriter, loc, rewriter.getZeroAttr(elementType))
+                          .getResult(),
+                      local)
+                      .getResult(0);
+    else if (fill)
       localInit =
           linalg::FillOp::create(rewriter, loc, fill.getInputs()[0], local)
               .getResult(0);
@@ -245,8 +335,12 @@ static Value emitPanelMatmul(RewriterBase &rewriter, linalg::MatmulOp matmul,
     product->setAttr(kPackedPanelAttrName, rewriter.getI64IntegerAttr(panel));
     product->setAttr(kExpertTileAttrName, rewriter.getUnitAttr());
     Value copied =
-        linalg::CopyOp::create(rewriter, loc, product.getResult(0), activeOut)
-            .getResult(0);
+        scales
+            ? addScaled(rewriter, loc, product.getResult(0),
+                        scaleColumns(rewriter, loc, scales, j, cols), activeOut)
+            : linalg::CopyOp::create(rewriter, loc, product.getResult(0),
+                                     activeOut)
+                  .getResult(0);
     Value result =
         tensor::CollapseShapeOp::create(rewriter, loc, outType, copied, blocks);
     rewriter.setInsertionPointToStart(loop.getTerminator().getBody());
@@ -267,6 +361,7 @@ static Value emitPanelMatmul(RewriterBase &rewriter, linalg::MatmulOp matmul,
 Value mlir::moe::detail::cloneExpertBodyOn(RewriterBase &rewriter,
                                            ExpertOp expert, Value rows,
                                            ValueRange weightSlices,
+                                           ValueRange scaleSlices,
                                            const TileRows *tile) {
   bool markTile = tile != nullptr;
   Block &region = expert.getBody().front();
@@ -274,7 +369,12 @@ Value mlir::moe::detail::cloneExpertBodyOn(RewriterBase &rewriter,
   mapping.map(region.getArgument(0), rows);
   // Packed weights: the panel matmuls read the packed slice; every other
   // use reads the matrix unpacked once, before the body.
-  DenseMap<Value, std::pair<Value, PackedWeightAttr>> packedArgs;
+  struct PackedSlice {
+    Value panels, scales;
+    PackedWeightAttr layout;
+  };
+  DenseMap<Value, PackedSlice> packedArgs;
+  unsigned nextScales = 0;
   for (auto [index, slice] : llvm::enumerate(weightSlices)) {
     BlockArgument arg = region.getArgument(index + 1);
     PackedWeightAttr layout = expert.getWeightLayout(index);
@@ -282,10 +382,12 @@ Value mlir::moe::detail::cloneExpertBodyOn(RewriterBase &rewriter,
       mapping.map(arg, slice);
       continue;
     }
-    packedArgs[arg] = {slice, layout};
+    Value scales = layout.isQuantized() ? scaleSlices[nextScales++] : Value();
+    packedArgs[arg] = {slice, scales, layout};
     if (!markTile || !hasOnlyPanelMatmulUses(arg))
-      mapping.map(arg, unpackSlice(rewriter, expert.getLoc(), slice, layout,
-                                   cast<RankedTensorType>(arg.getType())));
+      mapping.map(arg,
+                  unpackSlice(rewriter, expert.getLoc(), slice, scales, layout,
+                              cast<RankedTensorType>(arg.getType())));
   }
   DenseMap<Value, Value> blockedLhs;
   for (Operation &op : region.without_terminator()) {
@@ -304,7 +406,7 @@ Value mlir::moe::detail::cloneExpertBodyOn(RewriterBase &rewriter,
                                     *tile);
         Value result = emitPanelMatmul(
             rewriter, matmul, blocked, mapping.lookup(matmul.getDpsInits()[0]),
-            it->second.first, it->second.second, *tile);
+            it->second.panels, it->second.scales, it->second.layout, *tile);
         mapping.map(op.getResult(0), result);
         continue;
       }
@@ -321,9 +423,11 @@ Value mlir::moe::detail::cloneExpertBodyOn(RewriterBase &rewriter,
 
 Value mlir::moe::detail::cloneExpertBody(RewriterBase &rewriter,
                                          ExpertOp expert, Value rows,
-                                         Value expertIndex,
-                                         ValueRange weights) {
+                                         Value expertIndex, ValueRange weights,
+                                         ValueRange scales) {
   SmallVector<Value> slices =
       sliceExpertWeights(rewriter, expert, expertIndex, weights);
-  return cloneExpertBodyOn(rewriter, expert, rows, slices);
+  SmallVector<Value> scaleSlices =
+      sliceExpertScales(rewriter, expert, expertIndex, scales);
+  return cloneExpertBodyOn(rewriter, expert, rows, slices, scaleSlices);
 }

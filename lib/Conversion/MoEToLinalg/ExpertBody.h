@@ -17,15 +17,20 @@ namespace mlir::moe::detail {
 
 /// Clones the body of `expert` at the rewriter's insertion point, applied to
 /// `rows` (of the body's row type) and to expert `expertIndex`'s slice of
-/// every weight of `weights`; returns the yielded output rows. Packed
-/// weights are unpacked into the matrix the body reads.
+/// every weight of `weights` (and of the quantized weights' `scales`);
+/// returns the yielded output rows. Packed weights are unpacked into the
+/// matrix the body reads.
 Value cloneExpertBody(RewriterBase &rewriter, ExpertOp expert, Value rows,
-                      Value expertIndex, ValueRange weights);
+                      Value expertIndex, ValueRange weights, ValueRange scales);
 
 /// Expert `expertIndex`'s slice of each weight (the body's weight types, or
 /// the packed slice of a packed weight).
 SmallVector<Value> sliceExpertWeights(RewriterBase &rewriter, ExpertOp expert,
                                       Value expertIndex, ValueRange weights);
+
+/// Expert `expertIndex`'s slice of each scales operand of `expert`.
+SmallVector<Value> sliceExpertScales(RewriterBase &rewriter, ExpertOp expert,
+                                     Value expertIndex, ValueRange scales);
 
 /// A fused tile, as the contractions by packed weights read it.
 struct TileRows {
@@ -52,7 +57,7 @@ struct TileRows {
 /// unpacked: those contractions run panel by panel on the packed slice, on
 /// left-hand sides blocked by rows (see kPackedPanelAttrName).
 Value cloneExpertBodyOn(RewriterBase &rewriter, ExpertOp expert, Value rows,
-                        ValueRange weightSlices,
+                        ValueRange weightSlices, ValueRange scaleSlices,
                         const TileRows *tile = nullptr);
 
 } // namespace mlir::moe::detail

@@ -99,8 +99,8 @@ struct ExpertOpLowering : OpConversionPattern<ExpertOp> {
     }
     Value rows = tensor::ExtractSliceOp::create(
         lb, rowsType, inputs, rowOffsets, rowSizes, rowStrides);
-    Value yielded = moe::detail::cloneExpertBody(rewriter, op, rows, expert,
-                                                 adaptor.getWeights());
+    Value yielded = moe::detail::cloneExpertBody(
+        rewriter, op, rows, expert, adaptor.getWeights(), adaptor.getScales());
 
     // Write the expert's output rows back in parallel.
     SmallVector<OpFoldResult> outSizes = rowSizes;
@@ -204,8 +204,9 @@ struct ExpertOpLowering : OpConversionPattern<ExpertOp> {
       bodyRows = tensor::CastOp::create(lb, op.getExpertRowsType(), rows);
     }
     rewriter.setInsertionPointAfter(bodyRows.getDefiningOp());
-    Value yielded = moe::detail::cloneExpertBody(rewriter, op, bodyRows, expert,
-                                                 adaptor.getWeights());
+    Value yielded =
+        moe::detail::cloneExpertBody(rewriter, op, bodyRows, expert,
+                                     adaptor.getWeights(), adaptor.getScales());
     scf::YieldOp::create(
         rewriter, op.getLoc(),
         tensor::CastOp::create(rewriter, op.getLoc(), tileOutType, yielded)

@@ -201,6 +201,8 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
         // One tile: `size` rows from slot r0 on, a static shape; slots past
         // `count` read as empty (id -1, gate 0) and are skipped by the
         // scatter.
+        // The scales of quantized weights (set below, before any tile).
+        SmallVector<Value> scaleSlices;
         auto emitTile = [&](OpBuilder &tb, Location tloc, Value r0,
                             int64_t size, Value acc,
                             ValueRange slices) -> Value {
@@ -268,8 +270,8 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
           // The body is cloned where this loop body is being built.
           rewriter.setInsertionPoint(tb.getInsertionBlock(),
                                      tb.getInsertionPoint());
-          Value out =
-              cloneExpertBodyOn(rewriter, expert, rows, slices, &tileLayout);
+          Value out = cloneExpertBodyOn(rewriter, expert, rows, slices,
+                                        scaleSlices, &tileLayout);
           return lb.scatterAddRows(acc, ids, weights, out);
         };
 
@@ -277,6 +279,8 @@ LogicalResult mlir::moe::fuseSparseLayer(RewriterBase &rewriter,
                                    eb.getInsertionPoint());
         SmallVector<Value> slices =
             sliceExpertWeights(rewriter, expert, e, expert.getWeights());
+        scaleSlices =
+            sliceExpertScales(rewriter, expert, e, expert.getScales());
         // With packed weights (whose threads split the panels of one tile,
         // not the tiles), a rest of more than 8 rows takes one more
         // full-size tile, of which the contractions compute only the blocks

@@ -84,7 +84,7 @@ func.func @bad_panel(%x: tensor<4x8x64xf32>, %w: tensor<4x64x96xf32>) -> tensor<
 // -----
 
 func.func @storage_type(%x: tensor<4x8x64xf32>, %w: tensor<4x2x64x64xf16>) -> tensor<4x8x96xf32> {
-  // expected-error @+2 {{#moe.packed: storage must be bf16 (or absent: the body argument's element type), got 'f16'}}
+  // expected-error @+2 {{#moe.packed: storage must be bf16 or i8 (or absent: the body argument's element type), got 'f16'}}
   %y = moe.expert %x weights(%w : tensor<4x2x64x64xf16>) : tensor<4x8x64xf32> -> tensor<4x8x96xf32>
       attributes {weight_layouts = [#moe.packed<panel = 64, storage = f16>]} {
   ^bb0(%r: tensor<8x64xf32>, %a: tensor<64x96xf32>):
@@ -115,7 +115,7 @@ func.func @storage_operand(%x: tensor<4x8x64xf32>, %w: tensor<4x2x64x64xf32>) ->
 // bf16 storage widens to the body's f32 values: a body argument of another
 // type has nothing to widen to.
 func.func @storage_body(%x: tensor<4x8x64xbf16>, %w: tensor<4x2x64x64xbf16>) -> tensor<4x8x96xbf16> {
-  // expected-error @+1 {{packed weight #0 stored as 'bf16' needs an f32 body argument (the values it widens to), got 'tensor<64x96xbf16>'}}
+  // expected-error @+1 {{packed weight #0 stored as 'bf16' needs an f32 body argument (the values it is read as), got 'tensor<64x96xbf16>'}}
   %y = moe.expert %x weights(%w : tensor<4x2x64x64xbf16>) : tensor<4x8x64xbf16> -> tensor<4x8x96xbf16>
       attributes {weight_layouts = [#moe.packed<panel = 64, storage = bf16>]} {
   ^bb0(%r: tensor<8x64xbf16>, %a: tensor<64x96xbf16>):
@@ -124,4 +124,65 @@ func.func @storage_body(%x: tensor<4x8x64xbf16>, %w: tensor<4x2x64x64xbf16>) -> 
     moe.yield %m : tensor<8x96xbf16>
   }
   return %y : tensor<4x8x96xbf16>
+}
+
+// -----
+
+// An i8 weight needs its column scales: one scales operand per quantized
+// weight.
+func.func @i8_without_scales(%x: tensor<4x8x64xf32>, %w: tensor<4x2x64x64xi8>) -> tensor<4x8x96xf32> {
+  // expected-error @+1 {{needs one scales operand per quantized weight (1), got 0}}
+  %y = moe.expert %x weights(%w : tensor<4x2x64x64xi8>) : tensor<4x8x64xf32> -> tensor<4x8x96xf32>
+      attributes {weight_layouts = [#moe.packed<panel = 64, storage = i8>]} {
+  ^bb0(%r: tensor<8x64xf32>, %a: tensor<64x96xf32>):
+    %e = tensor.empty() : tensor<8x96xf32>
+    %m = linalg.matmul ins(%r, %a : tensor<8x64xf32>, tensor<64x96xf32>) outs(%e : tensor<8x96xf32>) -> tensor<8x96xf32>
+    moe.yield %m : tensor<8x96xf32>
+  }
+  return %y : tensor<4x8x96xf32>
+}
+
+// -----
+
+// The scales are [E, ceil(N / panel), panel] of f32: one per output column
+// (and zeros past N).
+func.func @i8_scales_shape(%x: tensor<4x8x64xf32>, %w: tensor<4x2x64x64xi8>, %s: tensor<4x96xf32>) -> tensor<4x8x96xf32> {
+  // expected-error @+1 {{the scales of packed weight #0 (one per output column) must be 'tensor<4x2x64xf32>' ([E, ceil(N / panel), panel]), got 'tensor<4x96xf32>'}}
+  %y = moe.expert %x weights(%w : tensor<4x2x64x64xi8>) scales(%s : tensor<4x96xf32>) : tensor<4x8x64xf32> -> tensor<4x8x96xf32>
+      attributes {weight_layouts = [#moe.packed<panel = 64, storage = i8>]} {
+  ^bb0(%r: tensor<8x64xf32>, %a: tensor<64x96xf32>):
+    %e = tensor.empty() : tensor<8x96xf32>
+    %m = linalg.matmul ins(%r, %a : tensor<8x64xf32>, tensor<64x96xf32>) outs(%e : tensor<8x96xf32>) -> tensor<8x96xf32>
+    moe.yield %m : tensor<8x96xf32>
+  }
+  return %y : tensor<4x8x96xf32>
+}
+
+// -----
+
+// Scales belong to quantized weights only.
+func.func @scales_without_i8(%x: tensor<4x8x64xf32>, %w: tensor<4x64x96xf32>, %s: tensor<4x2x64xf32>) -> tensor<4x8x96xf32> {
+  // expected-error @+1 {{has 1 scales operand(s) but no quantized weight: scales belong to weights whose 'weight_layouts' entry stores them as i8}}
+  %y = moe.expert %x weights(%w : tensor<4x64x96xf32>) scales(%s : tensor<4x2x64xf32>) : tensor<4x8x64xf32> -> tensor<4x8x96xf32> {
+  ^bb0(%r: tensor<8x64xf32>, %a: tensor<64x96xf32>):
+    %e = tensor.empty() : tensor<8x96xf32>
+    %m = linalg.matmul ins(%r, %a : tensor<8x64xf32>, tensor<64x96xf32>) outs(%e : tensor<8x96xf32>) -> tensor<8x96xf32>
+    moe.yield %m : tensor<8x96xf32>
+  }
+  return %y : tensor<4x8x96xf32>
+}
+
+// -----
+
+// A packed f32 weight has no scales either.
+func.func @scales_for_f32_panels(%x: tensor<4x8x64xf32>, %w: tensor<4x2x64x64xf32>, %s: tensor<4x2x64xf32>) -> tensor<4x8x96xf32> {
+  // expected-error @+1 {{needs one scales operand per quantized weight (0), got 1}}
+  %y = moe.expert %x weights(%w : tensor<4x2x64x64xf32>) scales(%s : tensor<4x2x64xf32>) : tensor<4x8x64xf32> -> tensor<4x8x96xf32>
+      attributes {weight_layouts = [#moe.packed<panel = 64>]} {
+  ^bb0(%r: tensor<8x64xf32>, %a: tensor<64x96xf32>):
+    %e = tensor.empty() : tensor<8x96xf32>
+    %m = linalg.matmul ins(%r, %a : tensor<8x64xf32>, tensor<64x96xf32>) outs(%e : tensor<8x96xf32>) -> tensor<8x96xf32>
+    moe.yield %m : tensor<8x96xf32>
+  }
+  return %y : tensor<4x8x96xf32>
 }

@@ -10,6 +10,8 @@
 #include "moe/Dialect/MoE/Transforms/Passes.h"
 #include "moe/Dialect/MoE/Utils/WeightUses.h"
 
+#include "WeightStorage.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
@@ -69,47 +71,38 @@ static RankedTensorType packedType(RankedTensorType weight,
   return RankedTensorType::get(shape, packedSlice.getElementType());
 }
 
-/// `weight` (f32) rounded to bf16, to nearest even, by integer operations
-/// so that every target rounds alike (AVX512-BF16's vcvtneps2bf16 would
-/// flush subnormals): bits + 0x7FFF + (bit 16 of bits), upper half; a NaN
-/// becomes the quiet NaN of its sign (0x7FC0 | sign).
-static Value roundToBF16(RewriterBase &rewriter, Location loc, Value weight) {
-  auto type = cast<RankedTensorType>(weight.getType());
-  auto resultType = type.clone(rewriter.getBF16Type());
-  Value init = tensor::EmptyOp::create(rewriter, loc, resultType.getShape(),
-                                       resultType.getElementType());
-  SmallVector<AffineMap> maps(2,
-                              rewriter.getMultiDimIdentityMap(type.getRank()));
-  SmallVector<utils::IteratorType> iterators(type.getRank(),
-                                             utils::IteratorType::parallel);
-  auto generic = linalg::GenericOp::create(
-      rewriter, loc, resultType, weight, init, maps, iterators,
-      [](OpBuilder &b, Location l, ValueRange args) {
-        Type i32 = b.getI32Type(), i16 = b.getI16Type();
-        auto c32 = [&](int64_t v) -> Value {
-          return arith::ConstantIntOp::create(b, l, i32, v);
-        };
-        Value bits = arith::BitcastOp::create(b, l, i32, args[0]);
-        Value odd = arith::AndIOp::create(
-            b, l, arith::ShRUIOp::create(b, l, bits, c32(16)), c32(1));
-        Value rounded = arith::AddIOp::create(
-            b, l, bits, arith::AddIOp::create(b, l, odd, c32(0x7FFF)));
-        Value upper = arith::ShRUIOp::create(b, l, rounded, c32(16));
-        Value sign = arith::AndIOp::create(
-            b, l, arith::ShRUIOp::create(b, l, bits, c32(16)), c32(0x8000));
-        Value quietNaN = arith::OrIOp::create(b, l, sign, c32(0x7FC0));
-        Value isNaN = arith::CmpFOp::create(b, l, arith::CmpFPredicate::UNO,
-                                            args[0], args[0]);
-        Value chosen = arith::SelectOp::create(b, l, isNaN, quietNaN, upper);
-        Value half = arith::TruncIOp::create(b, l, i16, chosen);
-        linalg::YieldOp::create(
-            b, l,
-            ValueRange{arith::BitcastOp::create(b, l, b.getBF16Type(), half)});
-      });
-  return generic.getResult(0);
+/// The [E, ceil(N / P), P] scales of an [E, K, N] weight quantized in
+/// `layout`.
+static RankedTensorType scalesType(RankedTensorType weight,
+                                   PackedWeightAttr layout) {
+  int64_t columns = weight.getDimSize(2), panel = layout.getPanel();
+  return RankedTensorType::get(
+      {weight.getDimSize(0),
+       static_cast<int64_t>(llvm::divideCeil(columns, panel)), panel},
+      weight.getElementType());
 }
 
-/// Emits `@<f>_pack_weights`: linalg.pack of each weight, lowered.
+/// linalg.pack of `source` along `dim` in tiles of `panel` (zero padding),
+/// with `outerPerm`, lowered.
+static Value packAlong(RewriterBase &rewriter, Location loc, Value source,
+                       RankedTensorType resultType, int64_t dim, int64_t panel,
+                       ArrayRef<int64_t> outerPerm) {
+  Value dest = tensor::EmptyOp::create(rewriter, loc, resultType.getShape(),
+                                       resultType.getElementType());
+  Value zero = arith::ConstantOp::create(
+      rewriter, loc, rewriter.getZeroAttr(resultType.getElementType()));
+  auto packOp = linalg::PackOp::create(
+      rewriter, loc, source, dest, /*innerDimsPos=*/{dim},
+      /*innerTiles=*/{rewriter.getIndexAttr(panel)}, zero, outerPerm);
+  FailureOr<linalg::LowerPackResult> lowered =
+      linalg::lowerPack(rewriter, packOp);
+  assert(succeeded(lowered) && "a static pack always lowers");
+  return lowered->transposeOp ? Value(lowered->transposeOp->getResult(0))
+                              : Value(lowered->expandShapeOp.getResult());
+}
+
+/// Emits `@<f>_pack_weights`: linalg.pack of each weight, lowered, each
+/// quantized one followed by its scales.
 static void emitPackFunction(OpBuilder &builder, func::FuncOp func,
                              ArrayRef<unsigned> packedArgs,
                              ArrayRef<PackedWeightAttr> layouts,
@@ -120,6 +113,8 @@ static void emitPackFunction(OpBuilder &builder, func::FuncOp func,
     auto type = cast<RankedTensorType>(func.getArgument(arg).getType());
     inputs.push_back(type);
     results.push_back(packedType(type, layout));
+    if (layout.isQuantized())
+      results.push_back(scalesType(type, layout));
   }
   auto pack = func::FuncOp::create(builder, loc, name,
                                    builder.getFunctionType(inputs, results));
@@ -128,27 +123,49 @@ static void emitPackFunction(OpBuilder &builder, func::FuncOp func,
   IRRewriter rewriter(builder.getContext());
   rewriter.setInsertionPointToStart(entry);
   SmallVector<Value> packed;
-  for (auto [weight, type, layout] :
-       llvm::zip(entry->getArguments(), results, layouts)) {
-    auto resultType = cast<RankedTensorType>(type);
-    Value source = weight;
-    if (layout.getStorage())
-      source = roundToBF16(rewriter, loc, source);
-    Value dest = tensor::EmptyOp::create(rewriter, loc, resultType.getShape(),
-                                         resultType.getElementType());
-    Value zero = arith::ConstantOp::create(
-        rewriter, loc, rewriter.getZeroAttr(resultType.getElementType()));
-    auto packOp = linalg::PackOp::create(
-        rewriter, loc, source, dest, /*innerDimsPos=*/{2},
-        /*innerTiles=*/{rewriter.getIndexAttr(layout.getPanel())}, zero,
-        /*outerDimsPerm=*/{0, 2, 1});
-    packed.push_back(packOp.getResult());
-    FailureOr<linalg::LowerPackResult> lowered =
-        linalg::lowerPack(rewriter, packOp);
-    assert(succeeded(lowered) && "a static pack always lowers");
-    packed.back() = lowered->transposeOp->getResult(0);
+  for (auto [weight, layout] : llvm::zip(entry->getArguments(), layouts)) {
+    auto weightType = cast<RankedTensorType>(weight.getType());
+    auto resultType = packedType(weightType, layout);
+    Value source = weight, scales;
+    if (layout.isQuantized()) {
+      moe::detail::QuantizedWeight q =
+          moe::detail::quantizeToI8(rewriter, loc, weight);
+      source = q.quantized;
+      scales = q.scales;
+    } else if (layout.getStorage()) {
+      source = moe::detail::roundToBF16(rewriter, loc, source);
+    }
+    packed.push_back(packAlong(rewriter, loc, source, resultType, /*dim=*/2,
+                               layout.getPanel(), /*outerPerm=*/{0, 2, 1}));
+    if (scales)
+      packed.push_back(packAlong(rewriter, loc, scales,
+                                 scalesType(weightType, layout), /*dim=*/1,
+                                 layout.getPanel(), /*outerPerm=*/{}));
   }
   func::ReturnOp::create(rewriter, loc, packed);
+}
+
+/// Marks operand `operand` of `expert` (a weight) as packed in `layout`,
+/// with `scales` when it is quantized: the expert's scales stay in the
+/// order of its quantized weights.
+static void markPacked(OpBuilder &builder, ExpertOp expert, unsigned operand,
+                       PackedWeightAttr layout, Value scales) {
+  unsigned weight = operand - expert.getWeights().getBeginOperandIndex();
+  unsigned count = expert.getWeights().size();
+  SmallVector<Value> oldScales;
+  for (unsigned i = 0; i < count; ++i)
+    oldScales.push_back(expert.getWeightScales(i));
+  SmallVector<Attribute> entries(count, builder.getUnitAttr());
+  if (ArrayAttr old = expert.getWeightLayoutsAttr())
+    entries.assign(old.begin(), old.end());
+  entries[weight] = layout;
+  expert.setWeightLayoutsAttr(builder.getArrayAttr(entries));
+  oldScales[weight] = scales;
+  SmallVector<Value> newScales;
+  for (Value s : oldScales)
+    if (s)
+      newScales.push_back(s);
+  expert.getScalesMutable().assign(newScales);
 }
 
 struct PackExpertWeightsPass
@@ -160,9 +177,11 @@ struct PackExpertWeightsPass
     Type storageType;
     if (storage == "bf16") {
       storageType = BFloat16Type::get(&getContext());
+    } else if (storage == "i8") {
+      storageType = IntegerType::get(&getContext(), 8);
     } else if (!storage.empty() && storage != "f32") {
       module.emitError("moe-pack-expert-weights: storage must be f32 (as "
-                       "the weights are) or bf16, got '")
+                       "the weights are), bf16 or i8, got '")
           << storage << "'";
       return signalPassFailure();
     }
@@ -199,25 +218,29 @@ struct PackExpertWeightsPass
       builder.setInsertionPointAfter(func);
       auto packed = cast<func::FuncOp>(builder.clone(*func));
       packed.setName(packedName);
-      SmallVector<Type> argTypes(func.getArgumentTypes());
-      for (auto [index, layout] : llvm::zip(packedArgs, layouts)) {
+      // Each packed weight takes its argument's place; a quantized one's
+      // scales come right after it. Inserting from the last keeps the
+      // earlier indices valid.
+      for (unsigned i = packedArgs.size(); i-- > 0;) {
+        unsigned index = packedArgs[i];
+        PackedWeightAttr layout = layouts[i];
         BlockArgument arg = packed.getArgument(index);
-        auto type = packedType(cast<RankedTensorType>(arg.getType()), layout);
-        arg.setType(type);
-        argTypes[index] = type;
-        // Every use is a weight of a moe.expert: mark its layout there.
-        for (OpOperand &use : arg.getUses()) {
-          auto expert = cast<ExpertOp>(use.getOwner());
-          unsigned weight = use.getOperandNumber() -
-                            expert.getWeights().getBeginOperandIndex();
-          SmallVector<Attribute> entries(expert.getWeights().size(),
-                                         builder.getUnitAttr());
-          if (ArrayAttr old = expert.getWeightLayoutsAttr())
-            entries.assign(old.begin(), old.end());
-          entries[weight] = layout;
-          expert.setWeightLayoutsAttr(builder.getArrayAttr(entries));
+        auto weightType = cast<RankedTensorType>(arg.getType());
+        BlockArgument scales;
+        if (layout.isQuantized()) {
+          if (failed(packed.insertArgument(index + 1,
+                                           scalesType(weightType, layout),
+                                           /*argAttrs=*/{}, arg.getLoc())))
+            return signalPassFailure();
+          scales = packed.getArgument(index + 1);
         }
+        arg.setType(packedType(weightType, layout));
+        // Every use is a weight of a moe.expert: mark its layout there.
+        for (OpOperand &use : llvm::make_early_inc_range(arg.getUses()))
+          markPacked(builder, cast<ExpertOp>(use.getOwner()),
+                     use.getOperandNumber(), layout, scales);
       }
+      SmallVector<Type> argTypes(packed.getBody().front().getArgumentTypes());
       packed.setFunctionType(
           builder.getFunctionType(argTypes, func.getResultTypes()));
       builder.setInsertionPointAfter(func);

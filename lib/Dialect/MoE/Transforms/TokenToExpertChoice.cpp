@@ -315,7 +315,7 @@ FailureOr<RouteOp> mlir::moe::convertTokenToExpertChoice(
     auto newExpert =
         ExpertOp::create(rewriter, expert.getLoc(), resultType, inputs,
                          /*offsets=*/Value(), expert.getWeights(),
-                         expert.getWeightLayoutsAttr());
+                         expert.getScales(), expert.getWeightLayoutsAttr());
     Block &oldBody = expert.getBody().front();
     SmallVector<Type> argTypes = {RankedTensorType::get(
         inputsType.getShape().drop_front(), inputsType.getElementType())};

@@ -264,6 +264,23 @@ def MoE_PackedWeightAttr : MoE_Attr<"PackedWeight", "packed"> {
     matmul reads each one widened back to `f32` (exact), accumulating in
     `f32`. A bf16 element is the upper 16 bits of an IEEE f32, little
     endian, 2 bytes: a panel row of `panel` elements is `2 * panel` bytes.
+
+    With `storage = i8` (an `f32` body argument) the weight is quantized
+    symmetrically, one scale per output column: the operand holds signed
+    bytes `q` in `[-127, 127]`, and the expert's `scales` operand for this
+    weight is `[E, ceil(N / panel), panel]` of `f32`, with
+
+    ```
+    W[e, k, n] = q[e, n / panel, k, n % panel] * s[e, n / panel, n % panel]
+    ```
+
+    (`moe-pack-expert-weights{storage=i8}` takes `s[n] = max_k |W[k, n]| /
+    127` and `q = round_half_even(W / s)`; zero columns get `s = 0`). A
+    panel row is `panel` bytes, and a panel's scales are `4 * panel` bytes
+    of the scales operand, read once per panel. Because the scale is per output column it factors out of the sum over
+    `K`: the tiles accumulate `x * q` in `f32` and multiply each column by
+    its scale once.
+
     This is
     `linalg.pack %w outer_dims_perm = [0, 2, 1] inner_dims_pos = [2]
     inner_tiles = [panel] padding_value(0)` of the `[E, K, N]` weight: the
@@ -291,6 +308,16 @@ def MoE_PackedWeightAttr : MoE_Attr<"PackedWeight", "packed"> {
         ... attributes {weight_layouts = [#moe.packed<panel = 64, storage = bf16>]} {
     ^bb0(%x: tensor<?x1024xf32>, %w_e: tensor<1024x2048xf32>):
     ```
+
+    The same weight quantized to int8 (a quarter of the bytes), with its
+    scales:
+
+    ```mlir
+    moe.expert ... weights(%q : tensor<8x32x1024x64xi8>)
+        scales(%s : tensor<8x32x64xf32>) ...
+        attributes {weight_layouts = [#moe.packed<panel = 64, storage = i8>]} {
+    ^bb0(%x: tensor<?x1024xf32>, %w_e: tensor<1024x2048xf32>):
+    ```
   }];
   let parameters = (ins "int64_t":$panel,
                         OptionalParameter<"::mlir::Type">:$storage);
@@ -305,6 +332,13 @@ def MoE_PackedWeightAttr : MoE_Attr<"PackedWeight", "packed"> {
     /// The packed slice of one expert ([ceil(N / panel), K, panel], of the
     /// storage type if any) for a logical [K, N] slice.
     ::mlir::RankedTensorType getPackedSliceType(::mlir::RankedTensorType logical) const;
+    /// The scales of one expert ([ceil(N / panel), panel] of f32) when the
+    /// storage is quantized, null otherwise.
+    ::mlir::RankedTensorType getScaleSliceType(::mlir::RankedTensorType logical) const;
+    /// Whether the panels hold integers that the scales multiply.
+    bool isQuantized() const {
+      return getStorage() && ::llvm::isa<::mlir::IntegerType>(getStorage());
+    }
     /// The element type the panels hold for a logical element type.
     ::mlir::Type getStorageType(::mlir::Type logical) const {
       return getStorage() ? getStorage() : logical;

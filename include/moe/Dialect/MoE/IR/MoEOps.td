@@ -188,6 +188,9 @@ def MoE_ExpertOp : MoE_Op<"expert", [
     weight stored as the body reads it, or a layout such as
     `#moe.packed<panel = P>` for a weight stored packed (its operand type is
     then the packed one, and the body argument stays the logical matrix).
+    A weight whose layout stores it quantized (`storage = i8`) has its
+    scales in `scales`: one operand per quantized weight, in the order of
+    the weights.
 
     Example (a two-layer ReLU FFN):
 
@@ -206,6 +209,7 @@ def MoE_ExpertOp : MoE_Op<"expert", [
   let arguments = (ins MoE_FloatTensor:$inputs,
                        Optional<MoE_Id1DTensor>:$offsets,
                        Variadic<AnyRankedTensor>:$weights,
+                       Variadic<AnyRankedTensor>:$scales,
                        OptionalAttr<ArrayAttr>:$weight_layouts);
   let results = (outs MoE_FloatTensor:$result);
   let regions = (region SizedRegion<1>:$body);
@@ -214,12 +218,13 @@ def MoE_ExpertOp : MoE_Op<"expert", [
     OpBuilder<(ins "::mlir::Type":$result, "::mlir::Value":$inputs,
                    "::mlir::Value":$offsets, "::mlir::ValueRange":$weights), [{
       build($_builder, $_state, result, inputs, offsets, weights,
-            ::mlir::ArrayAttr());
+            ::mlir::ValueRange(), ::mlir::ArrayAttr());
     }]>
   ];
   let assemblyFormat = [{
     $inputs (`offsets` `(` $offsets^ `:` type($offsets) `)`)?
     (`weights` `(` $weights^ `:` type($weights) `)`)?
+    (`scales` `(` $scales^ `:` type($scales) `)`)?
     `:` type($inputs) `->` type($result) attr-dict-with-keyword $body
   }];
   let extraClassDeclaration = [{
@@ -232,6 +237,9 @@ def MoE_ExpertOp : MoE_Op<"expert", [
     /// Returns the layout of weight `index` when it is packed
     /// (`weight_layouts`), null when it is stored as the body reads it.
     ::mlir::moe::PackedWeightAttr getWeightLayout(unsigned index);
+    /// Returns the scales operand of weight `index` when its layout is
+    /// quantized, null otherwise.
+    ::mlir::Value getWeightScales(unsigned index);
     /// Returns the number of experts E (dynamic when the offsets are).
     int64_t getNumExperts();
     /// Checks `weight_layouts` against the weights and the body arguments.

@@ -160,7 +160,11 @@ def MoEPackExpertWeights : Pass<"moe-pack-expert-weights", "::mlir::ModuleOp"> {
     `@f` is unchanged, so callers that pass `[E, K, N]` weights keep
     working; with `storage=bf16` the f32 weights are packed as bf16
     (rounded to nearest even; a NaN becomes a quiet NaN), half the bytes,
-    and the packed entry widens them back as it reads them. A caller
+    and the packed entry widens them back as it reads them; with
+    `storage=i8` they are quantized to int8, one f32 scale per output
+    column (`#moe.packed<storage = i8>`: a quarter of the bytes), and each
+    quantized weight is followed by its scales `[E, ceil(N / P), P]` in
+    `@f_pack_weights`' results and in `@f_packed`'s arguments. A caller
     that calls one layer many times packs its weights
     once with `@f_pack_weights` and calls `@f_packed`. A weight used in any
     other way (or outside moe.expert) is not packed; a function with no
@@ -184,9 +188,10 @@ def MoEPackExpertWeights : Pass<"moe-pack-expert-weights", "::mlir::ModuleOp"> {
            "Columns per panel, in [1, 4096] (moe-cpu-pipeline passes the "
            "micro-kernel's panel width for the target)">,
     Option<"storage", "storage", "std::string", /*default=*/"\"f32\"",
-           "Element type of the packed f32 weights: f32 (as they are) or "
+           "Element type of the packed f32 weights: f32 (as they are), "
            "bf16 (rounded to nearest even by the pack function; "
-           "#moe.packed<storage = bf16>)">
+           "#moe.packed<storage = bf16>) or i8 (symmetric, a scale per "
+           "output column; #moe.packed<storage = i8>)">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
