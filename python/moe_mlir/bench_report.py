@@ -64,6 +64,14 @@ def times_row(entry):
                       "of stream" if not entry["fits_llc"] else "")
             lines.append(f"  {name:17} {c['ms']:9.3f} {c['GFLOPs']:8.1f} {c['x_blas']:6.2f} "
                          f"({c['frac_bound']:.0%} of bound{versus}{stream}{pack})")
+    if "torch_int8_ms" in entry:
+        ms = entry["torch_int8_ms"]
+        mine = entry["contenders"].get("fused-packed-i8")
+        versus = f", fused-packed-i8 {ms / mine['ms']:.2f}x faster" if mine else ""
+        lines.append(f"  {'torch-int8':17} {ms:9.3f} {entry['expert_flops'] / ms / 1e6:8.1f} "
+                     f"{'':6} (quantize_dynamic per-channel w8a8, "
+                     f"{entry['torch_int8_engine']}, err {entry['torch_int8_max_abs_error']:.1e}"
+                     f"{versus}, quantize {entry['torch_int8_quantize_ms']:.1f} ms)")
     return "\n".join(lines)
 
 

@@ -47,13 +47,13 @@ def _torch_route(torch, layer, logits):
     return list(zip(token_of.split(counts), gates.reshape(-1)[order].split(counts)))
 
 
-def torch_layer(layer, x, router, weights, routing=None):
+def torch_layer(layer, x, router, weights, routing=None, project=None):
     """A PyTorch eager MoE layer as model code writes it: route in PyTorch
     (logits = x @ router, softmax, top-k, renormalize), then per expert
     index_select its tokens, run the FFN, index_add the gated output. With
     `routing` (the reference's), the routing is taken as given and only the
-    experts run. Returns a callable, or None when the policy is not
-    implemented here."""
+    experts run. `project(i, e, rows)` replaces `rows @ weights[i][e]`.
+    Returns a callable, or None when the policy is not implemented here."""
     import torch
 
     tx, trouter = torch.from_numpy(x), torch.from_numpy(router)
@@ -73,6 +73,10 @@ def torch_layer(layer, x, router, weights, routing=None):
     elif not torch_supports(layer.policy):
         return None
 
+    if project is None:
+        def project(i, e, rows):
+            return rows @ tw[i][e]
+
     def run():
         with torch.no_grad():
             per_expert = given if routing is not None else _torch_route(torch, layer, tx @ trouter)
@@ -82,10 +86,44 @@ def torch_layer(layer, x, router, weights, routing=None):
                     continue
                 rows = tx.index_select(0, idx)
                 if layer.gated:
-                    h = torch.nn.functional.silu(rows @ tw[0][e]) * (rows @ tw[1][e])
-                    y = h @ tw[2][e]
+                    h = torch.nn.functional.silu(project(0, e, rows)) * project(1, e, rows)
+                    y = project(2, e, h)
                 else:
-                    y = act[layer.activation](rows @ tw[0][e]) @ tw[1][e]
+                    y = project(1, e, act[layer.activation](project(0, e, rows)))
                 out.index_add_(0, idx, y * g[:, None])
             return out.numpy()
     return run
+
+
+def torch_int8_layer(layer, x, router, weights):
+    """The PyTorch peer with int8 expert weights as PyTorch users quantize
+    them: torch.ao.quantization.quantize_dynamic with per-channel int8
+    weights (each weight a DynamicQuantizedLinear, quantized once here) and
+    activations quantized per call (w8a8). Returns (run, quantize seconds,
+    engine), or None when the policy is not implemented or this PyTorch
+    has no quantized engine."""
+    import time
+
+    import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    if not torch_supports(layer.policy):
+        return None
+    engines = [e for e in ("fbgemm", "onednn", "x86") if e in
+               torch.backends.quantized.supported_engines]
+    if not engines:
+        return None
+    torch.backends.quantized.engine = engines[0]
+    start = time.perf_counter()
+    linears = torch.nn.ModuleList()
+    for w in weights:
+        for e in range(w.shape[0]):
+            linear = torch.nn.Linear(w.shape[1], w.shape[2], bias=False)
+            linear.weight.data = torch.from_numpy(np.ascontiguousarray(w[e].T))
+            linears.append(linear)
+    quantized = quantize_dynamic(linears, {torch.nn.Linear: per_channel_dynamic_qconfig},
+                                 dtype=torch.qint8)
+    experts = layer.experts
+    run = torch_layer(layer, x, router, weights,
+                      project=lambda i, e, rows: quantized[i * experts + e](rows))
+    return run, time.perf_counter() - start, engines[0]
