@@ -24,6 +24,9 @@ PIPELINES = {
     # run on the blocks that hold rows, whose count comes from the data.
     "packed": "moe-cpu-pipeline{results-to-out-params=false}",
     "packed-threads-2": "moe-cpu-pipeline{threads=2 results-to-out-params=false}",
+    # Weights quantized to int8 (#moe.packed<storage = i8>): the same tiles,
+    # plus each panel's scales.
+    "packed-i8-threads-2": "moe-cpu-pipeline{threads=2 results-to-out-params=false}",
 }
 
 
@@ -41,7 +44,8 @@ def layer_fn(compiled, tmp_path_factory):
         if key not in cache:
             cache[key] = packed.compile_packed(text, signature,
                                                tmp_path_factory.mktemp(pipeline),
-                                               pipeline=PIPELINES[pipeline])
+                                               pipeline=PIPELINES[pipeline],
+                                               storage="i8" if "-i8" in pipeline else "f32")
         layer = cache[key]
 
         def call(*arrays):
@@ -165,6 +169,14 @@ def _weights(rng):
     return w1, w2
 
 
+def _weights_as_stored(pipeline, *weights):
+    """The weights the reference is given: as they are, or the values of
+    their int8 quantization for an i8 pipeline."""
+    if "-i8" not in pipeline:
+        return weights
+    return tuple(R.dequantize_i8(*R.quantize_i8(w)) for w in weights)
+
+
 @pytest.mark.parametrize("tokens", [0, 1, 9])
 @pytest.mark.parametrize("case", sorted(OFFSETS))
 @pytest.mark.parametrize("pipeline", sorted(PIPELINES))
@@ -178,7 +190,7 @@ def test_grouped_untrusted_offsets_and_ids(layer_fn, pipeline, case, tokens):
     offsets = np.array(OFFSETS[case], np.int64).astype(np.int32)
     w1, w2 = _weights(rng)
     got = fn(x, ids, gates, offsets, w1, w2)
-    want = reference(x, ids, gates, w1, w2, offsets)
+    want = reference(x, ids, gates, *_weights_as_stored(pipeline, w1, w2), offsets)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
@@ -192,5 +204,5 @@ def test_capacity_untrusted_ids(layer_fn, pipeline, tokens):
     gates = rng.uniform(0.1, 1.0, (E, 5)).astype(np.float32)
     w1, w2 = _weights(rng)
     got = fn(x, ids, gates, w1, w2)
-    want = reference(x, ids, gates, w1, w2)
+    want = reference(x, ids, gates, *_weights_as_stored(pipeline, w1, w2))
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
