@@ -177,12 +177,17 @@ LogicalResult moe::detail::vectorizeMatmul(RewriterBase &rewriter,
                  /*interchange=*/{1, 0, 2});
   if (failed(tiled))
     return failure();
-  rewriter.setInsertionPoint(*tiled);
+  return vectorizeInPlace(rewriter, *tiled);
+}
+
+LogicalResult moe::detail::vectorizeInPlace(RewriterBase &rewriter,
+                                            Operation *op) {
+  rewriter.setInsertionPoint(op);
   FailureOr<linalg::VectorizationResult> vectorized =
-      linalg::vectorize(rewriter, *tiled);
+      linalg::vectorize(rewriter, op);
   if (failed(vectorized))
     return failure();
-  rewriter.replaceOp(*tiled, vectorized->replacements);
+  rewriter.replaceOp(op, vectorized->replacements);
   return success();
 }
 
@@ -277,7 +282,12 @@ static LogicalResult applyPatterns(Operation *root,
   add(patterns);
   if (canonicalize)
     addCanonicalizations(patterns);
-  return applyPatternsGreedily(root, std::move(patterns));
+  if (succeeded(applyPatternsGreedily(root, std::move(patterns))))
+    return success();
+  // (A rewrite that never converges is a bug of ours: say so.)
+  return root->emitError("moe-cpu-codegen: internal error: the vector "
+                         "rewrites did not converge; please report this "
+                         "input");
 }
 
 namespace {
@@ -310,7 +320,11 @@ struct CPUCodegenPass : moe::impl::CPUCodegenBase<CPUCodegenPass> {
     SmallVector<linalg::BatchMatmulOp> panels;
     // Matmuls outside the expert tiles: the router's logits.
     SmallVector<linalg::MatmulOp> others;
+    SmallVector<linalg::GenericOp> elementwise;
     getOperation()->walk([&](linalg::LinalgOp op) {
+      if (op->removeAttr(moe::kPanelElementwiseAttrName))
+        if (auto generic = dyn_cast<linalg::GenericOp>(*op))
+          elementwise.push_back(generic);
       if (!op->hasAttr(moe::kExpertTileAttrName)) {
         if (auto matmul = dyn_cast<linalg::MatmulOp>(*op))
           others.push_back(matmul);
@@ -341,6 +355,9 @@ struct CPUCodegenPass : moe::impl::CPUCodegenBase<CPUCodegenPass> {
     for (linalg::MatmulOp matmul : others)
       if (failed(vectorizeRowMatmul(rewriter, matmul, kernel)))
         return fail(matmul);
+    // (One that cannot be vectorized keeps its loops.)
+    for (linalg::GenericOp op : elementwise)
+      (void)vectorizePanelElementwise(rewriter, op);
     if (failed(applyPatterns(getOperation(), [](RewritePatternSet &p) {
           vector::populateVectorReductionToContractPatterns(p);
           vector::populateVectorTransferPermutationMapLoweringPatterns(p);

@@ -45,6 +45,9 @@ tile(RewriterBase &rewriter, TilingInterface op, ArrayRef<int64_t> sizes,
      SmallVectorImpl<LoopLikeOpInterface> *loops = nullptr);
 
 /// Tiles and vectorizes `matmul` (static sizes) as `b` says.
+/// linalg::vectorize of `op`, replacing it.
+LogicalResult vectorizeInPlace(RewriterBase &rewriter, Operation *op);
+
 LogicalResult vectorizeMatmul(RewriterBase &rewriter, linalg::MatmulOp matmul,
                               const Blocking &b);
 
@@ -70,6 +73,12 @@ void addCanonicalizations(RewritePatternSet &patterns);
 LogicalResult vectorizeRowMatmul(RewriterBase &rewriter,
                                  linalg::MatmulOp matmul,
                                  const CPUMicroKernel &kernel);
+
+/// Vectorizes an elementwise op of a 4-bit panel's unpacking
+/// (kPanelElementwiseAttrName) one row at a time along its innermost
+/// dimension, which must be static.
+LogicalResult vectorizePanelElementwise(RewriterBase &rewriter,
+                                        linalg::GenericOp op);
 
 } // namespace mlir::moe::detail
 

@@ -51,9 +51,14 @@ mlir::moe::verifyCPUPipelineOptions(const CPUPipelineOptions &options,
     return failure();
   }
   if (options.packedStorage != "f32" && options.packedStorage != "bf16" &&
-      options.packedStorage != "i8") {
-    message = "packed-storage must be f32, bf16 or i8, got '" +
+      options.packedStorage != "i8" && options.packedStorage != "i4") {
+    message = "packed-storage must be f32, bf16, i8 or i4, got '" +
               options.packedStorage + "'";
+    return failure();
+  }
+  if (options.packedGroup < 1) {
+    message =
+        "packed-group must be >= 1, got " + std::to_string(options.packedGroup);
     return failure();
   }
   std::string error;
@@ -86,6 +91,7 @@ void mlir::moe::buildCPUPipeline(OpPassManager &pm,
     MoEPackExpertWeightsOptions pack;
     pack.panel = kernel->cols;
     pack.storage = options.packedStorage;
+    pack.group = options.packedGroup;
     pm.addPass(createMoEPackExpertWeights(pack));
   }
   // moe -> linalg, tensor, scf on tensors.

@@ -138,8 +138,12 @@ def fused_contenders(layer, text, sig, args, workdir, threads):
     # per column, add under 0.4 % for K >= 1024; a weight moves by up to
     # 1/254 of its column's largest: about 1.5 % of the output's scale for
     # normal weights).
+    # 4-bit in groups of 32 rows (GGUF Q4_0's block): half a byte per
+    # weight plus a 4-byte scale per 32 (0.625 bytes, 0.156 of f32); a
+    # weight moves by up to 1/14 of its group's largest: about 17-19 % of
+    # the output's scale for normal weights.
     variants = [("fused-packed", "f32", 1.0, 1e-3), ("fused-packed-bf16", "bf16", 0.5, 2e-2),
-                ("fused-packed-i8", "i8", 0.25, 5e-2)]
+                ("fused-packed-i8", "i8", 0.25, 5e-2), ("fused-packed-i4", "i4", 0.15625, 0.3)]
     for name, storage, bytes_scale, tolerance in variants:
         layer_packed = packed.compile_packed(text, sig, os.path.join(workdir, name),
                                              threads=threads, storage=storage)

@@ -116,18 +116,20 @@ class PackedLayer:
 
 
 def compile_packed(mlir_text, signature: Signature, workdir=None, panel=None, checked=False,
-                   threads=0, pipeline=None, storage="f32", **kwargs):
+                   threads=0, pipeline=None, storage="f32", group=32, **kwargs):
     """Compiles `mlir_text` with its packed entry points and returns a
     PackedLayer for `signature`'s function. `panel` defaults to the host's
     micro-kernel width; `pipeline` to runner.cpu_pipeline(threads);
     `storage="bf16"` packs f32 weights as bf16 (rounded to nearest even;
     the packed arrays are then uint16 bf16 bits); `storage="i8"` quantizes
     them to int8 with an f32 scale per output column (each weight then packs
-    into two arrays: the int8 panels and their scales)."""
+    into two arrays: the int8 panels and their scales); `storage="i4"` to
+    4-bit values, two per byte, with a scale per `group` rows (along K) and
+    column (two arrays per weight too: the bytes and the scales)."""
     workdir = Path(workdir or tempfile.mkdtemp(prefix="moe-mlir-"))
     workdir.mkdir(parents=True, exist_ok=True)
     panel = panel or default_panel()
-    pack = f"moe-pack-expert-weights{{panel={panel} storage={storage}}}"
+    pack = f"moe-pack-expert-weights{{panel={panel} storage={storage} group={group}}}"
     src = workdir / "layer.mlir"
     src.write_text(mlir_text)
     proc = subprocess.run([runner.tool("moe-opt"), f"--pass-pipeline=builtin.module({pack})",

@@ -85,6 +85,50 @@ def quantize_i8(w):
     return q, scales
 
 
+def quantize_i4(w, group):
+    """Quantizes f32 weights [..., K, N] to 4-bit values in [-8, 7], one
+    scale per group of `group` rows and column (as
+    moe-pack-expert-weights{storage=i4 group=G}): returns (v int8 [..., K,
+    N], scales f32 [..., K / G, N]) with scales = max |w| / 7 over the
+    group (NaN-blind) and v = round_half_even(w / scales) clamped to
+    [-8, 7] (a NaN becomes -8); a zero group has scale 0."""
+    w = np.asarray(w, dtype=F32)
+    *lead, k, n = w.shape
+    grouped = w.reshape(*lead, k // group, group, n)
+    scales = (np.fmax.reduce(np.abs(grouped), axis=-2) / F32(7)).astype(F32)
+    divisor = np.where(scales == 0, F32(1), scales)[..., None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.rint(grouped / divisor)
+    v = np.fmin(np.fmax(ratio, F32(-8)), F32(7)).astype(np.int8)
+    return v.reshape(w.shape), scales
+
+
+def dequantize_i4(v, scales, group):
+    """The f32 weights 4-bit values and their group scales stand for."""
+    return (v.astype(F32) * np.repeat(np.asarray(scales, dtype=F32), group, axis=-2)).astype(F32)
+
+
+def pack_i4(v, scales, panel):
+    """The #moe.packed<panel = P, storage = i4> operands of 4-bit values v
+    [E, K, N] and scales [E, K / G, N]: bytes [E, ceil(N / P), K, P / 2]
+    (column c of a panel row in the low nibble of byte c, column c + P / 2
+    in its high nibble) and scales [E, ceil(N / P), K / G, P], zero-padded
+    past N."""
+    e, k, n = v.shape
+    panels = -(-n // panel)
+    padded = np.zeros((e, k, panels * panel), np.int8)
+    padded[..., :n] = v
+    halves = padded.reshape(e, k, panels, 2, panel // 2)
+    low = halves[..., 0, :].view(np.uint8) & 0x0F
+    high = (halves[..., 1, :].view(np.uint8) << 4) & 0xF0
+    data = (low | high).view(np.int8).transpose(0, 2, 1, 3)
+    groups = scales.shape[1]
+    s = np.zeros((e, groups, panels * panel), np.float32)
+    s[..., :n] = scales
+    return np.ascontiguousarray(data), np.ascontiguousarray(
+        s.reshape(e, groups, panels, panel).transpose(0, 2, 1, 3))
+
+
 def dequantize_i8(q, scales):
     """The f32 weights int8 values and their column scales stand for."""
     return (q.astype(F32) * np.asarray(scales, dtype=F32)[..., None, :]).astype(F32)

@@ -29,11 +29,13 @@ class Repacking:
         return self.layer(*[a for i, a in enumerate(arrays) if i not in positions])
 
 
-@pytest.fixture(scope="module")
-def compile_packed(tmp_path_factory):
+def packed_compiler(tmp_path_factory, **fixed):
+    """get(layer, panel=None, threads=1, **options) -> the layer compiled by
+    packed.compile_packed with `fixed` and `options`, once per module."""
     cache = {}
 
     def get(layer, panel=None, threads=1, **kwargs):
+        kwargs = {**fixed, **kwargs}
         key = (repr(layer), panel, threads, tuple(sorted(kwargs.items())))
         if key not in cache:
             text, sig = builder.build_layer(layer)
@@ -42,6 +44,23 @@ def compile_packed(tmp_path_factory):
         return cache[key]
 
     return get
+
+
+def check_stored(fn, layer, inputs, stored):
+    """The packed layer `fn` on `inputs` equals the f32 reference given the
+    weights as their format stores them (`stored(w)`), within the f32
+    tolerance."""
+    got = run_layer(Repacking(fn), layer, inputs)
+    inputs = dict(inputs, weights=[stored(w) for w in inputs["weights"]])
+    want, _ = reference_layer(layer, inputs)
+    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
+    err = float(np.abs(got - want).max(initial=0.0))
+    assert err <= TOLERANCE["f32"] * scale, f"max error {err:.3g} (scale {scale:.3g})"
+
+
+@pytest.fixture(scope="module")
+def compile_packed(tmp_path_factory):
+    return packed_compiler(tmp_path_factory)
 
 
 @pytest.mark.parametrize("seed", range(2))
@@ -263,7 +282,7 @@ def test_bf16_storage_through_the_pipeline(tmp_path):
     assert "bf16" in ok.stdout
     bad = run_cpu_pipeline(tmp_path, "packed-storage=f8")
     assert bad.returncode != 0
-    assert "packed-storage must be f32, bf16 or i8, got 'f8'" in bad.stderr
+    assert "packed-storage must be f32, bf16, i8 or i4, got 'f8'" in bad.stderr
 
 
 def test_bf16_storage_on_the_gpu_mapping(compile_packed):

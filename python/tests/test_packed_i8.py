@@ -10,40 +10,22 @@ import re
 import numpy as np
 import pytest
 
-from cases import case_kind, layer_inputs, reference_layer, run_layer, token_count
-from layer_cases import LAYERS, TOLERANCE, _layer
-from moe_mlir import builder, packed
+from cases import case_kind, layer_inputs, token_count
+from layer_cases import LAYERS, _layer
 from moe_mlir import reference as R
 from moe_mlir.policies import TokenChoice
-from test_packed import Repacking, run_cpu_pipeline
+from test_packed import check_stored, packed_compiler, run_cpu_pipeline
 
 F32_LAYERS = [n for n in sorted(LAYERS) if n.endswith("-f32")]
 
 
 @pytest.fixture(scope="module")
 def compile_i8(tmp_path_factory):
-    cache = {}
-
-    def get(layer, panel=None, threads=1, pipeline=None):
-        key = (repr(layer), panel, threads, pipeline)
-        if key not in cache:
-            text, sig = builder.build_layer(layer)
-            cache[key] = packed.compile_packed(text, sig, tmp_path_factory.mktemp("i8"),
-                                               panel=panel, threads=threads, storage="i8",
-                                               pipeline=pipeline)
-        return cache[key]
-
-    return get
+    return packed_compiler(tmp_path_factory, storage="i8")
 
 
 def _check_against_dequantized(fn, layer, inputs):
-    got = run_layer(Repacking(fn), layer, inputs)
-    inputs = dict(inputs)
-    inputs["weights"] = [R.dequantize_i8(*R.quantize_i8(w)) for w in inputs["weights"]]
-    want, _ = reference_layer(layer, inputs)
-    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
-    err = float(np.abs(got - want).max(initial=0.0))
-    assert err <= TOLERANCE["f32"] * scale, f"max error {err:.3g} (scale {scale:.3g})"
+    check_stored(fn, layer, inputs, lambda w: R.dequantize_i8(*R.quantize_i8(w)))
 
 
 @pytest.mark.parametrize("seed", range(2))

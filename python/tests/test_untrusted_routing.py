@@ -27,6 +27,8 @@ PIPELINES = {
     # Weights quantized to int8 (#moe.packed<storage = i8>): the same tiles,
     # plus each panel's scales.
     "packed-i8-threads-2": "moe-cpu-pipeline{threads=2 results-to-out-params=false}",
+    # 4-bit (#moe.packed<storage = i4, group = 8>): a loop over row groups.
+    "packed-i4-threads-2": "moe-cpu-pipeline{threads=2 results-to-out-params=false}",
 }
 
 
@@ -45,7 +47,7 @@ def layer_fn(compiled, tmp_path_factory):
             cache[key] = packed.compile_packed(text, signature,
                                                tmp_path_factory.mktemp(pipeline),
                                                pipeline=PIPELINES[pipeline],
-                                               storage="i8" if "-i8" in pipeline else "f32")
+                                               storage=_storage(pipeline), group=8)
         layer = cache[key]
 
         def call(*arrays):
@@ -169,12 +171,19 @@ def _weights(rng):
     return w1, w2
 
 
+def _storage(pipeline):
+    return next((s for s in ("i8", "i4") if f"-{s}" in pipeline), "f32")
+
+
 def _weights_as_stored(pipeline, *weights):
     """The weights the reference is given: as they are, or the values of
-    their int8 quantization for an i8 pipeline."""
-    if "-i8" not in pipeline:
-        return weights
-    return tuple(R.dequantize_i8(*R.quantize_i8(w)) for w in weights)
+    their int8 or 4-bit quantization for such a pipeline."""
+    storage = _storage(pipeline)
+    if storage == "i8":
+        return tuple(R.dequantize_i8(*R.quantize_i8(w)) for w in weights)
+    if storage == "i4":
+        return tuple(R.dequantize_i4(*R.quantize_i4(w, 8), 8) for w in weights)
+    return weights
 
 
 @pytest.mark.parametrize("tokens", [0, 1, 9])

@@ -58,9 +58,17 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
       *this, "packed-storage",
       llvm::cl::desc("With pack-weights: the element type of the packed f32 "
                      "weights: f32 (as they are), bf16 (rounded to "
-                     "nearest even, widened back as the tiles read them) or "
-                     "i8 (quantized, one f32 scale per output column)"),
+                     "nearest even, widened back as the tiles read them), "
+                     "i8 (quantized, one f32 scale per output column) or "
+                     "i4 (4-bit, one f32 scale per packed-group rows and "
+                     "column)"),
       llvm::cl::init("f32")};
+  PassOptions::Option<int64_t> packedGroup{
+      *this, "packed-group",
+      llvm::cl::desc("With packed-storage=i4: rows along K per scale (32: "
+                     "GGUF Q4_0's blocks, 128: AWQ/GPTQ g128); must divide "
+                     "every packed weight's K"),
+      llvm::cl::init(32)};
   PassOptions::Option<int64_t> tileRows{
       *this, "tile-rows",
       llvm::cl::desc("Rows of an expert per tile on the fused path, in "

@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "ExpertBody.h"
+#include "QuantizedPanels.h"
 
 #include "moe/Dialect/MoE/Utils/WeightUses.h"
 
@@ -18,7 +19,7 @@
 
 using namespace mlir;
 using namespace mlir::moe;
-using mlir::moe::detail::TileRows;
+using namespace mlir::moe::detail;
 
 /// Expert `expertIndex`'s slice ([1, ...] dropped) of an [E, ...] operand.
 static Value sliceExpert(RewriterBase &rewriter, Location loc, Value operand,
@@ -96,6 +97,8 @@ static Value scaleColumns(RewriterBase &rewriter, Location loc, Value scales,
 static Value unpackSlice(RewriterBase &rewriter, Location loc, Value packed,
                          Value scales, PackedWeightAttr layout,
                          RankedTensorType logical) {
+  if (layout.isNibbles())
+    return unpackNibbleSlice(rewriter, loc, packed, scales, layout, logical);
   Type stored = getElementTypeOrSelf(packed.getType());
   Value dest =
       tensor::EmptyOp::create(rewriter, loc, logical.getShape(), stored);
@@ -184,26 +187,6 @@ static Value blockRows(RewriterBase &rewriter, Location loc, Value lhs,
   return lowered->transposeOp.getResult()[0];
 }
 
-/// `out + scales * sums`, the scales [P] broadcast over the rows of the
-/// [blocks, M0, P] sums.
-static Value addScaled(RewriterBase &rewriter, Location loc, Value sums,
-                       Value scales, Value out) {
-  MLIRContext *context = rewriter.getContext();
-  AffineMap identity = rewriter.getMultiDimIdentityMap(3);
-  SmallVector<AffineMap> maps = {
-      identity, AffineMap::get(3, 0, getAffineDimExpr(2, context)), identity};
-  SmallVector<utils::IteratorType> iterators(3, utils::IteratorType::parallel);
-  auto generic = linalg::GenericOp::create(
-      rewriter, loc, out.getType(), ValueRange{sums, scales}, out, maps,
-      iterators, [](OpBuilder &b, Location l, ValueRange args) {
-        Value scaled = arith::MulFOp::create(b, l, args[0], args[1]);
-        linalg::YieldOp::create(
-            b, l, ValueRange{arith::AddFOp::create(b, l, args[2], scaled)});
-      });
-  generic->setAttr(kExpertTileAttrName, rewriter.getUnitAttr());
-  return generic.getResult(0);
-}
-
 /// Clones `matmul` (rows x W, W packed in `layout`) as a loop over W's
 /// column panels; returns the [M, N] result. Each panel is one
 /// linalg.batch_matmul over the row blocks of the left-hand side (`lhs`,
@@ -281,11 +264,15 @@ static Value emitPanelMatmul(RewriterBase &rewriter, linalg::MatmulOp matmul,
     Value shared = body->getArgument(1);
     Value col = arith::MulIOp::create(
         rewriter, loc, j, arith::ConstantIndexOp::create(rewriter, loc, panel));
-    Value weights = tensor::ExtractSliceOp::create(
-        rewriter, loc, panelType, packed, ArrayRef<OpFoldResult>{j, zero, zero},
-        ArrayRef<OpFoldResult>{one, rewriter.getIndexAttr(depth),
-                               rewriter.getIndexAttr(panel)},
-        ArrayRef<OpFoldResult>{one, one, one});
+    // (4-bit panels are read a group at a time, below.)
+    Value weights;
+    if (!layout.isNibbles())
+      weights = tensor::ExtractSliceOp::create(
+          rewriter, loc, panelType, packed,
+          ArrayRef<OpFoldResult>{j, zero, zero},
+          ArrayRef<OpFoldResult>{one, rewriter.getIndexAttr(depth),
+                                 rewriter.getIndexAttr(panel)},
+          ArrayRef<OpFoldResult>{one, one, one});
     SmallVector<OpFoldResult> outOffsets = {zero, col};
     SmallVector<OpFoldResult> outSizes = {rowCount,
                                           rewriter.getIndexAttr(panel)};
@@ -301,46 +288,52 @@ static Value emitPanelMatmul(RewriterBase &rewriter, linalg::MatmulOp matmul,
         blockCount, rewriter.getIndexAttr(block), rewriter.getIndexAttr(panel)};
     Value activeOut = tensor::ExpandShapeOp::create(
         rewriter, loc, blockedOutType, out, blocks, activeSizes);
-    auto activeType = cast<RankedTensorType>(activeOut.getType());
-    Value local =
-        tensor::EmptyOp::create(rewriter, loc, activeSizes, elementType);
-    Value localInit;
-    auto fill = init.getDefiningOp<linalg::FillOp>();
-    if (scales)
-      // Quantized: the panel sums x * q from zero; its scales multiply the
-      // sums once, as they are added to the result.
-      localInit = linalg::FillOp::create(
-                      rewriter, loc,
-                      arith::ConstantOp::create(
-                          rewriter, loc, rewriter.getZeroAttr(elementType))
-                          .getResult(),
-                      local)
-                      .getResult(0);
-    else if (fill)
-      localInit =
-          linalg::FillOp::create(rewriter, loc, fill.getInputs()[0], local)
-              .getResult(0);
-    else
-      localInit =
-          linalg::CopyOp::create(rewriter, loc, activeOut, local).getResult(0);
-    // (The body's element casts carry over: the region is built from them.)
-    SmallVector<NamedAttribute> castAttr;
-    if (matmul.getCast() != linalg::TypeFn::cast_signed)
-      castAttr.push_back(rewriter.getNamedAttr(
-          "cast", linalg::TypeFnAttr::get(context, matmul.getCast())));
-    auto product = linalg::BatchMatmulOp::create(
-        rewriter, loc, TypeRange{activeType}, ValueRange{lhs, weights},
-        ValueRange{localInit}, castAttr);
-    product.setIndexingMapsAttr(rewriter.getAffineMapArrayAttr(maps));
-    product->setAttr(kPackedPanelAttrName, rewriter.getI64IntegerAttr(panel));
-    product->setAttr(kExpertTileAttrName, rewriter.getUnitAttr());
-    Value copied =
-        scales
-            ? addScaled(rewriter, loc, product.getResult(0),
-                        scaleColumns(rewriter, loc, scales, j, cols), activeOut)
-            : linalg::CopyOp::create(rewriter, loc, product.getResult(0),
-                                     activeOut)
-                  .getResult(0);
+    Value copied;
+    if (layout.isNibbles()) {
+      // 4-bit panels: one group of rows at a time (QuantizedPanels.cpp).
+      copied = emitNibblePanel(rewriter, loc, lhs, blockCount, packed, scales,
+                               j, layout, activeOut);
+    } else {
+      auto activeType = cast<RankedTensorType>(activeOut.getType());
+      Value local =
+          tensor::EmptyOp::create(rewriter, loc, activeSizes, elementType);
+      Value localInit;
+      auto fill = init.getDefiningOp<linalg::FillOp>();
+      if (scales)
+        // Quantized: the panel sums x * q from zero; its scales multiply the
+        // sums once, as they are added to the result.
+        localInit = linalg::FillOp::create(
+                        rewriter, loc,
+                        arith::ConstantOp::create(
+                            rewriter, loc, rewriter.getZeroAttr(elementType))
+                            .getResult(),
+                        local)
+                        .getResult(0);
+      else if (fill)
+        localInit =
+            linalg::FillOp::create(rewriter, loc, fill.getInputs()[0], local)
+                .getResult(0);
+      else
+        localInit = linalg::CopyOp::create(rewriter, loc, activeOut, local)
+                        .getResult(0);
+      // (The body's element casts carry over: the region is built from them.)
+      SmallVector<NamedAttribute> castAttr;
+      if (matmul.getCast() != linalg::TypeFn::cast_signed)
+        castAttr.push_back(rewriter.getNamedAttr(
+            "cast", linalg::TypeFnAttr::get(context, matmul.getCast())));
+      auto product = linalg::BatchMatmulOp::create(
+          rewriter, loc, TypeRange{activeType}, ValueRange{lhs, weights},
+          ValueRange{localInit}, castAttr);
+      product.setIndexingMapsAttr(rewriter.getAffineMapArrayAttr(maps));
+      product->setAttr(kPackedPanelAttrName, rewriter.getI64IntegerAttr(panel));
+      product->setAttr(kExpertTileAttrName, rewriter.getUnitAttr());
+      copied = scales ? addScaled(rewriter, loc, product.getResult(0),
+                                  scaleColumns(rewriter, loc, scales, j, cols),
+                                  activeOut)
+                      : linalg::CopyOp::create(rewriter, loc,
+                                               product.getResult(0), activeOut)
+                            .getResult(0);
+    }
     Value result =
         tensor::CollapseShapeOp::create(rewriter, loc, outType, copied, blocks);
     rewriter.setInsertionPointToStart(loop.getTerminator().getBody());

@@ -84,7 +84,7 @@ func.func @bad_panel(%x: tensor<4x8x64xf32>, %w: tensor<4x64x96xf32>) -> tensor<
 // -----
 
 func.func @storage_type(%x: tensor<4x8x64xf32>, %w: tensor<4x2x64x64xf16>) -> tensor<4x8x96xf32> {
-  // expected-error @+2 {{#moe.packed: storage must be bf16 or i8 (or absent: the body argument's element type), got 'f16'}}
+  // expected-error @+2 {{#moe.packed: storage must be bf16, i8 or i4 (or absent: the body argument's element type), got 'f16'}}
   %y = moe.expert %x weights(%w : tensor<4x2x64x64xf16>) : tensor<4x8x64xf32> -> tensor<4x8x96xf32>
       attributes {weight_layouts = [#moe.packed<panel = 64, storage = f16>]} {
   ^bb0(%r: tensor<8x64xf32>, %a: tensor<64x96xf32>):
@@ -179,6 +179,81 @@ func.func @scales_for_f32_panels(%x: tensor<4x8x64xf32>, %w: tensor<4x2x64x64xf3
   // expected-error @+1 {{needs one scales operand per quantized weight (0), got 1}}
   %y = moe.expert %x weights(%w : tensor<4x2x64x64xf32>) scales(%s : tensor<4x2x64xf32>) : tensor<4x8x64xf32> -> tensor<4x8x96xf32>
       attributes {weight_layouts = [#moe.packed<panel = 64>]} {
+  ^bb0(%r: tensor<8x64xf32>, %a: tensor<64x96xf32>):
+    %e = tensor.empty() : tensor<8x96xf32>
+    %m = linalg.matmul ins(%r, %a : tensor<8x64xf32>, tensor<64x96xf32>) outs(%e : tensor<8x96xf32>) -> tensor<8x96xf32>
+    moe.yield %m : tensor<8x96xf32>
+  }
+  return %y : tensor<4x8x96xf32>
+}
+
+// -----
+
+// 4-bit storage needs a group of rows per scale.
+func.func @i4_without_group(%x: tensor<4x8x64xf32>, %w: tensor<4x2x64x32xi8>) -> tensor<4x8x96xf32> {
+  // expected-error @+2 {{#moe.packed: storage = i4 needs a group >= 1 (rows along K per scale), got 0}}
+  %y = moe.expert %x weights(%w : tensor<4x2x64x32xi8>) : tensor<4x8x64xf32> -> tensor<4x8x96xf32>
+      attributes {weight_layouts = [#moe.packed<panel = 64, storage = i4>]} {
+  ^bb0(%r: tensor<8x64xf32>, %a: tensor<64x96xf32>):
+    %e = tensor.empty() : tensor<8x96xf32>
+    %m = linalg.matmul ins(%r, %a : tensor<8x64xf32>, tensor<64x96xf32>) outs(%e : tensor<8x96xf32>) -> tensor<8x96xf32>
+    moe.yield %m : tensor<8x96xf32>
+  }
+  return %y : tensor<4x8x96xf32>
+}
+
+// -----
+
+// Two 4-bit columns share a byte: the panel is even.
+func.func @i4_odd_panel(%x: tensor<4x8x64xf32>, %w: tensor<4x2x64x32xi8>) -> tensor<4x8x96xf32> {
+  // expected-error @+2 {{#moe.packed: storage = i4 stores two columns per byte and needs an even panel, got 63}}
+  %y = moe.expert %x weights(%w : tensor<4x2x64x32xi8>) : tensor<4x8x64xf32> -> tensor<4x8x96xf32>
+      attributes {weight_layouts = [#moe.packed<panel = 63, storage = i4, group = 32>]} {
+  ^bb0(%r: tensor<8x64xf32>, %a: tensor<64x96xf32>):
+    %e = tensor.empty() : tensor<8x96xf32>
+    %m = linalg.matmul ins(%r, %a : tensor<8x64xf32>, tensor<64x96xf32>) outs(%e : tensor<8x96xf32>) -> tensor<8x96xf32>
+    moe.yield %m : tensor<8x96xf32>
+  }
+  return %y : tensor<4x8x96xf32>
+}
+
+// -----
+
+func.func @group_without_i4(%x: tensor<4x8x64xf32>, %w: tensor<4x2x64x64xi8>) -> tensor<4x8x96xf32> {
+  // expected-error @+2 {{#moe.packed: group (32) is only for storage = i4}}
+  %y = moe.expert %x weights(%w : tensor<4x2x64x64xi8>) : tensor<4x8x64xf32> -> tensor<4x8x96xf32>
+      attributes {weight_layouts = [#moe.packed<panel = 64, storage = i8, group = 32>]} {
+  ^bb0(%r: tensor<8x64xf32>, %a: tensor<64x96xf32>):
+    %e = tensor.empty() : tensor<8x96xf32>
+    %m = linalg.matmul ins(%r, %a : tensor<8x64xf32>, tensor<64x96xf32>) outs(%e : tensor<8x96xf32>) -> tensor<8x96xf32>
+    moe.yield %m : tensor<8x96xf32>
+  }
+  return %y : tensor<4x8x96xf32>
+}
+
+// -----
+
+// The groups cut K into whole groups.
+func.func @i4_group_divides_k(%x: tensor<4x8x64xf32>, %w: tensor<4x2x64x32xi8>, %s: tensor<4x2x1x64xf32>) -> tensor<4x8x96xf32> {
+  // expected-error @+1 {{packed weight #0 in groups of 48 rows needs K divisible by the group, got K = 64}}
+  %y = moe.expert %x weights(%w : tensor<4x2x64x32xi8>) scales(%s : tensor<4x2x1x64xf32>) : tensor<4x8x64xf32> -> tensor<4x8x96xf32>
+      attributes {weight_layouts = [#moe.packed<panel = 64, storage = i4, group = 48>]} {
+  ^bb0(%r: tensor<8x64xf32>, %a: tensor<64x96xf32>):
+    %e = tensor.empty() : tensor<8x96xf32>
+    %m = linalg.matmul ins(%r, %a : tensor<8x64xf32>, tensor<64x96xf32>) outs(%e : tensor<8x96xf32>) -> tensor<8x96xf32>
+    moe.yield %m : tensor<8x96xf32>
+  }
+  return %y : tensor<4x8x96xf32>
+}
+
+// -----
+
+// 4-bit panels are [E, ceil(N / panel), K, panel / 2] bytes with scales
+// [E, ceil(N / panel), K / group, panel].
+func.func @i4_scales_shape(%x: tensor<4x8x64xf32>, %w: tensor<4x2x64x32xi8>, %s: tensor<4x2x64xf32>) -> tensor<4x8x96xf32> {
+  // expected-error @+1 {{the scales of packed weight #0 (one per group and output column) must be 'tensor<4x2x2x64xf32>' ([E, ceil(N / panel), K / group, panel]), got 'tensor<4x2x64xf32>'}}
+  %y = moe.expert %x weights(%w : tensor<4x2x64x32xi8>) scales(%s : tensor<4x2x64xf32>) : tensor<4x8x64xf32> -> tensor<4x8x96xf32>
+      attributes {weight_layouts = [#moe.packed<panel = 64, storage = i4, group = 32>]} {
   ^bb0(%r: tensor<8x64xf32>, %a: tensor<64x96xf32>):
     %e = tensor.empty() : tensor<8x96xf32>
     %m = linalg.matmul ins(%r, %a : tensor<8x64xf32>, tensor<64x96xf32>) outs(%e : tensor<8x96xf32>) -> tensor<8x96xf32>

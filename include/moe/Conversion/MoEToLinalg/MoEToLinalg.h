@@ -81,6 +81,11 @@ constexpr llvm::StringLiteral kExpertTileAttrName = "moe.expert_tile";
 /// [M / M0, M0, P].
 constexpr llvm::StringLiteral kPackedPanelAttrName = "moe.packed_panel";
 
+/// Marks the elementwise linalg ops that unpack a group of rows of a 4-bit
+/// panel, which moe-cpu-codegen vectorizes row by row.
+constexpr llvm::StringLiteral kPanelElementwiseAttrName =
+    "moe.panel_elementwise";
+
 /// Adds a pattern applying fuseSparseLayer to every combine.
 void populateFusedMoEPatterns(RewritePatternSet &patterns, int64_t tileRows,
                               int64_t rowBlock = 4);

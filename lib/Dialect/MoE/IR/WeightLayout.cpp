@@ -14,14 +14,26 @@ using namespace mlir::moe;
 
 LogicalResult
 PackedWeightAttr::verify(function_ref<InFlightDiagnostic()> emitError,
-                         int64_t panel, Type storage) {
+                         int64_t panel, Type storage, int64_t group) {
   if (panel < 1 || panel > kMaxPanel)
     return emitError() << "#moe.packed: panel must be in [1, " << kMaxPanel
                        << "] columns, got " << panel;
-  if (storage && !storage.isBF16() && !storage.isSignlessInteger(8))
-    return emitError() << "#moe.packed: storage must be bf16 or i8 (or "
+  bool nibbles = storage && storage.isSignlessInteger(4);
+  if (storage && !storage.isBF16() && !storage.isSignlessInteger(8) && !nibbles)
+    return emitError() << "#moe.packed: storage must be bf16, i8 or i4 (or "
                           "absent: the body argument's element type), got "
                        << storage;
+  if (nibbles && group < 1)
+    return emitError() << "#moe.packed: storage = i4 needs a group >= 1 "
+                          "(rows along K per scale), got "
+                       << group;
+  if (nibbles && panel % 2 != 0)
+    return emitError() << "#moe.packed: storage = i4 stores two columns per "
+                          "byte and needs an even panel, got "
+                       << panel;
+  if (!nibbles && group != 0)
+    return emitError() << "#moe.packed: group (" << group
+                       << ") is only for storage = i4";
   return success();
 }
 
@@ -30,16 +42,20 @@ PackedWeightAttr::getScaleSliceType(RankedTensorType logical) const {
   if (!isQuantized())
     return {};
   int64_t n = logical.getDimSize(1);
-  return RankedTensorType::get(
-      {static_cast<int64_t>(llvm::divideCeil(n, getPanel())), getPanel()},
-      logical.getElementType());
+  auto panels = static_cast<int64_t>(llvm::divideCeil(n, getPanel()));
+  if (isNibbles())
+    return RankedTensorType::get(
+        {panels, logical.getDimSize(0) / getGroup(), getPanel()},
+        logical.getElementType());
+  return RankedTensorType::get({panels, getPanel()}, logical.getElementType());
 }
 
 RankedTensorType
 PackedWeightAttr::getPackedSliceType(RankedTensorType logical) const {
   int64_t k = logical.getDimSize(0), n = logical.getDimSize(1);
+  int64_t rowElements = isNibbles() ? getPanel() / 2 : getPanel();
   return RankedTensorType::get(
-      {static_cast<int64_t>(llvm::divideCeil(n, getPanel())), k, getPanel()},
+      {static_cast<int64_t>(llvm::divideCeil(n, getPanel())), k, rowElements},
       getStorageType(logical.getElementType()));
 }
 
@@ -69,7 +85,8 @@ LogicalResult ExpertOp::verifyWeightLayouts() {
       return emitOpError("has ")
              << getScales().size()
              << " scales operand(s) but no quantized weight: scales belong "
-                "to weights whose 'weight_layouts' entry stores them as i8";
+                "to weights whose 'weight_layouts' entry stores them as i8 or "
+                "i4";
     return success();
   }
   if (layouts.size() != getWeights().size())
@@ -102,6 +119,11 @@ LogicalResult ExpertOp::verifyWeightLayouts() {
              << index << " stored as " << packed.getStorage()
              << " needs an f32 body argument (the values it is read as), got "
              << logical;
+    if (packed.isNibbles() && logical.getDimSize(0) % packed.getGroup() != 0)
+      return emitOpError("packed weight #")
+             << index << " in groups of " << packed.getGroup()
+             << " rows needs K divisible by the group, got K = "
+             << logical.getDimSize(0);
     auto weightType = cast<RankedTensorType>(getWeights()[index].getType());
     RankedTensorType slice = packed.getPackedSliceType(logical);
     SmallVector<int64_t> expected = {getNumExperts()};
@@ -123,8 +145,14 @@ LogicalResult ExpertOp::verifyWeightLayouts() {
     Type scalesType = getWeightScales(index).getType();
     if (scalesType != expectedScales)
       return emitOpError("the scales of packed weight #")
-             << index << " (one per output column) must be " << expectedScales
-             << " ([E, ceil(N / panel), panel]), got " << scalesType;
+             << index
+             << (packed.isNibbles() ? " (one per group and output column)"
+                                    : " (one per output column)")
+             << " must be " << expectedScales
+             << (packed.isNibbles()
+                     ? " ([E, ceil(N / panel), K / group, panel])"
+                     : " ([E, ceil(N / panel), panel])")
+             << ", got " << scalesType;
   }
   return success();
 }

@@ -33,7 +33,7 @@ namespace {
 /// weight of a moe.expert whose body only multiplies by it, with one
 /// logical [K, N] shape; null otherwise.
 static PackedWeightAttr layoutFor(BlockArgument arg, int64_t panel,
-                                  Type storage) {
+                                  Type storage, int64_t group) {
   MLIRContext *context = arg.getContext();
   RankedTensorType logical;
   for (OpOperand &use : arg.getUses()) {
@@ -57,7 +57,8 @@ static PackedWeightAttr layoutFor(BlockArgument arg, int64_t panel,
   // Only f32 weights are narrowed: another element type is stored as is.
   if (!logical.getElementType().isF32())
     storage = Type();
-  return PackedWeightAttr::get(context, panel, storage);
+  bool nibbles = storage && storage.isSignlessInteger(4);
+  return PackedWeightAttr::get(context, panel, storage, nibbles ? group : 0);
 }
 
 /// The [E, ceil(N / P), K, P] type of a packed [E, K, N] weight.
@@ -75,11 +76,12 @@ static RankedTensorType packedType(RankedTensorType weight,
 /// `layout`.
 static RankedTensorType scalesType(RankedTensorType weight,
                                    PackedWeightAttr layout) {
-  int64_t columns = weight.getDimSize(2), panel = layout.getPanel();
-  return RankedTensorType::get(
-      {weight.getDimSize(0),
-       static_cast<int64_t>(llvm::divideCeil(columns, panel)), panel},
-      weight.getElementType());
+  auto slice = RankedTensorType::get(weight.getShape().drop_front(),
+                                     weight.getElementType());
+  RankedTensorType scaleSlice = layout.getScaleSliceType(slice);
+  SmallVector<int64_t> shape = {weight.getDimSize(0)};
+  llvm::append_range(shape, scaleSlice.getShape());
+  return RankedTensorType::get(shape, scaleSlice.getElementType());
 }
 
 /// linalg.pack of `source` along `dim` in tiles of `panel` (zero padding),
@@ -126,6 +128,13 @@ static void emitPackFunction(OpBuilder &builder, func::FuncOp func,
   for (auto [weight, layout] : llvm::zip(entry->getArguments(), layouts)) {
     auto weightType = cast<RankedTensorType>(weight.getType());
     auto resultType = packedType(weightType, layout);
+    if (layout.isNibbles()) {
+      moe::detail::QuantizedWeight q = moe::detail::quantizeToI4(
+          rewriter, loc, weight, layout.getPanel(), layout.getGroup());
+      packed.push_back(q.quantized);
+      packed.push_back(q.scales);
+      continue;
+    }
     Value source = weight, scales;
     if (layout.isQuantized()) {
       moe::detail::QuantizedWeight q =
@@ -179,9 +188,18 @@ struct PackExpertWeightsPass
       storageType = BFloat16Type::get(&getContext());
     } else if (storage == "i8") {
       storageType = IntegerType::get(&getContext(), 8);
+    } else if (storage == "i4") {
+      storageType = IntegerType::get(&getContext(), 4);
+      if (group < 1 || panel % 2 != 0) {
+        module.emitError("moe-pack-expert-weights: storage=i4 needs group "
+                         ">= 1 and an even panel, got group=")
+            << static_cast<int64_t>(group)
+            << " panel=" << static_cast<int64_t>(panel);
+        return signalPassFailure();
+      }
     } else if (!storage.empty() && storage != "f32") {
       module.emitError("moe-pack-expert-weights: storage must be f32 (as "
-                       "the weights are), bf16 or i8, got '")
+                       "the weights are), bf16, i8 or i4, got '")
           << storage << "'";
       return signalPassFailure();
     }
@@ -199,7 +217,16 @@ struct PackExpertWeightsPass
       SmallVector<unsigned> packedArgs;
       SmallVector<PackedWeightAttr> layouts;
       for (BlockArgument arg : func.getArguments())
-        if (PackedWeightAttr layout = layoutFor(arg, panel, storageType)) {
+        if (PackedWeightAttr layout =
+                layoutFor(arg, panel, storageType, group)) {
+          auto type = cast<RankedTensorType>(arg.getType());
+          if (layout.isNibbles() && type.getDimSize(1) % group != 0) {
+            func.emitError("moe-pack-expert-weights: storage=i4 with group=")
+                << static_cast<int64_t>(group) << " needs K divisible by "
+                << "the group; argument #" << arg.getArgNumber() << " is "
+                << type << " (K = " << type.getDimSize(1) << ")";
+            return signalPassFailure();
+          }
           packedArgs.push_back(arg.getArgNumber());
           layouts.push_back(layout);
         }

@@ -56,39 +56,38 @@ Value mlir::moe::detail::roundToBF16(RewriterBase &rewriter, Location loc,
   return generic.getResult(0);
 }
 
-/// The i8 quantization's bound: symmetric, so -128 is never used and
-/// negating a quantized weight stays exact.
-static constexpr int64_t kI8Bound = 127;
-
-moe::detail::QuantizedWeight
-mlir::moe::detail::quantizeToI8(RewriterBase &rewriter, Location loc,
-                                Value weight) {
+/// Symmetric quantization of `weight` ([..., R, N], f32) along its
+/// dimension R: scales[..., n] = max_r |W[..., r, n]| / `largest` (maxnumf:
+/// a NaN does not make a scale NaN) and values = round_half_even(W /
+/// scale) clamped to [`lowest`, `largest`] as i8 (the clamp, maxnumf and
+/// minnumf, also maps a NaN to `lowest`, so that the conversion is defined
+/// for every input); a scale of 0 (a zero column) divides by 1.
+static moe::detail::QuantizedWeight
+quantizeAlong(RewriterBase &rewriter, Location loc, Value weight,
+              int64_t lowest, int64_t largest) {
   auto type = cast<RankedTensorType>(weight.getType());
-  MLIRContext *context = rewriter.getContext();
-  Type f32 = rewriter.getF32Type();
-  int64_t experts = type.getDimSize(0), columns = type.getDimSize(2);
-  AffineExpr e, k, n;
-  bindDims(context, e, k, n);
-  AffineMap full = AffineMap::get(3, 0, {e, k, n}, context);
-  AffineMap column = AffineMap::get(3, 0, {e, n}, context);
+  Type f32 = rewriter.getF32Type(), i8 = rewriter.getI8Type();
+  unsigned rank = type.getRank();
+  AffineMap full = rewriter.getMultiDimIdentityMap(rank);
+  AffineMap reduced = full.dropResult(rank - 2);
+  SmallVector<int64_t> scaleShape(type.getShape());
+  scaleShape.erase(scaleShape.begin() + rank - 2);
+  auto scaleType = RankedTensorType::get(scaleShape, f32);
   auto f32Const = [&](OpBuilder &b, Location l, double v) -> Value {
     return arith::ConstantOp::create(b, l, b.getF32FloatAttr(v));
   };
-
-  // Column maxima of |W| (maxnumf: a NaN does not make the scale NaN).
-  auto scaleType = RankedTensorType::get({experts, columns}, f32);
+  SmallVector<utils::IteratorType> iterators(rank,
+                                             utils::IteratorType::parallel);
+  iterators[rank - 2] = utils::IteratorType::reduction;
   Value zeros =
       linalg::FillOp::create(rewriter, loc, f32Const(rewriter, loc, 0.0),
                              ValueRange{tensor::EmptyOp::create(
-                                 rewriter, loc, scaleType.getShape(), f32)})
+                                 rewriter, loc, scaleShape, f32)})
           .getResult(0);
   Value maxima =
       linalg::GenericOp::create(
           rewriter, loc, scaleType, weight, zeros,
-          ArrayRef<AffineMap>{full, column},
-          ArrayRef<utils::IteratorType>{utils::IteratorType::parallel,
-                                        utils::IteratorType::reduction,
-                                        utils::IteratorType::parallel},
+          ArrayRef<AffineMap>{full, reduced}, iterators,
           [](OpBuilder &b, Location l, ValueRange args) {
             Value magnitude = math::AbsFOp::create(b, l, args[0]);
             linalg::YieldOp::create(
@@ -96,48 +95,158 @@ mlir::moe::detail::quantizeToI8(RewriterBase &rewriter, Location loc,
                 ValueRange{arith::MaxNumFOp::create(b, l, args[1], magnitude)});
           })
           .getResult(0);
-  AffineMap identity2 = rewriter.getMultiDimIdentityMap(2);
-  SmallVector<utils::IteratorType> parallel2(2, utils::IteratorType::parallel);
+  AffineMap identity = rewriter.getMultiDimIdentityMap(rank - 1);
   Value scales =
       linalg::GenericOp::create(
           rewriter, loc, scaleType, maxima,
-          ValueRange{tensor::EmptyOp::create(rewriter, loc,
-                                             scaleType.getShape(), f32)},
-          ArrayRef<AffineMap>{identity2, identity2}, parallel2,
+          ValueRange{tensor::EmptyOp::create(rewriter, loc, scaleShape, f32)},
+          ArrayRef<AffineMap>{identity, identity},
+          SmallVector<utils::IteratorType>(rank - 1,
+                                           utils::IteratorType::parallel),
           [&](OpBuilder &b, Location l, ValueRange args) {
             linalg::YieldOp::create(
                 b, l,
-                ValueRange{arith::DivFOp::create(
-                    b, l, args[0], f32Const(b, l, double(kI8Bound)))});
+                ValueRange{arith::DivFOp::create(b, l, args[0],
+                                                 f32Const(b, l, largest))});
           })
           .getResult(0);
-
-  // q = clamp(round_half_even(W / s)); a zero column divides by 1. The
-  // clamp (maxnumf/minnumf) also maps a NaN to a bound, so that the
-  // conversion to i8 is defined for every input.
-  auto quantizedType = type.clone(rewriter.getI8Type());
-  SmallVector<utils::IteratorType> parallel3(3, utils::IteratorType::parallel);
-  Value quantized =
+  auto valueType = type.clone(i8);
+  Value values =
       linalg::GenericOp::create(
-          rewriter, loc, quantizedType, ValueRange{weight, scales},
-          ValueRange{tensor::EmptyOp::create(
-              rewriter, loc, quantizedType.getShape(), rewriter.getI8Type())},
-          ArrayRef<AffineMap>{full, column, full}, parallel3,
+          rewriter, loc, valueType, ValueRange{weight, scales},
+          ValueRange{tensor::EmptyOp::create(rewriter, loc,
+                                             valueType.getShape(), i8)},
+          ArrayRef<AffineMap>{full, reduced, full},
+          SmallVector<utils::IteratorType>(rank,
+                                           utils::IteratorType::parallel),
           [&](OpBuilder &b, Location l, ValueRange args) {
             Value isZero = arith::CmpFOp::create(
                 b, l, arith::CmpFPredicate::OEQ, args[1], f32Const(b, l, 0.0));
             Value divisor = arith::SelectOp::create(
                 b, l, isZero, f32Const(b, l, 1.0), args[1]);
-            Value ratio = arith::DivFOp::create(b, l, args[0], divisor);
-            Value rounded = math::RoundEvenOp::create(b, l, ratio);
-            Value low = arith::MaxNumFOp::create(
-                b, l, rounded, f32Const(b, l, -double(kI8Bound)));
-            Value clamped = arith::MinNumFOp::create(
-                b, l, low, f32Const(b, l, double(kI8Bound)));
-            linalg::YieldOp::create(b, l,
-                                    ValueRange{arith::FPToSIOp::create(
-                                        b, l, b.getI8Type(), clamped)});
+            Value rounded = math::RoundEvenOp::create(
+                b, l, arith::DivFOp::create(b, l, args[0], divisor));
+            Value low =
+                arith::MaxNumFOp::create(b, l, rounded, f32Const(b, l, lowest));
+            Value clamped =
+                arith::MinNumFOp::create(b, l, low, f32Const(b, l, largest));
+            linalg::YieldOp::create(
+                b, l, ValueRange{arith::FPToSIOp::create(b, l, i8, clamped)});
           })
           .getResult(0);
-  return {quantized, scales};
+  return {values, scales};
+}
+
+/// The i8 quantization's bound: symmetric, so -128 is never used and
+/// negating a quantized weight stays exact.
+static constexpr int64_t kI8Bound = 127;
+
+moe::detail::QuantizedWeight
+mlir::moe::detail::quantizeToI8(RewriterBase &rewriter, Location loc,
+                                Value weight) {
+  return quantizeAlong(rewriter, loc, weight, -kI8Bound, kI8Bound);
+}
+
+/// The 4-bit quantization's range: two's complement nibbles, and the
+/// largest magnitude of a group maps to 7 so that rounding stays in range.
+static constexpr int64_t kI4Max = 7, kI4Min = -8;
+
+moe::detail::QuantizedWeight
+mlir::moe::detail::quantizeToI4(RewriterBase &rewriter, Location loc,
+                                Value weight, int64_t panel, int64_t group) {
+  auto type = cast<RankedTensorType>(weight.getType());
+  Type f32 = rewriter.getF32Type(), i8 = rewriter.getI8Type();
+  int64_t experts = type.getDimSize(0), depth = type.getDimSize(1),
+          columns = type.getDimSize(2);
+  int64_t panels = llvm::divideCeil(columns, panel), half = panel / 2;
+  int64_t width = panels * panel, groups = depth / group;
+  auto f32Const = [&](OpBuilder &b, Location l, double v) -> Value {
+    return arith::ConstantOp::create(b, l, b.getF32FloatAttr(v));
+  };
+  auto parallel = [](unsigned n) {
+    return SmallVector<utils::IteratorType>(n, utils::IteratorType::parallel);
+  };
+
+  // Whole panels of columns (zeros past N), rows split into groups:
+  // [E, K / G, G, N'].
+  Value padded = weight;
+  if (width != columns) {
+    OpFoldResult zero = rewriter.getIndexAttr(0);
+    padded = tensor::PadOp::create(
+        rewriter, loc, RankedTensorType::get({experts, depth, width}, f32),
+        weight, ArrayRef<OpFoldResult>{zero, zero, zero},
+        ArrayRef<OpFoldResult>{zero, zero,
+                               rewriter.getIndexAttr(width - columns)},
+        f32Const(rewriter, loc, 0.0));
+  }
+  Value grouped = tensor::ExpandShapeOp::create(
+      rewriter, loc,
+      RankedTensorType::get({experts, groups, group, width}, f32), padded,
+      SmallVector<ReassociationIndices>{{0}, {1, 2}, {3}});
+
+  // Scales [E, K / G, N'] and values [E, K / G, G, N'] in [-8, 7].
+  auto [values, scales] =
+      quantizeAlong(rewriter, loc, grouped, kI4Min, kI4Max);
+
+  // Two values per byte: [E, K, N' / P, 2, P / 2] -> low and high halves of
+  // each panel row -> bytes [E, K, N' / P, P / 2], then panels outermost.
+  Value halves = tensor::ExpandShapeOp::create(
+      rewriter, loc,
+      RankedTensorType::get({experts, depth, panels, 2, half}, i8),
+      tensor::CollapseShapeOp::create(
+          rewriter, loc, values,
+          SmallVector<ReassociationIndices>{{0}, {1, 2}, {3}}),
+      SmallVector<ReassociationIndices>{{0}, {1}, {2, 3, 4}});
+  auto halfType = RankedTensorType::get({experts, depth, panels, half}, i8);
+  auto halfOf = [&](int64_t which) -> Value {
+    OpFoldResult zero = rewriter.getIndexAttr(0),
+                 one = rewriter.getIndexAttr(1);
+    return tensor::ExtractSliceOp::create(
+        rewriter, loc, halfType, halves,
+        ArrayRef<OpFoldResult>{zero, zero, zero, rewriter.getIndexAttr(which),
+                               zero},
+        ArrayRef<OpFoldResult>{
+            rewriter.getIndexAttr(experts), rewriter.getIndexAttr(depth),
+            rewriter.getIndexAttr(panels), one, rewriter.getIndexAttr(half)},
+        ArrayRef<OpFoldResult>{one, one, one, one, one});
+  };
+  AffineMap identity4 = rewriter.getMultiDimIdentityMap(4);
+  Value bytes =
+      linalg::GenericOp::create(
+          rewriter, loc, halfType, ValueRange{halfOf(0), halfOf(1)},
+          ValueRange{
+              tensor::EmptyOp::create(rewriter, loc, halfType.getShape(), i8)},
+          ArrayRef<AffineMap>{identity4, identity4, identity4}, parallel(4),
+          [&](OpBuilder &b, Location l, ValueRange args) {
+            auto c8 = [&](int64_t v) -> Value {
+              return arith::ConstantIntOp::create(b, l, b.getI8Type(), v);
+            };
+            Value low = arith::AndIOp::create(b, l, args[0], c8(0x0F));
+            Value high = arith::ShLIOp::create(b, l, args[1], c8(4));
+            linalg::YieldOp::create(
+                b, l, ValueRange{arith::OrIOp::create(b, l, low, high)});
+          })
+          .getResult(0);
+  auto packedType = RankedTensorType::get({experts, panels, depth, half}, i8);
+  Value packed =
+      linalg::TransposeOp::create(
+          rewriter, loc, bytes,
+          tensor::EmptyOp::create(rewriter, loc, packedType.getShape(), i8),
+          ArrayRef<int64_t>{0, 2, 1, 3})
+          .getResult()[0];
+
+  // Scales [E, K / G, N'] -> [E, N' / P, K / G, P].
+  Value scalePanels = tensor::ExpandShapeOp::create(
+      rewriter, loc,
+      RankedTensorType::get({experts, groups, panels, panel}, f32), scales,
+      SmallVector<ReassociationIndices>{{0}, {1}, {2, 3}});
+  auto packedScaleType =
+      RankedTensorType::get({experts, panels, groups, panel}, f32);
+  Value packedScales = linalg::TransposeOp::create(
+                           rewriter, loc, scalePanels,
+                           tensor::EmptyOp::create(
+                               rewriter, loc, packedScaleType.getShape(), f32),
+                           ArrayRef<int64_t>{0, 2, 1, 3})
+                           .getResult()[0];
+  return {packed, packedScales};
 }

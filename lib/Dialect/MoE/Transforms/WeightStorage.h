@@ -27,6 +27,17 @@ struct QuantizedWeight {
 QuantizedWeight quantizeToI8(RewriterBase &rewriter, Location loc,
                              Value weight);
 
+/// An [E, K, N] f32 weight quantized to 4 bits in groups of `group` rows,
+/// symmetric, and packed for `#moe.packed<panel, storage = i4, group>`:
+/// `scales[e, p, g, c] = max |W| / 7` over rows [g * group, (g + 1) * group)
+/// of column p * panel + c (f32, [E, ceil(N / panel), K / group, panel]),
+/// v = round_half_even(W / scale) clamped to [-8, 7], and `quantized`
+/// [E, ceil(N / panel), K, panel / 2] of i8 holds column c of a panel row
+/// in the low nibble of byte c and column c + panel / 2 in its high nibble
+/// (columns past N are zeros with scale 0).
+QuantizedWeight quantizeToI4(RewriterBase &rewriter, Location loc, Value weight,
+                             int64_t panel, int64_t group);
+
 } // namespace mlir::moe::detail
 
 #endif // LIB_DIALECT_MOE_TRANSFORMS_WEIGHTSTORAGE_H

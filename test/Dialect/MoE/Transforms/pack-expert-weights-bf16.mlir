@@ -6,7 +6,7 @@
 // RUN:   | FileCheck %s --check-prefix=REF
 // RUN: not moe-opt %s --moe-pack-expert-weights="storage=f16" 2>&1 | FileCheck %s --check-prefix=STORAGE
 
-// STORAGE: error: moe-pack-expert-weights: storage must be f32 (as the weights are), bf16 or i8, got 'f16'
+// STORAGE: error: moe-pack-expert-weights: storage must be f32 (as the weights are), bf16, i8 or i4, got 'f16'
 
 // f32 weights packed as bf16: the pack function rounds each weight to
 // nearest even by integer operations (bits + 0x7FFF + bit 16, upper half;

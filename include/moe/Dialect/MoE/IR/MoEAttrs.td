@@ -281,7 +281,28 @@ def MoE_PackedWeightAttr : MoE_Attr<"PackedWeight", "packed"> {
     `K`: the tiles accumulate `x * q` in `f32` and multiply each column by
     its scale once.
 
-    This is
+    With `storage = i4, group = G` (an `f32` body argument, an even
+    `panel`, `G` dividing `K`) the weight is quantized to 4-bit values in
+    `[-8, 7]` with one scale per group of `G` rows (along `K`) and output
+    column. The operand is `[E, ceil(N / panel), K, panel / 2]` of `i8`:
+    byte `j` of a panel row holds column `j` in its low nibble and column
+    `j + panel / 2` in its high nibble, each a two's complement 4-bit
+    value (a GGUF `Q4_0` nibble `u` is `u - 8`: its byte XOR `0x88`). The
+    scales operand is `[E, ceil(N / panel), K / G, panel]` of `f32`:
+
+    ```
+    v = nibble(q[e, n / panel, k, (n % panel) % (panel / 2)], (n % panel) / (panel / 2))
+    W[e, k, n] = v * s[e, n / panel, k / G, n % panel]
+    ```
+
+    (`moe-pack-expert-weights{storage=i4 group=G}` takes `s = max |W| / 7`
+    over the group's `G` weights of a column and `v = round_half_even(W /
+    s)` clamped to `[-8, 7]`). A panel row is `panel / 2` bytes. The tiles
+    unpack one group of a panel (`G x panel` bytes, in L1) at a time, sum
+    `x * v` over the group in `f32` and add the sums times the group's
+    scales.
+
+    For f32, bf16 and i8 storage, the layout is
     `linalg.pack %w outer_dims_perm = [0, 2, 1] inner_dims_pos = [2]
     inner_tiles = [panel] padding_value(0)` of the `[E, K, N]` weight: the
     right-hand-side layout of `linalg.mmt4d` with a reduction tile of 1. A
@@ -320,10 +341,14 @@ def MoE_PackedWeightAttr : MoE_Attr<"PackedWeight", "packed"> {
     ```
   }];
   let parameters = (ins "int64_t":$panel,
-                        OptionalParameter<"::mlir::Type">:$storage);
+                        OptionalParameter<"::mlir::Type">:$storage,
+                        DefaultValuedParameter<"int64_t", "0">:$group);
   let builders = [
     AttrBuilder<(ins "int64_t":$panel), [{
-      return $_get($_ctxt, panel, ::mlir::Type());
+      return $_get($_ctxt, panel, ::mlir::Type(), 0);
+    }]>,
+    AttrBuilder<(ins "int64_t":$panel, "::mlir::Type":$storage), [{
+      return $_get($_ctxt, panel, storage, 0);
     }]>
   ];
   let assemblyFormat = "`<` struct(params) `>`";
@@ -339,8 +364,16 @@ def MoE_PackedWeightAttr : MoE_Attr<"PackedWeight", "packed"> {
     bool isQuantized() const {
       return getStorage() && ::llvm::isa<::mlir::IntegerType>(getStorage());
     }
-    /// The element type the panels hold for a logical element type.
+    /// Whether the panels hold 4-bit values, two per byte, with a scale per
+    /// group of `group` rows.
+    bool isNibbles() const {
+      return getStorage() && getStorage().isSignlessInteger(4);
+    }
+    /// The element type the panels' operand holds for a logical element
+    /// type (i8 bytes for 4-bit values).
     ::mlir::Type getStorageType(::mlir::Type logical) const {
+      if (isNibbles())
+        return ::mlir::IntegerType::get(logical.getContext(), 8);
       return getStorage() ? getStorage() : logical;
     }
     /// The largest panel this attribute accepts.

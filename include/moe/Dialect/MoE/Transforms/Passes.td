@@ -164,7 +164,11 @@ def MoEPackExpertWeights : Pass<"moe-pack-expert-weights", "::mlir::ModuleOp"> {
     `storage=i8` they are quantized to int8, one f32 scale per output
     column (`#moe.packed<storage = i8>`: a quarter of the bytes), and each
     quantized weight is followed by its scales `[E, ceil(N / P), P]` in
-    `@f_pack_weights`' results and in `@f_packed`'s arguments. A caller
+    `@f_pack_weights`' results and in `@f_packed`'s arguments; with
+    `storage=i4` (and `group`) they are quantized to 4 bits, two per byte,
+    with a scale per group of `group` rows and output column (an eighth of
+    the bytes plus the scales), each followed by its scales
+    `[E, ceil(N / P), K / group, P]`. A caller
     that calls one layer many times packs its weights
     once with `@f_pack_weights` and calls `@f_packed`. A weight used in any
     other way (or outside moe.expert) is not packed; a function with no
@@ -190,8 +194,14 @@ def MoEPackExpertWeights : Pass<"moe-pack-expert-weights", "::mlir::ModuleOp"> {
     Option<"storage", "storage", "std::string", /*default=*/"\"f32\"",
            "Element type of the packed f32 weights: f32 (as they are), "
            "bf16 (rounded to nearest even by the pack function; "
-           "#moe.packed<storage = bf16>) or i8 (symmetric, a scale per "
-           "output column; #moe.packed<storage = i8>)">
+           "#moe.packed<storage = bf16>), i8 (symmetric, a scale per "
+           "output column; #moe.packed<storage = i8>) or i4 (4-bit, two "
+           "per byte, a scale per group of `group` rows and output column; "
+           "#moe.packed<storage = i4, group = G>)">,
+    Option<"group", "group", "int64_t", /*default=*/"32",
+           "With storage=i4: rows along K per scale (32: GGUF Q4_0's "
+           "blocks; 128: the AWQ/GPTQ g128 layout); must divide every "
+           "packed weight's K">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
