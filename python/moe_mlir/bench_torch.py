@@ -115,14 +115,19 @@ def torch_int8_layer(layer, x, router, weights):
         return None
     torch.backends.quantized.engine = engines[0]
     start = time.perf_counter()
-    linears = torch.nn.ModuleList()
+    # One projection at a time, so that only one f32 copy (the transposed
+    # weight nn.Linear wants) exists at once: the big shapes' weights are
+    # 5.6 GB.
+    quantized = []
     for w in weights:
         for e in range(w.shape[0]):
             linear = torch.nn.Linear(w.shape[1], w.shape[2], bias=False)
             linear.weight.data = torch.from_numpy(np.ascontiguousarray(w[e].T))
-            linears.append(linear)
-    quantized = quantize_dynamic(linears, {torch.nn.Linear: per_channel_dynamic_qconfig},
-                                 dtype=torch.qint8)
+            wrapped = quantize_dynamic(torch.nn.Sequential(linear),
+                                       {torch.nn.Linear: per_channel_dynamic_qconfig},
+                                       dtype=torch.qint8)
+            quantized.append(wrapped[0])
+            del linear, wrapped
     experts = layer.experts
     run = torch_layer(layer, x, router, weights,
                       project=lambda i, e, rows: quantized[i * experts + e](rows))
