@@ -180,17 +180,6 @@ LogicalResult moe::detail::vectorizeMatmul(RewriterBase &rewriter,
   return vectorizeInPlace(rewriter, *tiled);
 }
 
-LogicalResult moe::detail::vectorizeInPlace(RewriterBase &rewriter,
-                                            Operation *op) {
-  rewriter.setInsertionPoint(op);
-  FailureOr<linalg::VectorizationResult> vectorized =
-      linalg::vectorize(rewriter, op);
-  if (failed(vectorized))
-    return failure();
-  rewriter.replaceOp(op, vectorized->replacements);
-  return success();
-}
-
 /// Tiles and vectorizes a contraction by a packed panel: a
 /// linalg.batch_matmul over the left-hand side's row blocks ([M / M0, K,
 /// M0] times a [K, P] panel into [M / M0, M0, P]; see kPackedPanelAttrName).

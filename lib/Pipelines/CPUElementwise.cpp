@@ -1,9 +1,8 @@
-//===- CPUElementwise.cpp - Vectorizing the panels' elementwise ops -*- C++
-//-*-===//
+//===- CPUElementwise.cpp - Vectorizing ops in place ------------*- C++ -*-===//
 //
-// This file vectorizes the elementwise linalg ops that unpack a group of a
-// 4-bit panel next to its contraction: row by row, along the innermost
-// dimension (a row of bytes), at vector width.
+// This file holds linalg::vectorize applied in place, and vectorizes the
+// elementwise linalg ops that unpack a group of a 4-bit panel next to its
+// contraction: row by row, along the innermost dimension (a row of bytes).
 //
 //===----------------------------------------------------------------------===//
 
@@ -13,6 +12,17 @@
 
 using namespace mlir;
 using namespace mlir::moe::detail;
+
+LogicalResult moe::detail::vectorizeInPlace(RewriterBase &rewriter,
+                                            Operation *op) {
+  rewriter.setInsertionPoint(op);
+  FailureOr<linalg::VectorizationResult> vectorized =
+      linalg::vectorize(rewriter, op);
+  if (failed(vectorized))
+    return failure();
+  rewriter.replaceOp(op, vectorized->replacements);
+  return success();
+}
 
 LogicalResult moe::detail::vectorizePanelElementwise(RewriterBase &rewriter,
                                                      linalg::GenericOp op) {
