@@ -82,7 +82,7 @@ step pytest "$STEP_TIMEOUT" env PYTHONPATH="$MOE_ROOT/python" MOE_BUILD="$ASAN_B
   LD_PRELOAD="$runtime" ASAN_OPTIONS=detect_leaks=0:allow_user_poisoning=0 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ASAN_SYMBOLIZER_PATH="$LLVM_PREFIX/bin/llvm-symbolizer" \
-  /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+  /usr/bin/python3 -m pytest -q -p no:cacheprovider ${MOE_PYTEST_JOBS:-} \
   "$MOE_ROOT/python/tests/test_data_fuzz.py" "$MOE_ROOT/python/tests/test_untrusted_routing.py" \
   "$MOE_ROOT/python/tests/test_layers.py" \
   -k "special or untrusted" --junitxml="$RESULTS/pytest-asan.xml"

@@ -11,7 +11,7 @@ LLVM_PREFIX=/usr/lib/llvm-22
 packages=(
   cmake ninja-build g++
   llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools clang-22 libomp-22-dev
-  python3 python3-numpy python3-pytest
+  python3 python3-numpy python3-pytest python3-pytest-xdist
 )
 
 missing=()
