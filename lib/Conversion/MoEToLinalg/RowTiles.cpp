@@ -47,11 +47,17 @@ Value mlir::moe::detail::emitRowTiles(OpBuilder &b, Location loc, Value count,
   if (fullTileRest) {
     rest = arith::SubIOp::create(b, loc, count, fullEnd);
     // A rest of more than 8 rows: one more full-size tile; smaller rests
-    // (decode) one tile of 8 or 4 rows.
+    // (decode) one tile of 8, 4, 2 or 1 rows. A tile computes all its rows:
+    // the 1- and 2-row tiles keep a decode token or two from computing 4
+    // rows, which 4-bit weights (converted, not read, at decode) paid for
+    // (1 token: 4-bit 1.4x slower than int8).
     Value sum = tileLoop(
         index(0), arith::SelectOp::create(b, loc, restAbove(8), count, fullEnd),
         tile, acc);
-    for (auto [low, high] : {std::pair<int64_t, int64_t>{4, 8}, {0, 4}}) {
+    for (auto [low, high] : {std::pair<int64_t, int64_t>{4, 8},
+                             {2, 4},
+                             {1, 2},
+                             {0, 1}}) {
       Value within = arith::AndIOp::create(
           b, loc, restAbove(low),
           arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, rest,

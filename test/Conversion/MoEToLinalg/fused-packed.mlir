@@ -13,7 +13,7 @@
 // the scatter run on those blocks' rows only. 96 columns are 2 panels,
 // computed into 128 columns and cut back. No [E, C, D] buffer: the gather
 // feeds the tile. A rest of more than 8 rows takes a 64-row tile, then come
-// tiles of 8 and 4 rows.
+// tiles of 8, 4, 2 and 1 rows (a decode token computes one row, not 4).
 // CHECK-DAG:   #[[$IDMAP:.+]] = affine_map<(d0, d1, d2) -> (d0, d2)>
 // CHECK-DAG:   #[[$ROWMAP:.+]] = affine_map<(d0, d1, d2) -> (d0, d1, d2)>
 // CHECK-LABEL: func.func @layer_packed
@@ -53,6 +53,11 @@
 // CHECK:           linalg.batch_matmul {{.+}} ins(%{{.+}}, %{{.+}} : tensor<?x64x4xf32>, tensor<64x64xf32>)
 // CHECK:         scf.for %{{.+}} step %c4
 // CHECK:           linalg.batch_matmul {{.+}} ins(%{{.+}}, %{{.+}} : tensor<?x64x4xf32>, tensor<64x64xf32>)
+// CHECK:         scf.for %{{.+}} step %c2
+// CHECK:           linalg.batch_matmul {{.+}} ins(%{{.+}}, %{{.+}} : tensor<?x64x2xf32>, tensor<64x64xf32>)
+// CHECK:         scf.for %{{.+}} step %c1
+// CHECK:           linalg.batch_matmul {{.+}} ins(%{{.+}}, %{{.+}} : tensor<?x64x1xf32>, tensor<64x64xf32>)
+// CHECK-NOT:       linalg.batch_matmul
 
 // A body of 6 rows takes blocks of 3 (the largest divisor up to 4); the
 // second contraction's left-hand side, the first's result, is blocked
