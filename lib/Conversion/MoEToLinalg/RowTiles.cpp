@@ -54,10 +54,8 @@ Value mlir::moe::detail::emitRowTiles(OpBuilder &b, Location loc, Value count,
     Value sum = tileLoop(
         index(0), arith::SelectOp::create(b, loc, restAbove(8), count, fullEnd),
         tile, acc);
-    for (auto [low, high] : {std::pair<int64_t, int64_t>{4, 8},
-                             {2, 4},
-                             {1, 2},
-                             {0, 1}}) {
+    for (auto [low, high] :
+         {std::pair<int64_t, int64_t>{4, 8}, {2, 4}, {1, 2}, {0, 1}}) {
       Value within = arith::AndIOp::create(
           b, loc, restAbove(low),
           arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, rest,
