@@ -68,7 +68,7 @@ from .bench_machine import (best_time, describe_machine, machine_info,  # noqa: 
                             sgemm_rate, streaming_bandwidth)
 from .bench_blas import blas_experts  # noqa: E402
 from .bench_report import add_bounds, print_report  # noqa: E402
-from .bench_torch import torch_int8_layer, torch_layer  # noqa: E402
+from .bench_torch import torch_bf16_layer, torch_int8_layer, torch_layer  # noqa: E402
 from . import reference as R  # noqa: E402
 from .policies import ExpertChoice, Layer, TokenChoice  # noqa: E402
 
@@ -304,6 +304,13 @@ def run_shape(spec, threads, repeats, llc_bytes, workdir, torch, min_seconds=0.0
                 entry["torch_int8_quantize_ms"] = quantize_s * 1e3
                 entry["torch_int8_engine"] = engine
                 del run8, int8
+            bf16 = torch_bf16_layer(layer, x, router, weights)
+            if bf16 is not None:
+                run16, convert_s = bf16
+                entry["torch_bf16_max_abs_error"] = float(np.abs(run16() - want).max())
+                entry["torch_bf16_ms"] = best_time(run16, repeats, min_seconds=min_seconds) * 1e3
+                entry["torch_bf16_convert_ms"] = convert_s * 1e3
+                del run16, bf16
             experts_only = torch_layer(layer, x, router, weights, routing)
             experts_only()
             entry["torch_experts_only_ms"] = best_time(experts_only, repeats,

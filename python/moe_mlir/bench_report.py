@@ -72,6 +72,14 @@ def times_row(entry):
                      f"{'':6} (quantize_dynamic per-channel w8a8, "
                      f"{entry['torch_int8_engine']}, err {entry['torch_int8_max_abs_error']:.1e}"
                      f"{versus}, quantize {entry['torch_int8_quantize_ms']:.1f} ms)")
+    if "torch_bf16_ms" in entry:
+        ms = entry["torch_bf16_ms"]
+        mine = entry["contenders"].get("fused-packed-bf16")
+        versus = f", fused-packed-bf16 {ms / mine['ms']:.2f}x faster" if mine else ""
+        lines.append(f"  {'torch-bf16':17} {ms:9.3f} {entry['expert_flops'] / ms / 1e6:8.1f} "
+                     f"{'':6} (bf16 weights and rows, "
+                     f"err {entry['torch_bf16_max_abs_error']:.1e}{versus}, "
+                     f"convert {entry['torch_bf16_convert_ms']:.1f} ms)")
     return "\n".join(lines)
 
 

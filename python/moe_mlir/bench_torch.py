@@ -132,3 +132,26 @@ def torch_int8_layer(layer, x, router, weights):
     run = torch_layer(layer, x, router, weights,
                       project=lambda i, e, rows: quantized[i * experts + e](rows))
     return run, time.perf_counter() - start, engines[0]
+
+
+def torch_bf16_layer(layer, x, router, weights):
+    """The PyTorch peer with bf16 expert weights (converted once here, one
+    expert at a time): each projection multiplies its rows, made bf16, by
+    the bf16 weight and returns f32 for the gated sum. Returns (run,
+    convert seconds), or None when the policy is not implemented here."""
+    import time
+
+    import torch
+
+    if not torch_supports(layer.policy):
+        return None
+    start = time.perf_counter()
+    bf16 = [torch.from_numpy(w[e]).to(torch.bfloat16)
+            for w in weights for e in range(w.shape[0])]
+    experts = layer.experts
+
+    def project(i, e, rows):
+        return (rows.to(torch.bfloat16) @ bf16[i * experts + e]).to(torch.float32)
+
+    run = torch_layer(layer, x, router, weights, project=project)
+    return run, time.perf_counter() - start
