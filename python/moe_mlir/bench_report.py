@@ -64,22 +64,19 @@ def times_row(entry):
                       "of stream" if not entry["fits_llc"] else "")
             lines.append(f"  {name:17} {c['ms']:9.3f} {c['GFLOPs']:8.1f} {c['x_blas']:6.2f} "
                          f"({c['frac_bound']:.0%} of bound{versus}{stream}{pack})")
-    if "torch_int8_ms" in entry:
-        ms = entry["torch_int8_ms"]
-        mine = entry["contenders"].get("fused-packed-i8")
-        versus = f", fused-packed-i8 {ms / mine['ms']:.2f}x faster" if mine else ""
-        lines.append(f"  {'torch-int8':17} {ms:9.3f} {entry['expert_flops'] / ms / 1e6:8.1f} "
-                     f"{'':6} (quantize_dynamic per-channel w8a8, "
-                     f"{entry['torch_int8_engine']}, err {entry['torch_int8_max_abs_error']:.1e}"
-                     f"{versus}, quantize {entry['torch_int8_quantize_ms']:.1f} ms)")
-    if "torch_bf16_ms" in entry:
-        ms = entry["torch_bf16_ms"]
-        mine = entry["contenders"].get("fused-packed-bf16")
-        versus = f", fused-packed-bf16 {ms / mine['ms']:.2f}x faster" if mine else ""
-        lines.append(f"  {'torch-bf16':17} {ms:9.3f} {entry['expert_flops'] / ms / 1e6:8.1f} "
-                     f"{'':6} (bf16 weights and rows, "
-                     f"err {entry['torch_bf16_max_abs_error']:.1e}{versus}, "
-                     f"convert {entry['torch_bf16_convert_ms']:.1f} ms)")
+    peers = [("torch-int8", "fused-packed-i8",
+              lambda: f"quantize_dynamic per-channel w8a8, {entry['torch_int8_engine']}",
+              "quantize"),
+             ("torch-bf16", "fused-packed-bf16", lambda: "bf16 weights and rows", "convert")]
+    for name, ours, what, setup in peers:
+        key = name.replace("-", "_")
+        if f"{key}_ms" not in entry:
+            continue
+        ms, mine = entry[f"{key}_ms"], entry["contenders"].get(ours)
+        versus = f", {ours} {ms / mine['ms']:.2f}x faster" if mine else ""
+        lines.append(f"  {name:17} {ms:9.3f} {entry['expert_flops'] / ms / 1e6:8.1f} "
+                     f"{'':6} ({what()}, err {entry[f'{key}_max_abs_error']:.1e}{versus}, "
+                     f"{setup} {entry[f'{key}_{setup}_ms']:.1f} ms)")
     return "\n".join(lines)
 
 
