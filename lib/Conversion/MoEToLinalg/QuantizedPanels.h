@@ -35,6 +35,17 @@ Value emitNibblePanel(RewriterBase &rewriter, Location loc, Value lhs,
                       OpFoldResult blockCount, Value packed, Value scales,
                       Value panel, PackedWeightAttr layout, Value out);
 
+/// Adds `lhs x panel` to `out` as emitNibblePanel does, for tiles of many
+/// rows (prefill): the panel is dequantized to f32 a block of rows (up to
+/// 128, a multiple of G) at a time, into one L1-sized buffer, which the f32
+/// tile contraction multiplies by all the tile's row blocks. The
+/// conversion, once per weight per tile, is shared by all its rows; the
+/// sums stay in the tile's registers across groups.
+Value emitDequantizedNibblePanel(RewriterBase &rewriter, Location loc,
+                                 Value lhs, OpFoldResult blockCount,
+                                 Value packed, Value scales, Value panel,
+                                 PackedWeightAttr layout, Value out);
+
 } // namespace mlir::moe::detail
 
 #endif // LIB_CONVERSION_MOETOLINALG_QUANTIZEDPANELS_H

@@ -39,11 +39,32 @@
 // CHECK-SAME:      scales(%[[S1]], %[[S2]] : tensor<4x2x2x64xf32>, tensor<4x1x3x64xf32>)
 // CHECK-SAME:      attributes {weight_layouts = [#moe.packed<panel = 64, storage = i4, group = 32>, #moe.packed<panel = 64, storage = i4, group = 32>]}
 
-// The fused tiles go over a panel one group of 32 rows at a time: its bytes
-// unpacked into a 32 x 64 int8 panel (the same buffer every group: a loop
-// operand), the int8 contraction from zero on the group's rows, then the
-// sums times the group's scales added to the result.
+// Tiles of more than 8 rows (here the 64-row one) dequantize a panel to f32
+// once for all their rows, a block of up to 128 rows (a multiple of the
+// group; K = 64: one block, its loop folded) at a time, each group's two
+// halves times the group's scales, vectorized; the f32 contraction then
+// accumulates in a buffer of its own. K = 96 takes 3 blocks of 32 rows.
 // FUSED-LABEL: func.func @layer_packed
+// FUSED:         scf.for %{{.+}} step %c64
+// FUSED:           scf.forall
+// FUSED:             %[[LOCAL:.+]] = linalg.copy ins(%{{.+}} : tensor<?x4x64xf32>)
+// FUSED:             %[[DQ:.+]] = scf.for %{{.+}} = %c0 to %c2 step %c1 iter_args(%{{.+}} = %{{.+}}) -> (tensor<64x64xf32>)
+// FUSED:               linalg.generic {{.+}} ins(%{{.+}}, %{{.+}} : tensor<32x32xi8>, tensor<32xf32>) outs(%{{.+}} : tensor<32x32xf32>) attrs = {moe.panel_elementwise}
+// FUSED:                 arith.shli %{{.+}}, %c4_i8
+// FUSED:                 arith.shrsi %{{.+}}, %c4_i8
+// FUSED:                 arith.sitofp
+// FUSED:                 arith.mulf
+// FUSED:               linalg.generic {{.+}} attrs = {moe.panel_elementwise}
+// FUSED:             linalg.batch_matmul {{.+}} ins(%{{.+}}, %[[DQ]] : tensor<?x64x4xf32>, tensor<64x64xf32>) outs(%[[LOCAL]] : tensor<?x4x64xf32>)
+// FUSED:           scf.forall
+// FUSED:             scf.for %{{.+}} = %c0 to %c3 step %c1 iter_args(%{{.+}} = %{{.+}}, %{{.+}} = %{{.+}}) -> (tensor<?x4x64xf32>, tensor<32x64xf32>)
+// FUSED:               linalg.batch_matmul {{.+}} ins(%{{.+}}, %{{.+}} : tensor<?x32x4xf32>, tensor<32x64xf32>)
+
+// Decode tiles (8 rows or fewer) go over a panel one group of 32 rows at a
+// time: its bytes unpacked into a 32 x 64 int8 panel (the same buffer every
+// group: a loop operand), the int8 contraction from zero on the group's
+// rows, then the sums times the group's scales added to the result.
+// FUSED:         scf.for %{{.+}} step %c8
 // FUSED:         scf.for %{{.+}} = %c0 to %c2 step %c1 iter_args(%{{.+}} = %{{.+}}, %[[BUF:.+]] = %{{.+}}, %{{.+}} = %{{.+}}) -> (tensor<?x4x64xf32>, tensor<32x64xi8>, tensor<?x4x64xf32>)
 // FUSED:           linalg.generic {{.+}} ins(%{{.+}} : tensor<32x32xi8>) outs(%{{.+}} : tensor<32x32xi8>) attrs = {moe.panel_elementwise}
 // FUSED:             arith.shli %{{.+}}, %c4_i8
