@@ -97,16 +97,23 @@ EDGE_LAYERS = {
 }
 
 
+def layer_case_inputs(layer, seed, tokens=None, salt=7919):
+    """The inputs of `layer`'s random case `seed` (its kind from
+    case_kind), of `tokens` tokens (default: the layer's static T, else a
+    random count); `salt` picks another stream of cases."""
+    rng = np.random.default_rng(salt * seed + layer.experts)
+    if tokens is None:
+        tokens = layer.tokens if layer.tokens is not None else token_count(rng, seed)
+    return layer_inputs(layer, rng, case_kind(seed), tokens)
+
+
 def check_layer(layer, fn, seed, tokens=None, reference=None):
     """Runs `fn` (compiled from `layer`, possibly through model passes) on a
     random case of `tokens` tokens (default: the layer's static T, else a
     random count) and compares it with the reference of `reference`
     (default: `layer` itself)."""
-    rng = np.random.default_rng(7919 * seed + layer.experts)
     kind = case_kind(seed)
-    if tokens is None:
-        tokens = layer.tokens if layer.tokens is not None else token_count(rng, seed)
-    inputs = layer_inputs(layer, rng, kind, tokens)
+    inputs = layer_case_inputs(layer, seed, tokens)
     got = run_layer(fn, layer, inputs)
     want, _ = reference_layer(reference or layer, inputs)
     assert got.shape == want.shape

@@ -9,8 +9,8 @@ f32 tolerance, and the pack function rounds to nearest even by the bits."""
 import numpy as np
 import pytest
 
-from cases import case_kind, layer_inputs, reference_layer, run_layer, token_count
-from layer_cases import LAYERS, TOLERANCE, _layer, check_layer
+from cases import layer_inputs, reference_layer, run_layer
+from layer_cases import LAYERS, TOLERANCE, _layer, check_layer, layer_case_inputs
 from moe_mlir import builder, packed, runner
 from moe_mlir import reference as R
 from moe_mlir.policies import TokenChoice
@@ -208,15 +208,7 @@ def test_bf16_storage_matches_reference(compile_packed, name, seed):
     within the f32 tolerance."""
     layer = LAYERS[name]
     fn = compile_packed(layer, threads=2, storage="bf16")
-    rng = np.random.default_rng(7919 * seed + layer.experts)
-    tokens = layer.tokens if layer.tokens is not None else token_count(rng, seed)
-    inputs = layer_inputs(layer, rng, case_kind(seed), tokens)
-    got = run_layer(Repacking(fn), layer, inputs)
-    inputs["weights"] = [R.round_bf16(w) for w in inputs["weights"]]
-    want, _ = reference_layer(layer, inputs)
-    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
-    err = float(np.abs(got - want).max(initial=0.0))
-    assert err <= TOLERANCE["f32"] * scale, f"T={tokens}: max error {err:.3g}"
+    check_stored(fn, layer, layer_case_inputs(layer, seed), R.round_bf16)
 
 
 @pytest.mark.parametrize("tokens", [1, 7, 97, 250])
@@ -225,13 +217,8 @@ def test_bf16_storage_six_row_tiles(compile_packed, tokens):
     H = 128: full panels, the tiles' row blocks and the prefetch)."""
     layer = _layer(TokenChoice(2, normalize=True), 4, "swiglu", "f32", d=64, h=128)
     fn = compile_packed(layer, threads=2, storage="bf16")
-    rng = np.random.default_rng(tokens)
-    inputs = layer_inputs(layer, rng, "normal", tokens)
-    got = run_layer(Repacking(fn), layer, inputs)
-    inputs["weights"] = [R.round_bf16(w) for w in inputs["weights"]]
-    want, _ = reference_layer(layer, inputs)
-    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
-    assert float(np.abs(got - want).max()) <= TOLERANCE["f32"] * scale
+    check_stored(fn, layer, layer_inputs(layer, np.random.default_rng(tokens), "normal", tokens),
+                 R.round_bf16)
 
 
 def test_bf16_pack_rounds_by_the_bits(compile_packed):
@@ -291,10 +278,5 @@ def test_bf16_storage_on_the_gpu_mapping(compile_packed):
     layer = _layer(TokenChoice(2, normalize=True), 4, "swiglu", "f32")
     fn = compile_packed(layer, storage="bf16",
                         pipeline="moe-gpu-emulation-pipeline{tile-rows=4 max-blocks=7}")
-    rng = np.random.default_rng(3)
-    inputs = layer_inputs(layer, rng, "normal", 19)
-    got = run_layer(Repacking(fn), layer, inputs)
-    inputs["weights"] = [R.round_bf16(w) for w in inputs["weights"]]
-    want, _ = reference_layer(layer, inputs)
-    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
-    assert float(np.abs(got - want).max()) <= TOLERANCE["f32"] * scale
+    check_stored(fn, layer, layer_inputs(layer, np.random.default_rng(3), "normal", 19),
+                 R.round_bf16)

@@ -8,8 +8,8 @@ given the dequantized weights, within the f32 tolerance."""
 import numpy as np
 import pytest
 
-from cases import case_kind, layer_inputs, token_count
-from layer_cases import LAYERS, _layer
+from cases import layer_inputs
+from layer_cases import LAYERS, _layer, layer_case_inputs
 from moe_mlir import reference as R
 from moe_mlir.policies import TokenChoice
 from test_packed import check_stored, packed_compiler, run_cpu_pipeline
@@ -36,10 +36,7 @@ def test_i4_storage_matches_dequantized_reference(compile_i4, name, seed):
     empty experts, C > T) on two threads."""
     layer = LAYERS[name]
     fn = compile_i4(layer, threads=2)
-    rng = np.random.default_rng(15485863 * seed + layer.experts)
-    tokens = layer.tokens if layer.tokens is not None else token_count(rng, seed)
-    _check_against_dequantized(fn, layer, layer_inputs(layer, rng, case_kind(seed), tokens),
-                               GROUP)
+    _check_against_dequantized(fn, layer, layer_case_inputs(layer, seed, salt=15485863), GROUP)
 
 
 @pytest.mark.parametrize("group", [32, 64])

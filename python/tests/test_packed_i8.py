@@ -10,8 +10,8 @@ import re
 import numpy as np
 import pytest
 
-from cases import case_kind, layer_inputs, token_count
-from layer_cases import LAYERS, _layer
+from cases import layer_inputs
+from layer_cases import LAYERS, _layer, layer_case_inputs
 from moe_mlir import reference as R
 from moe_mlir.policies import TokenChoice
 from test_packed import check_stored, packed_compiler, run_cpu_pipeline
@@ -35,9 +35,7 @@ def test_i8_storage_matches_dequantized_reference(compile_i8, name, seed):
     empty experts, C > T) on two threads."""
     layer = LAYERS[name]
     fn = compile_i8(layer, threads=2)
-    rng = np.random.default_rng(104729 * seed + layer.experts)
-    tokens = layer.tokens if layer.tokens is not None else token_count(rng, seed)
-    _check_against_dequantized(fn, layer, layer_inputs(layer, rng, case_kind(seed), tokens))
+    _check_against_dequantized(fn, layer, layer_case_inputs(layer, seed, salt=104729))
 
 
 @pytest.mark.parametrize("tokens", [1, 7, 97, 250])
