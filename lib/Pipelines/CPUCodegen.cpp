@@ -48,12 +48,11 @@ using namespace mlir::moe::detail;
 static constexpr int64_t kReductionBlocks[] = {
     4096, 2048, 1024, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1};
 
-/// Tiles of at most kFewRows rows (decode, small experts) reuse a weight
-/// panel too little to keep it in L1; they stream the weights once, and a
-/// shallow reduction block reads each of its weight rows sequentially
-/// across the column strips instead of hopping over KC rows (KC pages)
-/// per strip. Measured on the decode shapes: 2.2-2.5x faster than KC = 256.
-static constexpr int64_t kFewRows = 8;
+/// Tiles of at most moe::kFewTileRows rows (decode, small experts) reuse a
+/// weight panel too little to keep it in L1; they stream the weights once, and
+/// a shallow reduction block reads each of its weight rows sequentially across
+/// the column strips instead of hopping over KC rows (KC pages) per strip.
+/// Measured on the decode shapes: 2.2-2.5x faster than KC = 256.
 static constexpr int64_t kFewRowsReductionBlock = 8;
 
 /// The largest of `candidates` that divides `size` and is at most `most`.
@@ -118,8 +117,8 @@ static std::optional<Blocking> chooseBlocking(linalg::MatmulOp matmul,
   if (!chooseRegisterBlock(m, n, k, kernel, b))
     return std::nullopt;
   b.kc = largestDivisor(k, kReductionBlocks,
-                        m <= kFewRows ? kFewRowsReductionBlock
-                                      : kernel.reductionBlock);
+                        m <= moe::kFewTileRows ? kFewRowsReductionBlock
+                                               : kernel.reductionBlock);
   if (b.kc % b.k0 != 0)
     b.k0 = 1;
   // The columns are split across threads when they divide evenly.
@@ -187,7 +186,8 @@ LogicalResult moe::detail::vectorizeMatmul(RewriterBase &rewriter,
 /// the panel's KC x P block stays in L1 while every row block reads it and
 /// each block's KC x M0 values are one contiguous run; each block's step is
 /// then a 2-D matmul (transposed left-hand side) tiled to the register
-/// block. Tiles of at most kFewRows rows read the panel once, front to back.
+/// block. Tiles of at most moe::kFewTileRows rows read the panel once, front to
+/// back.
 static LogicalResult vectorizePanelProduct(RewriterBase &rewriter,
                                            linalg::BatchMatmulOp product,
                                            const moe::CPUMicroKernel &kernel) {
@@ -197,7 +197,8 @@ static LogicalResult vectorizePanelProduct(RewriterBase &rewriter,
       !isPanelContraction(product))
     return success();
   int64_t blocks = ranges[0], m = ranges[1], n = ranges[2], k = ranges[3];
-  bool fewRows = !ShapedType::isDynamic(blocks) && blocks * m <= kFewRows;
+  bool fewRows =
+      !ShapedType::isDynamic(blocks) && blocks * m <= moe::kFewTileRows;
   Blocking b;
   b.transposeLhs = false;
   b.split = n;

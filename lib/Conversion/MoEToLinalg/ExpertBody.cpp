@@ -192,10 +192,6 @@ static Value blockRows(RewriterBase &rewriter, Location loc, Value lhs,
 /// linalg.batch_matmul over the row blocks of the left-hand side (`lhs`,
 /// blocked) into P columns of the result, which keeps its [M, N] layout:
 /// [M / M0, M0, P] is a panel's column slice of it, expanded.
-/// Tiles of at most this many rows (decode) read 4-bit panels a group at a
-/// time; larger ones dequantize them in blocks.
-static constexpr int64_t kFewPanelRows = 8;
-
 static Value emitPanelMatmul(RewriterBase &rewriter, linalg::MatmulOp matmul,
                              Value lhs, Value init, Value packed, Value scales,
                              PackedWeightAttr layout, const TileRows &tile) {
@@ -298,7 +294,7 @@ static Value emitPanelMatmul(RewriterBase &rewriter, linalg::MatmulOp matmul,
       // weight for a few rows, one group at a time; larger tiles dequantize
       // blocks of the panel once for all their rows.
       copied =
-          rows > kFewPanelRows
+          rows > kFewTileRows
               ? emitDequantizedNibblePanel(rewriter, loc, lhs, blockCount,
                                            packed, scales, j, layout, activeOut)
               : emitNibblePanel(rewriter, loc, lhs, blockCount, packed, scales,

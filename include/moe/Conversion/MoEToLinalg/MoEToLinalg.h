@@ -81,8 +81,14 @@ constexpr llvm::StringLiteral kExpertTileAttrName = "moe.expert_tile";
 /// [M / M0, M0, P].
 constexpr llvm::StringLiteral kPackedPanelAttrName = "moe.packed_panel";
 
-/// Marks the elementwise linalg ops that unpack a group of rows of a 4-bit
-/// panel, which moe-cpu-codegen vectorizes row by row.
+/// Fused tiles of at most this many rows (decode, small experts) use a
+/// weight panel too little to keep it in L1 or to convert it once for all
+/// rows: the lowering reads 4-bit panels a group at a time for them, and
+/// moe-cpu-codegen streams their panels front to back.
+constexpr int64_t kFewTileRows = 8;
+
+/// Marks the elementwise linalg ops that unpack or dequantize a group of
+/// rows of a 4-bit panel, which moe-cpu-codegen vectorizes row by row.
 constexpr llvm::StringLiteral kPanelElementwiseAttrName =
     "moe.panel_elementwise";
 
