@@ -61,6 +61,16 @@ mlir::moe::verifyCPUPipelineOptions(const CPUPipelineOptions &options,
         "packed-group must be >= 1, got " + std::to_string(options.packedGroup);
     return failure();
   }
+  if (options.packedActivations != "f32" &&
+      (options.packedActivations != "i8" || options.packedStorage != "i4" ||
+       options.packedGroup % 4 != 0)) {
+    message = "packed-activations must be f32, or i8 with packed-storage=i4 "
+              "and a packed-group that is a multiple of 4, got '" +
+              options.packedActivations + "' (packed-storage=" +
+              options.packedStorage +
+              ", packed-group=" + std::to_string(options.packedGroup) + ")";
+    return failure();
+  }
   std::string error;
   if (!getCPUMicroKernel(options.targetCpu, error)) {
     message = error;
@@ -92,6 +102,7 @@ void mlir::moe::buildCPUPipeline(OpPassManager &pm,
     pack.panel = kernel->cols;
     pack.storage = options.packedStorage;
     pack.group = options.packedGroup;
+    pack.activations = options.packedActivations;
     pm.addPass(createMoEPackExpertWeights(pack));
   }
   // moe -> linalg, tensor, scf on tensors.

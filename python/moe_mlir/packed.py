@@ -116,7 +116,8 @@ class PackedLayer:
 
 
 def compile_packed(mlir_text, signature: Signature, workdir=None, panel=None, checked=False,
-                   threads=0, pipeline=None, storage="f32", group=32, **kwargs):
+                   threads=0, pipeline=None, storage="f32", group=32, activations="f32",
+                   **kwargs):
     """Compiles `mlir_text` with its packed entry points and returns a
     PackedLayer for `signature`'s function. `panel` defaults to the host's
     micro-kernel width; `pipeline` to runner.cpu_pipeline(threads);
@@ -125,11 +126,15 @@ def compile_packed(mlir_text, signature: Signature, workdir=None, panel=None, ch
     them to int8 with an f32 scale per output column (each weight then packs
     into two arrays: the int8 panels and their scales); `storage="i4"` to
     4-bit values, two per byte, with a scale per `group` rows (along K) and
-    column (two arrays per weight too: the bytes and the scales)."""
+    column (two arrays per weight too: the bytes and the scales);
+    `storage="i4", activations="i8"` stores them for the integer dot
+    product, whose tiles quantize their rows to int8 per group (GGUF's
+    Q8_0 x Q4_0; see #moe.packed)."""
     workdir = Path(workdir or tempfile.mkdtemp(prefix="moe-mlir-"))
     workdir.mkdir(parents=True, exist_ok=True)
     panel = panel or default_panel()
-    pack = f"moe-pack-expert-weights{{panel={panel} storage={storage} group={group}}}"
+    pack = (f"moe-pack-expert-weights{{panel={panel} storage={storage} group={group} "
+            f"activations={activations}}}")
     src = workdir / "layer.mlir"
     src.write_text(mlir_text)
     proc = subprocess.run([runner.tool("moe-opt"), f"--pass-pipeline=builtin.module({pack})",

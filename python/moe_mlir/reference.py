@@ -358,19 +358,48 @@ def activation(name, x):
     raise ValueError(f"unknown activation {name!r}")
 
 
-def expert_ffn(layer, rows, weights):
+def expert_ffn(layer, rows, weights, lhs=None):
     """One expert on its rows (f32 values of `layer.dtype`): matmuls
     accumulate in f32, the hidden activations are rounded to the layer's
-    dtype before the second matmul, and so is the output."""
+    dtype before the second matmul, and so is the output. `lhs`, if given,
+    maps each matmul's left-hand side first (e.g. quantize_rows_i8)."""
     dt = layer.dtype
+    lhs = lhs or (lambda a: a)
     if layer.gated:
         wg, wu, wd = weights
-        h = activation("silu", rows @ wg) * (rows @ wu)
-        out = round_to(h, dt) @ wd
+        h = activation("silu", lhs(rows) @ wg) * (lhs(rows) @ wu)
+        out = lhs(round_to(h, dt)) @ wd
     else:
         w1, w2 = weights
-        out = round_to(activation(layer.activation, rows @ w1), dt) @ w2
+        out = lhs(round_to(activation(layer.activation, lhs(rows) @ w1), dt)) @ w2
     return round_to(out, dt)
+
+
+def quantize_rows_i8(x, group):
+    """The f32 values int8 rows stand for, as the tiles by 4-bit weights
+    with `activations = i8` quantize them: per row and group of `group`
+    values, t = max |x| / 127 (NaN-blind) and a = round_half_even(x / t)
+    clamped to [-127, 127] (a NaN becomes -127; t = 0 divides by 1);
+    returns a * t."""
+    x = np.asarray(x, dtype=F32)
+    *lead, k = x.shape
+    grouped = x.reshape(*lead, k // group, group)
+    t = (np.fmax.reduce(np.abs(grouped), axis=-1, initial=F32(0)) / F32(127)).astype(F32)
+    divisor = np.where(t == 0, F32(1), t)[..., None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.rint(grouped / divisor)
+    a = np.fmin(np.fmax(ratio, F32(-127)), F32(127))
+    return (a * t[..., None]).astype(F32).reshape(x.shape)
+
+
+def pack_i4_for_int8_rows(data):
+    """pack_i4's bytes [E, P', K, P / 2] as #moe.packed<..., activations =
+    i8> stores them: each nibble v + 8, and each four rows' 2P bytes
+    interleaved (byte 4c + r of the run is byte c of row r)."""
+    e, panels, k, half = data.shape
+    flipped = data.view(np.uint8) ^ np.uint8(0x88)
+    quads = flipped.reshape(e, panels, k // 4, 4, half).transpose(0, 1, 2, 4, 3)
+    return np.ascontiguousarray(quads).reshape(e, panels, k, half).view(np.int8)
 
 
 def l2_normalize(v, axis):
@@ -379,11 +408,12 @@ def l2_normalize(v, axis):
     return v / np.sqrt((v * v).sum(axis=axis, keepdims=True, dtype=F32) + F32(1e-6))
 
 
-def layer_forward(layer, x, router, weights, bias=None, scale=None):
+def layer_forward(layer, x, router, weights, bias=None, scale=None, lhs=None):
     """The whole layer on f32 arrays holding values of `layer.dtype`:
     logits = x @ router (f32; for normalized Soft MoE
     scale * l2n(x) @ l2n(router)), route, dispatch, experts, combine (f32
-    accumulation), rounded to `layer.dtype`. Returns (y, routing)."""
+    accumulation), rounded to `layer.dtype`; `lhs` as for expert_ffn.
+    Returns (y, routing)."""
     x = np.asarray(x, dtype=F32)
     tokens, dim = x.shape
     policy = layer.policy
@@ -400,7 +430,7 @@ def layer_forward(layer, x, router, weights, bias=None, scale=None):
         s = policy.slots_per_expert
         slots = round_to(dispatch.T @ x, layer.dtype)  # [E*S, D]
         outs = np.concatenate([
-            expert_ffn(layer, slots[e * s:(e + 1) * s], per_expert(e))
+            expert_ffn(layer, slots[e * s:(e + 1) * s], per_expert(e), lhs)
             for e in range(layer.experts)])
         acc += combine @ outs
         return round_to(acc, layer.dtype), routing
@@ -411,7 +441,7 @@ def layer_forward(layer, x, router, weights, bias=None, scale=None):
         for e in range(layer.experts):
             lo, hi = offsets[e], offsets[e + 1]
             if hi > lo:
-                outs[lo:hi] = expert_ffn(layer, x[ids[lo:hi]], per_expert(e))
+                outs[lo:hi] = expert_ffn(layer, x[ids[lo:hi]], per_expert(e), lhs)
         for i, t in enumerate(ids):
             acc[t] += gates[i] * outs[i]
         return round_to(acc, layer.dtype), routing
@@ -419,7 +449,7 @@ def layer_forward(layer, x, router, weights, bias=None, scale=None):
     ids, gates = routing
     for e in range(layer.experts):
         rows = np.where((ids[e] >= 0)[:, None], x[np.maximum(ids[e], 0)], F32(0))
-        outs = expert_ffn(layer, rows, per_expert(e))
+        outs = expert_ffn(layer, rows, per_expert(e), lhs)
         for c, t in enumerate(ids[e]):
             if t >= 0:
                 acc[t] += gates[e, c] * outs[c]

@@ -69,6 +69,14 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
                      "GGUF Q4_0's blocks, 128: AWQ/GPTQ g128); must divide "
                      "every packed weight's K"),
       llvm::cl::init(32)};
+  PassOptions::Option<std::string> packedActivations{
+      *this, "packed-activations",
+      llvm::cl::desc("With packed-storage=i4: f32 (the tiles read the rows "
+                     "as they are) or i8 (they quantize each row to int8 "
+                     "per packed-group values and sum products in "
+                     "integers: GGUF's Q8_0 x Q4_0, vpdpbusd on VNNI "
+                     "hosts)"),
+      llvm::cl::init("f32")};
   PassOptions::Option<int64_t> tileRows{
       *this, "tile-rows",
       llvm::cl::desc("Rows of an expert per tile on the fused path, in "

@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "ExpertBody.h"
+#include "IntegerDotPanels.h"
 #include "QuantizedPanels.h"
 
 #include "moe/Dialect/MoE/Utils/WeightUses.h"
@@ -98,7 +99,11 @@ static Value unpackSlice(RewriterBase &rewriter, Location loc, Value packed,
                          Value scales, PackedWeightAttr layout,
                          RankedTensorType logical) {
   if (layout.isNibbles())
-    return unpackNibbleSlice(rewriter, loc, packed, scales, layout, logical);
+    return unpackNibbleSlice(rewriter, loc,
+                             layout.hasInt8Activations()
+                                 ? deinterleaveNibbles(rewriter, loc, packed)
+                                 : packed,
+                             scales, layout, logical);
   Type stored = getElementTypeOrSelf(packed.getType());
   Value dest =
       tensor::EmptyOp::create(rewriter, loc, logical.getShape(), stored);
@@ -193,7 +198,8 @@ static Value blockRows(RewriterBase &rewriter, Location loc, Value lhs,
 /// blocked) into P columns of the result, which keeps its [M, N] layout:
 /// [M / M0, M0, P] is a panel's column slice of it, expanded.
 static Value emitPanelMatmul(RewriterBase &rewriter, linalg::MatmulOp matmul,
-                             Value lhs, Value init, Value packed, Value scales,
+                             Value lhs, const QuantizedRows *quantized,
+                             Value init, Value packed, Value scales,
                              PackedWeightAttr layout, const TileRows &tile) {
   Location loc = matmul.getLoc();
   auto initType = cast<RankedTensorType>(init.getType());
@@ -289,7 +295,11 @@ static Value emitPanelMatmul(RewriterBase &rewriter, linalg::MatmulOp matmul,
     Value activeOut = tensor::ExpandShapeOp::create(
         rewriter, loc, blockedOutType, out, blocks, activeSizes);
     Value copied;
-    if (layout.isNibbles()) {
+    if (quantized) {
+      // Int8 rows times 4-bit codes (IntegerDotPanels.cpp), every tile size.
+      copied = emitIntegerDotPanel(rewriter, loc, *quantized, blockCount,
+                                   packed, scales, j, layout, activeOut);
+    } else if (layout.isNibbles()) {
       // 4-bit panels (QuantizedPanels.cpp): decode tiles convert each
       // weight for a few rows, one group at a time; larger tiles dequantize
       // blocks of the panel once for all their rows.
@@ -389,28 +399,51 @@ Value mlir::moe::detail::cloneExpertBodyOn(RewriterBase &rewriter,
                               cast<RankedTensorType>(arg.getType())));
   }
   DenseMap<Value, Value> blockedLhs;
+  DenseMap<std::pair<Value, int64_t>, QuantizedRows> quantizedLhs;
   for (Operation &op : region.without_terminator()) {
-    if (markTile && op.getNumOperands() >= 2) {
-      auto it = packedArgs.find(op.getOperand(1));
-      if (it != packedArgs.end() && isPanelMatmulOf(&op, it->first)) {
-        auto matmul = cast<linalg::MatmulOp>(op);
-        Value lhs = matmul.getDpsInputs()[0];
-        // The tile's rows come blocked from the gather; other left-hand
-        // sides are blocked here, once for all their uses.
-        Value &blocked = blockedLhs[lhs];
-        if (!blocked)
-          blocked = lhs == region.getArgument(0) && tile->blockedRows
-                        ? tile->blockedRows
-                        : blockRows(rewriter, op.getLoc(), mapping.lookup(lhs),
-                                    *tile);
-        Value result = emitPanelMatmul(
-            rewriter, matmul, blocked, mapping.lookup(matmul.getDpsInits()[0]),
-            it->second.panels, it->second.scales, it->second.layout, *tile);
-        mapping.map(op.getResult(0), result);
-        continue;
+    auto it = op.getNumOperands() >= 2 ? packedArgs.find(op.getOperand(1))
+                                       : packedArgs.end();
+    if (markTile && it != packedArgs.end() && isPanelMatmulOf(&op, it->first)) {
+      auto matmul = cast<linalg::MatmulOp>(op);
+      Value lhs = matmul.getDpsInputs()[0];
+      PackedWeightAttr layout = it->second.layout;
+      // Int8 rows are quantized once per group size for all their uses.
+      std::optional<QuantizedRows> quantized;
+      if (layout.hasInt8Activations()) {
+        QuantizedRows &rows = quantizedLhs[{lhs, layout.getGroup()}];
+        if (!rows.values)
+          rows = quantizeRows(rewriter, op.getLoc(), mapping.lookup(lhs),
+                              layout.getGroup());
+        quantized = rows;
       }
+      // The tile's rows come blocked from the gather; other left-hand
+      // sides are blocked here, once for all their uses.
+      Value &blocked = blockedLhs[lhs];
+      if (!blocked)
+        blocked =
+            lhs == region.getArgument(0) && tile->blockedRows
+                ? tile->blockedRows
+                : blockRows(rewriter, op.getLoc(), mapping.lookup(lhs), *tile);
+      Value result = emitPanelMatmul(
+          rewriter, matmul, blocked, quantized ? &*quantized : nullptr,
+          mapping.lookup(matmul.getDpsInits()[0]), it->second.panels,
+          it->second.scales, layout, *tile);
+      mapping.map(op.getResult(0), result);
+      continue;
+    }
+    // A contraction by an int8-activations weight read unpacked multiplies
+    // the values its int8 rows stand for, as the panels do.
+    Value lhs, rowsAsRead;
+    if (it != packedArgs.end() && isa<linalg::MatmulOp>(op) &&
+        it->second.layout.hasInt8Activations()) {
+      lhs = op.getOperand(0);
+      rowsAsRead = mapping.lookup(lhs);
+      mapping.map(lhs, fakeQuantizeRows(rewriter, op.getLoc(), rowsAsRead,
+                                        it->second.layout.getGroup()));
     }
     Operation *clone = rewriter.clone(op, mapping);
+    if (lhs)
+      mapping.map(lhs, rowsAsRead);
     if (markTile)
       clone->walk([&](Operation *nested) {
         if (isa<linalg::LinalgOp>(nested))

@@ -92,6 +92,13 @@ constexpr int64_t kFewTileRows = 8;
 constexpr llvm::StringLiteral kPanelElementwiseAttrName =
     "moe.panel_elementwise";
 
+/// Marks the linalg.generic that sums one group's products of int8 rows
+/// and 4-bit codes in i32 (#moe.packed<..., activations = i8>): ins rows
+/// [B, M0, G / 4, 4] (i8) and codes [G / 4, P / 2, 4] (i8, two per byte),
+/// out [B, M0, 2, P / 2] (i32); moe-cpu-codegen lowers it to the target's
+/// integer dot product instructions.
+constexpr llvm::StringLiteral kNibbleDotAttrName = "moe.nibble_dot";
+
 /// Adds a pattern applying fuseSparseLayer to every combine.
 void populateFusedMoEPatterns(RewritePatternSet &patterns, int64_t tileRows,
                               int64_t rowBlock = 4);

@@ -14,7 +14,8 @@ using namespace mlir::moe;
 
 LogicalResult
 PackedWeightAttr::verify(function_ref<InFlightDiagnostic()> emitError,
-                         int64_t panel, Type storage, int64_t group) {
+                         int64_t panel, Type storage, int64_t group,
+                         Type activations) {
   if (panel < 1 || panel > kMaxPanel)
     return emitError() << "#moe.packed: panel must be in [1, " << kMaxPanel
                        << "] columns, got " << panel;
@@ -34,6 +35,15 @@ PackedWeightAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   if (!nibbles && group != 0)
     return emitError() << "#moe.packed: group (" << group
                        << ") is only for storage = i4";
+  if (activations && !activations.isSignlessInteger(8))
+    return emitError() << "#moe.packed: activations must be i8 (int8 rows "
+                          "for the integer dot product), got "
+                       << activations;
+  if (activations && (!nibbles || group % 4 != 0))
+    return emitError() << "#moe.packed: activations = i8 needs storage = i4 "
+                          "and a group that is a multiple of 4 (rows are "
+                          "stored four by four), got storage = "
+                       << storage << ", group = " << group;
   return success();
 }
 

@@ -33,7 +33,8 @@ namespace {
 /// weight of a moe.expert whose body only multiplies by it, with one
 /// logical [K, N] shape; null otherwise.
 static PackedWeightAttr layoutFor(BlockArgument arg, int64_t panel,
-                                  Type storage, int64_t group) {
+                                  Type storage, int64_t group,
+                                  Type activations) {
   MLIRContext *context = arg.getContext();
   RankedTensorType logical;
   for (OpOperand &use : arg.getUses()) {
@@ -58,7 +59,8 @@ static PackedWeightAttr layoutFor(BlockArgument arg, int64_t panel,
   if (!logical.getElementType().isF32())
     storage = Type();
   bool nibbles = storage && storage.isSignlessInteger(4);
-  return PackedWeightAttr::get(context, panel, storage, nibbles ? group : 0);
+  return PackedWeightAttr::get(context, panel, storage, nibbles ? group : 0,
+                               nibbles ? activations : Type());
 }
 
 /// The [E, ceil(N / P), K, P] type of a packed [E, K, N] weight.
@@ -130,7 +132,8 @@ static void emitPackFunction(OpBuilder &builder, func::FuncOp func,
     auto resultType = packedType(weightType, layout);
     if (layout.isNibbles()) {
       moe::detail::QuantizedWeight q = moe::detail::quantizeToI4(
-          rewriter, loc, weight, layout.getPanel(), layout.getGroup());
+          rewriter, loc, weight, layout.getPanel(), layout.getGroup(),
+          layout.hasInt8Activations());
       packed.push_back(q.quantized);
       packed.push_back(q.scales);
       continue;
@@ -197,10 +200,33 @@ struct PackExpertWeightsPass
             << " panel=" << static_cast<int64_t>(panel);
         return signalPassFailure();
       }
+      if (activations == "i8" && group % 4 != 0) {
+        module.emitError("moe-pack-expert-weights: activations=i8 stores "
+                         "rows four by four and needs a group that is a "
+                         "multiple of 4, got group=")
+            << static_cast<int64_t>(group);
+        return signalPassFailure();
+      }
     } else if (!storage.empty() && storage != "f32") {
       module.emitError("moe-pack-expert-weights: storage must be f32 (as "
                        "the weights are), bf16, i8 or i4, got '")
           << storage << "'";
+      return signalPassFailure();
+    }
+    Type activationType;
+    if (activations == "i8") {
+      activationType = IntegerType::get(&getContext(), 8);
+      if (storage != "i4") {
+        module.emitError("moe-pack-expert-weights: activations=i8 is for "
+                         "storage=i4 (the integer dot product of 4-bit "
+                         "weights), got storage=")
+            << (storage.empty() ? std::string("f32") : storage);
+        return signalPassFailure();
+      }
+    } else if (!activations.empty() && activations != "f32") {
+      module.emitError("moe-pack-expert-weights: activations must be f32 "
+                       "or i8, got '")
+          << activations << "'";
       return signalPassFailure();
     }
     if (panel < 1 || panel > PackedWeightAttr::kMaxPanel) {
@@ -218,7 +244,7 @@ struct PackExpertWeightsPass
       SmallVector<PackedWeightAttr> layouts;
       for (BlockArgument arg : func.getArguments())
         if (PackedWeightAttr layout =
-                layoutFor(arg, panel, storageType, group)) {
+                layoutFor(arg, panel, storageType, group, activationType)) {
           auto type = cast<RankedTensorType>(arg.getType());
           if (layout.isNibbles() && type.getDimSize(1) % group != 0) {
             func.emitError("moe-pack-expert-weights: storage=i4 with group=")

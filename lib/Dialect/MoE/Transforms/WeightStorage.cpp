@@ -8,6 +8,8 @@
 
 #include "WeightStorage.h"
 
+#include "moe/Dialect/MoE/Utils/SymmetricCodes.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Math/IR/Math.h"
@@ -62,9 +64,10 @@ Value mlir::moe::detail::roundToBF16(RewriterBase &rewriter, Location loc,
 /// scale) clamped to [`lowest`, `largest`] as i8 (the clamp, maxnumf and
 /// minnumf, also maps a NaN to `lowest`, so that the conversion is defined
 /// for every input); a scale of 0 (a zero column) divides by 1.
-static moe::detail::QuantizedWeight
-quantizeAlong(RewriterBase &rewriter, Location loc, Value weight,
-              int64_t lowest, int64_t largest) {
+static moe::detail::QuantizedWeight quantizeAlong(RewriterBase &rewriter,
+                                                  Location loc, Value weight,
+                                                  int64_t lowest,
+                                                  int64_t largest) {
   auto type = cast<RankedTensorType>(weight.getType());
   Type f32 = rewriter.getF32Type(), i8 = rewriter.getI8Type();
   unsigned rank = type.getRank();
@@ -80,9 +83,9 @@ quantizeAlong(RewriterBase &rewriter, Location loc, Value weight,
                                              utils::IteratorType::parallel);
   iterators[rank - 2] = utils::IteratorType::reduction;
   Value zeros =
-      linalg::FillOp::create(rewriter, loc, f32Const(rewriter, loc, 0.0),
-                             ValueRange{tensor::EmptyOp::create(
-                                 rewriter, loc, scaleShape, f32)})
+      linalg::FillOp::create(
+          rewriter, loc, f32Const(rewriter, loc, 0.0),
+          ValueRange{tensor::EmptyOp::create(rewriter, loc, scaleShape, f32)})
           .getResult(0);
   Value maxima =
       linalg::GenericOp::create(
@@ -114,24 +117,15 @@ quantizeAlong(RewriterBase &rewriter, Location loc, Value weight,
   Value values =
       linalg::GenericOp::create(
           rewriter, loc, valueType, ValueRange{weight, scales},
-          ValueRange{tensor::EmptyOp::create(rewriter, loc,
-                                             valueType.getShape(), i8)},
+          ValueRange{
+              tensor::EmptyOp::create(rewriter, loc, valueType.getShape(), i8)},
           ArrayRef<AffineMap>{full, reduced, full},
-          SmallVector<utils::IteratorType>(rank,
-                                           utils::IteratorType::parallel),
+          SmallVector<utils::IteratorType>(rank, utils::IteratorType::parallel),
           [&](OpBuilder &b, Location l, ValueRange args) {
-            Value isZero = arith::CmpFOp::create(
-                b, l, arith::CmpFPredicate::OEQ, args[1], f32Const(b, l, 0.0));
-            Value divisor = arith::SelectOp::create(
-                b, l, isZero, f32Const(b, l, 1.0), args[1]);
-            Value rounded = math::RoundEvenOp::create(
-                b, l, arith::DivFOp::create(b, l, args[0], divisor));
-            Value low =
-                arith::MaxNumFOp::create(b, l, rounded, f32Const(b, l, lowest));
-            Value clamped =
-                arith::MinNumFOp::create(b, l, low, f32Const(b, l, largest));
-            linalg::YieldOp::create(
-                b, l, ValueRange{arith::FPToSIOp::create(b, l, i8, clamped)});
+            linalg::YieldOp::create(b, l,
+                                    moe::buildSymmetricCode(b, l, args[0],
+                                                            args[1], lowest,
+                                                            largest));
           })
           .getResult(0);
   return {values, scales};
@@ -153,7 +147,8 @@ static constexpr int64_t kI4Max = 7, kI4Min = -8;
 
 moe::detail::QuantizedWeight
 mlir::moe::detail::quantizeToI4(RewriterBase &rewriter, Location loc,
-                                Value weight, int64_t panel, int64_t group) {
+                                Value weight, int64_t panel, int64_t group,
+                                bool forIntegerDot) {
   auto type = cast<RankedTensorType>(weight.getType());
   Type f32 = rewriter.getF32Type(), i8 = rewriter.getI8Type();
   int64_t experts = type.getDimSize(0), depth = type.getDimSize(1),
@@ -185,8 +180,7 @@ mlir::moe::detail::quantizeToI4(RewriterBase &rewriter, Location loc,
       SmallVector<ReassociationIndices>{{0}, {1, 2}, {3}});
 
   // Scales [E, K / G, N'] and values [E, K / G, G, N'] in [-8, 7].
-  auto [values, scales] =
-      quantizeAlong(rewriter, loc, grouped, kI4Min, kI4Max);
+  auto [values, scales] = quantizeAlong(rewriter, loc, grouped, kI4Min, kI4Max);
 
   // Two values per byte: [E, K, N' / P, 2, P / 2] -> low and high halves of
   // each panel row -> bytes [E, K, N' / P, P / 2], then panels outermost.
@@ -223,10 +217,47 @@ mlir::moe::detail::quantizeToI4(RewriterBase &rewriter, Location loc,
             };
             Value low = arith::AndIOp::create(b, l, args[0], c8(0x0F));
             Value high = arith::ShLIOp::create(b, l, args[1], c8(4));
-            linalg::YieldOp::create(
-                b, l, ValueRange{arith::OrIOp::create(b, l, low, high)});
+            Value byte = arith::OrIOp::create(b, l, low, high);
+            // v + 8 in each nibble: its sign bit flipped.
+            if (forIntegerDot)
+              byte = arith::XOrIOp::create(b, l, byte, c8(0x88 - 256));
+            linalg::YieldOp::create(b, l, byte);
           })
           .getResult(0);
+  if (forIntegerDot) {
+    // [E, K / 4, 4, N' / P, P / 2] -> [E, K / 4, N' / P, P / 2, 4]: the
+    // four rows' byte c side by side, then back to [E, K, N' / P, P / 2].
+    auto quadType =
+        RankedTensorType::get({experts, depth / 4, 4, panels, half}, i8);
+    Value quads = tensor::ExpandShapeOp::create(
+        rewriter, loc, quadType, bytes,
+        SmallVector<ReassociationIndices>{{0}, {1, 2}, {3}, {4}});
+    Value interleaved =
+        linalg::TransposeOp::create(
+            rewriter, loc, quads,
+            tensor::EmptyOp::create(
+                rewriter, loc,
+                ArrayRef<int64_t>{experts, depth / 4, panels, half, 4}, i8),
+            ArrayRef<int64_t>{0, 1, 3, 4, 2})
+            .getResult()[0];
+    // [E, K / 4, N' / P, 2P] viewed as [E, K / 4, N' / P, 4, P / 2].
+    Value flat = tensor::CollapseShapeOp::create(
+        rewriter, loc, interleaved,
+        SmallVector<ReassociationIndices>{{0}, {1}, {2}, {3, 4}});
+    Value rows = tensor::ExpandShapeOp::create(
+        rewriter, loc, quadType.clone({experts, depth / 4, panels, 4, half}),
+        flat, SmallVector<ReassociationIndices>{{0}, {1}, {2}, {3, 4}});
+    // [E, K / 4, 4, N' / P, P / 2] order again, then [E, K, N' / P, P / 2].
+    Value ordered =
+        linalg::TransposeOp::create(
+            rewriter, loc, rows,
+            tensor::EmptyOp::create(rewriter, loc, quadType.getShape(), i8),
+            ArrayRef<int64_t>{0, 1, 3, 2, 4})
+            .getResult()[0];
+    bytes = tensor::CollapseShapeOp::create(
+        rewriter, loc, ordered,
+        SmallVector<ReassociationIndices>{{0}, {1, 2}, {3}, {4}});
+  }
   auto packedType = RankedTensorType::get({experts, panels, depth, half}, i8);
   Value packed =
       linalg::TransposeOp::create(

@@ -34,9 +34,12 @@ QuantizedWeight quantizeToI8(RewriterBase &rewriter, Location loc,
 /// v = round_half_even(W / scale) clamped to [-8, 7], and `quantized`
 /// [E, ceil(N / panel), K, panel / 2] of i8 holds column c of a panel row
 /// in the low nibble of byte c and column c + panel / 2 in its high nibble
-/// (columns past N are zeros with scale 0).
+/// (columns past N are zeros with scale 0). With `forIntegerDot`
+/// (#moe.packed<..., activations = i8>) each nibble holds v + 8 and the
+/// bytes of each four rows are interleaved: byte 4c + r of the four rows'
+/// 2 * panel bytes is byte c of row r.
 QuantizedWeight quantizeToI4(RewriterBase &rewriter, Location loc, Value weight,
-                             int64_t panel, int64_t group);
+                             int64_t panel, int64_t group, bool forIntegerDot);
 
 } // namespace mlir::moe::detail
 

@@ -302,6 +302,21 @@ def MoE_PackedWeightAttr : MoE_Attr<"PackedWeight", "packed"> {
     `x * v` over the group in `f32` and add the sums times the group's
     scales.
 
+    With `storage = i4, group = G, activations = i8` (`G` a multiple of 4)
+    the tile contractions by the weight quantize their left-hand side too:
+    each row's `G` values of a group become `a = round_half_even(x / t)`
+    in `[-127, 127]` with `t = max |x| / 127` over them (NaN-blind; 0 for
+    a zero group, whose values stay 0), and the contraction is
+    `sum_g s[g, n] * (t[g] * float(sum_{k in g} a[k] * v[k, n]))`, the
+    inner sum exact in 32-bit integers (`vpdpbusd` on AVX-512 VNNI hosts,
+    `vpmaddubsw` + `vpmaddwd` on AVX-512BW and AVX2 ones). The values are
+    GGUF's `Q8_0` x `Q4_0` dot product; a row's error is that of its int8
+    quantization (`t / 2` per value at most). Rows `4i .. 4i + 3` of a
+    panel are stored interleaved, as one run of `2 * panel` bytes: byte
+    `4c + r` holds row `4i + r` of column `c` in its low nibble and of
+    column `c + panel / 2` in its high nibble, each as `u = v + 8` in `[0,
+    15]` (the `Q4_0` code). The operand and scales keep the shapes above.
+
     For f32, bf16 and i8 storage, the layout is
     `linalg.pack %w outer_dims_perm = [0, 2, 1] inner_dims_pos = [2]
     inner_tiles = [panel] padding_value(0)` of the `[E, K, N]` weight: the
@@ -342,13 +357,14 @@ def MoE_PackedWeightAttr : MoE_Attr<"PackedWeight", "packed"> {
   }];
   let parameters = (ins "int64_t":$panel,
                         OptionalParameter<"::mlir::Type">:$storage,
-                        DefaultValuedParameter<"int64_t", "0">:$group);
+                        DefaultValuedParameter<"int64_t", "0">:$group,
+                        OptionalParameter<"::mlir::Type">:$activations);
   let builders = [
     AttrBuilder<(ins "int64_t":$panel), [{
-      return $_get($_ctxt, panel, ::mlir::Type(), 0);
+      return $_get($_ctxt, panel, ::mlir::Type(), 0, ::mlir::Type());
     }]>,
     AttrBuilder<(ins "int64_t":$panel, "::mlir::Type":$storage), [{
-      return $_get($_ctxt, panel, storage, 0);
+      return $_get($_ctxt, panel, storage, 0, ::mlir::Type());
     }]>
   ];
   let assemblyFormat = "`<` struct(params) `>`";
@@ -369,6 +385,10 @@ def MoE_PackedWeightAttr : MoE_Attr<"PackedWeight", "packed"> {
     bool isNibbles() const {
       return getStorage() && getStorage().isSignlessInteger(4);
     }
+    /// Whether the contractions by the weight quantize their left-hand
+    /// side to int8 per row and group (4-bit weights stored for the integer
+    /// dot product: rows interleaved by four, unsigned codes).
+    bool hasInt8Activations() const { return static_cast<bool>(getActivations()); }
     /// The element type the panels' operand holds for a logical element
     /// type (i8 bytes for 4-bit values).
     ::mlir::Type getStorageType(::mlir::Type logical) const {

@@ -168,7 +168,8 @@ def MoEPackExpertWeights : Pass<"moe-pack-expert-weights", "::mlir::ModuleOp"> {
     `storage=i4` (and `group`) they are quantized to 4 bits, two per byte,
     with a scale per group of `group` rows and output column (an eighth of
     the bytes plus the scales), each followed by its scales
-    `[E, ceil(N / P), K / group, P]`. A caller
+    `[E, ceil(N / P), K / group, P]`; `activations=i8` with `storage=i4`
+    stores them for the integer dot product (see `#moe.packed`). A caller
     that calls one layer many times packs its weights
     once with `@f_pack_weights` and calls `@f_packed`. A weight used in any
     other way (or outside moe.expert) is not packed; a function with no
@@ -201,7 +202,14 @@ def MoEPackExpertWeights : Pass<"moe-pack-expert-weights", "::mlir::ModuleOp"> {
     Option<"group", "group", "int64_t", /*default=*/"32",
            "With storage=i4: rows along K per scale (32: GGUF Q4_0's "
            "blocks; 128: the AWQ/GPTQ g128 layout); must divide every "
-           "packed weight's K">
+           "packed weight's K">,
+    Option<"activations", "activations", "std::string",
+           /*default=*/"\"f32\"",
+           "With storage=i4: f32 (the contractions read the rows as they "
+           "are) or i8 (they quantize each row to int8 per group and sum "
+           "products in integers, GGUF's Q8_0 x Q4_0; "
+           "#moe.packed<..., activations = i8>, rows stored four by four; "
+           "the group must be a multiple of 4)">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
