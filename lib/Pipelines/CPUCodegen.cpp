@@ -18,6 +18,7 @@
 #include "moe/Pipelines/CPUTarget.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Linalg/Transforms/Hoisting.h"
 #include "mlir/Dialect/Linalg/Transforms/Transforms.h"
@@ -363,6 +364,17 @@ struct CPUCodegenPass : moe::impl::CPUCodegenBase<CPUCodegenPass> {
     ModuleOp module = getOperation();
     MLIRContext *context = &getContext();
     IRRewriter rewriter(context);
+    // The group sums of 4-bit panels by int8 rows, with the target's
+    // integer dot product (one that is not of the expected shape keeps its
+    // loops).
+    SmallVector<linalg::GenericOp> nibbleDots;
+    module.walk([&](linalg::GenericOp op) {
+      if (op->removeAttr(moe::kNibbleDotAttrName))
+        nibbleDots.push_back(op);
+    });
+    moe::CPUIntegerDot dot = moe::getCPUIntegerDot(targetCpu);
+    for (linalg::GenericOp op : nibbleDots)
+      (void)lowerNibbleDot(rewriter, op, dot);
     // Hoisting skips transfers on views (and tiling on tensors made the
     // accumulator's subview inside the reduction loop): fold the subviews
     // into the transfers' indices, so that the accumulator stays in
@@ -427,6 +439,9 @@ struct CPUCodegenPass : moe::impl::CPUCodegenBase<CPUCodegenPass> {
                   p, vector::VectorTransposeLowering::EltWise);
               vector::populateVectorShapeCastLoweringPatterns(p);
               vector::populateVectorBroadcastLoweringPatterns(p);
+              // (The generic integer dot product's sums of four.)
+              vector::populateVectorMultiReductionLoweringPatterns(
+                  p, vector::VectorMultiReductionLowering::InnerReduction);
             },
             // (With the canonicalizations, broadcast lowering and folding
             // rewrite each other's results forever; the pipeline canonicalizes

@@ -74,6 +74,12 @@ LogicalResult vectorizeRowMatmul(RewriterBase &rewriter,
                                  linalg::MatmulOp matmul,
                                  const CPUMicroKernel &kernel);
 
+/// Lowers a moe.nibble_dot generic (kNibbleDotAttrName: a group of a
+/// 4-bit panel times int8 rows, in i32) to vector code with `dot`'s
+/// instructions, on buffers. Fails (IR untouched) on another shape.
+LogicalResult lowerNibbleDot(RewriterBase &rewriter, linalg::GenericOp op,
+                             CPUIntegerDot dot);
+
 /// Vectorizes an elementwise op of a 4-bit panel's unpacking
 /// (kPanelElementwiseAttrName) one row at a time along its innermost
 /// dimension, which must be static.

@@ -62,22 +62,62 @@ mlir::moe::selectCPUMicroKernel(const llvm::StringMap<bool> &features) {
   return kTable[std::size(kTable) - 1];
 }
 
+/// The features of `targetCpu` (the host's when empty or `native`), or
+/// none for a CPU LLVM does not know.
+static std::optional<llvm::StringMap<bool>>
+targetFeatures(StringRef targetCpu) {
+  if (targetCpu.empty() || targetCpu == "native")
+    return llvm::sys::getHostCPUFeatures();
+  if (llvm::X86::parseArchX86(targetCpu, /*Only64Bit=*/true) ==
+      llvm::X86::CK_None)
+    return std::nullopt;
+  SmallVector<StringRef> names;
+  llvm::X86::getFeaturesForCPU(targetCpu, names, /*NeedPlus=*/false);
+  llvm::StringMap<bool> features;
+  for (StringRef name : names)
+    features[name] = true;
+  return features;
+}
+
 const CPUMicroKernel *mlir::moe::getCPUMicroKernel(StringRef targetCpu,
                                                    std::string &error) {
-  if (targetCpu.empty() || targetCpu == "native")
-    return &selectCPUMicroKernel(llvm::sys::getHostCPUFeatures());
-  if (llvm::X86::parseArchX86(targetCpu, /*Only64Bit=*/true) ==
-      llvm::X86::CK_None) {
+  std::optional<llvm::StringMap<bool>> features = targetFeatures(targetCpu);
+  if (!features) {
     error = ("unknown target-cpu '" + targetCpu +
              "' (an x86-64 CPU name such as haswell, skylake-avx512, "
              "znver4, x86-64; or native)")
                 .str();
     return nullptr;
   }
-  SmallVector<StringRef> names;
-  llvm::X86::getFeaturesForCPU(targetCpu, names, /*NeedPlus=*/false);
-  llvm::StringMap<bool> features;
-  for (StringRef name : names)
-    features[name] = true;
-  return &selectCPUMicroKernel(features);
+  return &selectCPUMicroKernel(*features);
+}
+
+CPUIntegerDot
+mlir::moe::selectCPUIntegerDot(const llvm::StringMap<bool> &features) {
+  if (features.lookup("avx512vnni") && features.lookup("avx512bw"))
+    return CPUIntegerDot::Vnni512;
+  if (features.lookup("avx512bw"))
+    return CPUIntegerDot::Madd512;
+  if (features.lookup("avx2"))
+    return CPUIntegerDot::Madd256;
+  return CPUIntegerDot::Generic;
+}
+
+CPUIntegerDot mlir::moe::getCPUIntegerDot(StringRef targetCpu) {
+  std::optional<llvm::StringMap<bool>> features = targetFeatures(targetCpu);
+  return features ? selectCPUIntegerDot(*features) : CPUIntegerDot::Generic;
+}
+
+StringRef mlir::moe::stringifyCPUIntegerDot(CPUIntegerDot dot) {
+  switch (dot) {
+  case CPUIntegerDot::Vnni512:
+    return "vnni512";
+  case CPUIntegerDot::Madd512:
+    return "madd512";
+  case CPUIntegerDot::Madd256:
+    return "madd256";
+  case CPUIntegerDot::Generic:
+    return "generic";
+  }
+  llvm_unreachable("unknown integer dot product");
 }

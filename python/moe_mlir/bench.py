@@ -142,11 +142,18 @@ def fused_contenders(layer, text, sig, args, workdir, threads):
     # weight plus a 4-byte scale per 32 (0.625 bytes, 0.156 of f32); a
     # weight moves by up to 1/14 of its group's largest: about 17-19 % of
     # the output's scale for normal weights.
-    variants = [("fused-packed", "f32", 1.0, 1e-3), ("fused-packed-bf16", "bf16", 0.5, 2e-2),
-                ("fused-packed-i8", "i8", 0.25, 5e-2), ("fused-packed-i4", "i4", 0.15625, 0.3)]
-    for name, storage, bytes_scale, tolerance in variants:
+    # The same 4-bit weights with int8 rows (activations = i8: GGUF's Q8_0
+    # x Q4_0, integer dot products): each row value moves by up to 1/254 of
+    # its group's largest, on top of the weights' error.
+    variants = [("fused-packed", "f32", "f32", 1.0, 1e-3),
+                ("fused-packed-bf16", "bf16", "f32", 0.5, 2e-2),
+                ("fused-packed-i8", "i8", "f32", 0.25, 5e-2),
+                ("fused-packed-i4", "i4", "f32", 0.15625, 0.3),
+                ("fused-packed-i4a8", "i4", "i8", 0.15625, 0.3)]
+    for name, storage, activations, bytes_scale, tolerance in variants:
         layer_packed = packed.compile_packed(text, sig, os.path.join(workdir, name),
-                                             threads=threads, storage=storage)
+                                             threads=threads, storage=storage,
+                                             activations=activations)
         weights = [args[i] for i in layer_packed.weight_positions]
         rest = [a for i, a in enumerate(args) if i not in layer_packed.weight_positions]
         start = time.perf_counter()

@@ -64,6 +64,30 @@ selectCPUMicroKernel(const llvm::StringMap<bool> &features);
 const CPUMicroKernel *getCPUMicroKernel(StringRef targetCpu,
                                         std::string &error);
 
+/// How the target sums products of unsigned and signed bytes into i32
+/// lanes, four per lane (the 4-bit x int8 panels, moe.nibble_dot).
+enum class CPUIntegerDot {
+  /// AVX512-VNNI's vpdpbusd: one instruction per 64 products.
+  Vnni512,
+  /// AVX512-BW's vpmaddubsw (pairs to i16) then vpmaddwd by ones.
+  Madd512,
+  /// The same on AVX2's 256-bit registers.
+  Madd256,
+  /// Plain vector arithmetic (widen, multiply, add), any target.
+  Generic,
+};
+
+/// The integer dot product of a target with `features`.
+CPUIntegerDot selectCPUIntegerDot(const llvm::StringMap<bool> &features);
+
+/// The integer dot product for `targetCpu` (as getCPUMicroKernel reads
+/// it); Generic for an unknown CPU.
+CPUIntegerDot getCPUIntegerDot(StringRef targetCpu);
+
+/// The name remarks and tests see (`vnni512`, `madd512`, `madd256`,
+/// `generic`).
+StringRef stringifyCPUIntegerDot(CPUIntegerDot dot);
+
 } // namespace mlir::moe
 
 #endif // MOE_PIPELINES_CPUTARGET_H

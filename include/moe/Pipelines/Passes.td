@@ -43,6 +43,12 @@ def CPUCodegen : Pass<"moe-cpu-codegen", "::mlir::ModuleOp"> {
     (so that the C block stays in registers) and lowers the contractions to
     outer products, i.e. FMAs on full vector registers whose left-hand
     elements are scalar loads (broadcasts from memory).
+
+    The group sums of 4-bit panels by int8 rows (`moe.nibble_dot`) become
+    vector code with the target's integer dot product at `stage=vectorize`:
+    `vpdpbusd` (`llvm.x86.avx512.vpdpbusd.512`) where the CPU has
+    AVX512-VNNI, `vpmaddubsw` + `vpmaddwd` on AVX512-BW or AVX2, plain
+    vector arithmetic elsewhere.
   }];
   let options = [
     Option<"stage", "stage", "::mlir::moe::CPUCodegenStage",
@@ -61,6 +67,7 @@ def CPUCodegen : Pass<"moe-cpu-codegen", "::mlir::ModuleOp"> {
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
+    "::mlir::LLVM::LLVMDialect",
     "::mlir::bufferization::BufferizationDialect",
     "::mlir::memref::MemRefDialect",
     "::mlir::scf::SCFDialect",

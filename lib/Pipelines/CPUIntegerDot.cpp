@@ -1,0 +1,212 @@
+//===- CPUIntegerDot.cpp - Int8 rows times 4-bit codes ----------*- C++ -*-===//
+//
+// This file lowers moe.nibble_dot (one group of a 4-bit panel times a
+// tile's int8 rows, summed in i32) to vector code with the target's integer
+// dot product: each four-row run of codes is one vector load, unpacked to
+// two vectors of unsigned bytes (low and high nibbles: two column halves)
+// by an AND and a shift, and each row's four int8 values are broadcast to
+// every i32 lane; vpdpbusd then adds 64 products per instruction. The
+// accumulators of a row block stay in registers across the group. It runs
+// on buffers (moe-cpu-codegen{stage=lower}): the intrinsics are calls that
+// bufferization would not move past.
+//
+//===----------------------------------------------------------------------===//
+
+#include "CPUCodegenParts.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+using namespace mlir;
+using namespace mlir::moe;
+
+namespace {
+/// How a nibble dot is emitted: the instructions, i32 lanes per vector and
+/// column vectors per pass over the group.
+struct DotShape {
+  CPUIntegerDot dot;
+  int64_t lanes, perPass;
+};
+} // namespace
+
+/// The widest shape `dot` supports for C columns per half and M0 rows:
+/// targets' instructions need their full register (16 or 8 lanes), else
+/// the generic arithmetic takes what divides C. The accumulators of a pass
+/// (M0 x 2 x perPass) stay within what the registers hold.
+static DotShape chooseShape(CPUIntegerDot dot, int64_t half, int64_t rows) {
+  int64_t native = dot == CPUIntegerDot::Madd256   ? 8
+                   : dot == CPUIntegerDot::Generic ? 8
+                                                   : 16;
+  int64_t registers = native == 16 ? 24 : 12;
+  if (half % native != 0)
+    dot = CPUIntegerDot::Generic;
+  int64_t lanes = native;
+  while (half % lanes != 0)
+    lanes /= 2;
+  int64_t vectors = half / lanes;
+  int64_t perPass = std::clamp<int64_t>(registers / (2 * rows), 1, vectors);
+  while (vectors % perPass != 0)
+    --perPass;
+  return {dot, lanes, perPass};
+}
+
+static Value callIntrinsic(OpBuilder &b, Location loc, Type result,
+                           StringRef name, ValueRange args) {
+  return LLVM::CallIntrinsicOp::create(b, loc, result, b.getStringAttr(name),
+                                       args)
+      .getResult(0);
+}
+
+/// `acc` plus, in each i32 lane, the four products of `codes` (unsigned
+/// bytes) and `rows` (signed bytes) of that lane.
+static Value dotStep(OpBuilder &b, Location loc, CPUIntegerDot dot, Value acc,
+                     Value codes, Value rows) {
+  auto accType = cast<VectorType>(acc.getType());
+  int64_t lanes = accType.getNumElements();
+  auto pairType = VectorType::get({2 * lanes}, b.getI16Type());
+  auto ones = [&]() -> Value {
+    return arith::ConstantOp::create(
+        b, loc, DenseElementsAttr::get(pairType, b.getI16IntegerAttr(1)));
+  };
+  switch (dot) {
+  case CPUIntegerDot::Vnni512:
+    return callIntrinsic(b, loc, accType, "llvm.x86.avx512.vpdpbusd.512",
+                         {acc, codes, rows});
+  case CPUIntegerDot::Madd512:
+  case CPUIntegerDot::Madd256: {
+    // u * a pairs in i16 (at most 2 x 15 x 127: no saturation), then the
+    // pairs of pairs in i32.
+    bool wide = dot == CPUIntegerDot::Madd512;
+    Value pairs = callIntrinsic(b, loc, pairType,
+                                wide ? "llvm.x86.avx512.pmaddubs.w.512"
+                                     : "llvm.x86.avx2.pmadd.ub.sw",
+                                {codes, rows});
+    Value quads = callIntrinsic(b, loc, accType,
+                                wide ? "llvm.x86.avx512.pmaddw.d.512"
+                                     : "llvm.x86.avx2.pmadd.wd",
+                                {pairs, ones()});
+    return arith::AddIOp::create(b, loc, acc, quads);
+  }
+  case CPUIntegerDot::Generic: {
+    auto byLane = VectorType::get({lanes, 4}, b.getI8Type());
+    auto wideType = VectorType::get({lanes, 4}, b.getI32Type());
+    Value u = arith::ExtUIOp::create(
+        b, loc, wideType, vector::ShapeCastOp::create(b, loc, byLane, codes));
+    Value a = arith::ExtSIOp::create(
+        b, loc, wideType, vector::ShapeCastOp::create(b, loc, byLane, rows));
+    Value products = arith::MulIOp::create(b, loc, u, a);
+    return vector::MultiDimReductionOp::create(b, loc, products, acc,
+                                               ArrayRef<bool>{false, true},
+                                               vector::CombiningKind::ADD);
+  }
+  }
+  llvm_unreachable("unknown integer dot product");
+}
+
+LogicalResult moe::detail::lowerNibbleDot(RewriterBase &rewriter,
+                                          linalg::GenericOp op,
+                                          CPUIntegerDot target) {
+  Value rows = op.getDpsInputs()[0], codes = op.getDpsInputs()[1];
+  Value out = op.getDpsInits()[0];
+  auto rowsType = dyn_cast<MemRefType>(rows.getType());
+  auto codesType = dyn_cast<MemRefType>(codes.getType());
+  auto outType = dyn_cast<MemRefType>(out.getType());
+  if (!rowsType || !codesType || !outType || rowsType.getRank() != 4 ||
+      codesType.getRank() != 3 || !codesType.hasStaticShape() ||
+      rowsType.isDynamicDim(1) || outType.getRank() != 4)
+    return failure();
+  // Codes as [G / 4, 4C] and rows as [B, M0, G]: one-dimensional loads.
+  SmallVector<ReassociationIndices> codeRuns = {{0}, {1, 2}};
+  SmallVector<ReassociationIndices> rowRuns = {{0}, {1}, {2, 3}};
+  if (!memref::CollapseShapeOp::isGuaranteedCollapsible(codesType, codeRuns) ||
+      !memref::CollapseShapeOp::isGuaranteedCollapsible(rowsType, rowRuns))
+    return failure();
+  int64_t block = rowsType.getDimSize(1), quads = codesType.getDimSize(0);
+  int64_t half = codesType.getDimSize(1);
+  DotShape shape = chooseShape(target, half, block);
+  int64_t lanes = shape.lanes;
+  Location loc = op.getLoc();
+  rewriter.setInsertionPoint(op);
+  Type i8 = rewriter.getI8Type(), i32 = rewriter.getI32Type();
+  auto index = [&](OpBuilder &b, int64_t v) -> Value {
+    return arith::ConstantIndexOp::create(b, loc, v);
+  };
+  Value codeBytes =
+      memref::CollapseShapeOp::create(rewriter, loc, codes, codeRuns);
+  Value rowBytes =
+      memref::CollapseShapeOp::create(rewriter, loc, rows, rowRuns);
+  auto accType = VectorType::get({lanes}, i32);
+  auto byteType = VectorType::get({4 * lanes}, i8);
+  auto splat = [&](OpBuilder &b, int64_t v) -> Value {
+    return arith::ConstantOp::create(
+        b, loc, DenseElementsAttr::get(byteType, b.getI8IntegerAttr(v)));
+  };
+  Value blocks = memref::DimOp::create(rewriter, loc, rows, 0);
+  scf::ForOp::create(
+      rewriter, loc, index(rewriter, 0), blocks, index(rewriter, 1),
+      ValueRange{}, [&](OpBuilder &b, Location, Value bi, ValueRange) {
+        for (int64_t first = 0; first < half / lanes; first += shape.perPass) {
+          // Accumulator (m, v, h) at (m * perPass + v) * 2 + h.
+          auto at = [&](OpBuilder &ab, int64_t m, int64_t v, int64_t h) {
+            return SmallVector<Value>{bi, index(ab, m), index(ab, h),
+                                      index(ab, (first + v) * lanes)};
+          };
+          SmallVector<Value> accs;
+          for (int64_t m = 0; m < block; ++m)
+            for (int64_t v = 0; v < shape.perPass; ++v)
+              for (int64_t h = 0; h < 2; ++h)
+                accs.push_back(vector::LoadOp::create(b, loc, accType, out,
+                                                      at(b, m, v, h)));
+          auto inner = scf::ForOp::create(
+              b, loc, index(b, 0), index(b, quads), index(b, 1), accs,
+              [&](OpBuilder &ib, Location, Value q, ValueRange current) {
+                SmallVector<Value> low, high;
+                for (int64_t v = 0; v < shape.perPass; ++v) {
+                  Value bytes = vector::LoadOp::create(
+                      ib, loc, byteType, codeBytes,
+                      ValueRange{q, index(ib, 4 * (first + v) * lanes)});
+                  low.push_back(
+                      arith::AndIOp::create(ib, loc, bytes, splat(ib, 15)));
+                  high.push_back(
+                      arith::ShRUIOp::create(ib, loc, bytes, splat(ib, 4)));
+                }
+                SmallVector<Value> next(current);
+                Value quadStart =
+                    arith::MulIOp::create(ib, loc, q, index(ib, 4));
+                for (int64_t m = 0; m < block; ++m) {
+                  // The row's four values of this quad in every i32 lane.
+                  Value four = vector::LoadOp::create(
+                      ib, loc, VectorType::get({4}, i8), rowBytes,
+                      ValueRange{bi, index(ib, m), quadStart});
+                  Value word = vector::ExtractOp::create(
+                      ib, loc,
+                      vector::BitCastOp::create(
+                          ib, loc, VectorType::get({1}, i32), four),
+                      ArrayRef<int64_t>{0});
+                  Value broadcast = vector::BitCastOp::create(
+                      ib, loc, byteType,
+                      vector::BroadcastOp::create(ib, loc, accType, word));
+                  for (int64_t v = 0; v < shape.perPass; ++v)
+                    for (int64_t h = 0; h < 2; ++h) {
+                      Value &acc = next[(m * shape.perPass + v) * 2 + h];
+                      acc = dotStep(ib, loc, shape.dot, acc,
+                                    h ? high[v] : low[v], broadcast);
+                    }
+                }
+                scf::YieldOp::create(ib, loc, next);
+              });
+          for (int64_t m = 0; m < block; ++m)
+            for (int64_t v = 0; v < shape.perPass; ++v)
+              for (int64_t h = 0; h < 2; ++h)
+                vector::StoreOp::create(
+                    b, loc, inner.getResult((m * shape.perPass + v) * 2 + h),
+                    out, at(b, m, v, h));
+        }
+        scf::YieldOp::create(b, loc);
+      });
+  rewriter.eraseOp(op);
+  return success();
+}
