@@ -261,3 +261,47 @@ func.func @i4_scales_shape(%x: tensor<4x8x64xf32>, %w: tensor<4x2x64x32xi8>, %s:
   }
   return %y : tensor<4x8x96xf32>
 }
+
+// -----
+
+// Int8 rows are for 4-bit weights only.
+func.func @int8_rows_without_i4(%x: tensor<4x8x64xf32>, %w: tensor<4x2x64x64xi8>) -> tensor<4x8x96xf32> {
+  // expected-error @+2 {{#moe.packed: activations = i8 needs storage = i4 and a group that is a multiple of 4 (rows are stored four by four), got storage = 'i8', group = 0}}
+  %y = moe.expert %x weights(%w : tensor<4x2x64x64xi8>) : tensor<4x8x64xf32> -> tensor<4x8x96xf32>
+      attributes {weight_layouts = [#moe.packed<panel = 64, storage = i8, activations = i8>]} {
+  ^bb0(%r: tensor<8x64xf32>, %a: tensor<64x96xf32>):
+    %e = tensor.empty() : tensor<8x96xf32>
+    %m = linalg.matmul ins(%r, %a : tensor<8x64xf32>, tensor<64x96xf32>) outs(%e : tensor<8x96xf32>) -> tensor<8x96xf32>
+    moe.yield %m : tensor<8x96xf32>
+  }
+  return %y : tensor<4x8x96xf32>
+}
+
+// -----
+
+// The rows of a group are stored in runs of four.
+func.func @int8_rows_group_of_six(%x: tensor<4x8x64xf32>, %w: tensor<4x2x64x32xi8>) -> tensor<4x8x96xf32> {
+  // expected-error @+2 {{#moe.packed: activations = i8 needs storage = i4 and a group that is a multiple of 4 (rows are stored four by four), got storage = 'i4', group = 6}}
+  %y = moe.expert %x weights(%w : tensor<4x2x64x32xi8>) : tensor<4x8x64xf32> -> tensor<4x8x96xf32>
+      attributes {weight_layouts = [#moe.packed<panel = 64, storage = i4, group = 6, activations = i8>]} {
+  ^bb0(%r: tensor<8x64xf32>, %a: tensor<64x96xf32>):
+    %e = tensor.empty() : tensor<8x96xf32>
+    %m = linalg.matmul ins(%r, %a : tensor<8x64xf32>, tensor<64x96xf32>) outs(%e : tensor<8x96xf32>) -> tensor<8x96xf32>
+    moe.yield %m : tensor<8x96xf32>
+  }
+  return %y : tensor<4x8x96xf32>
+}
+
+// -----
+
+func.func @int8_rows_of_f16(%x: tensor<4x8x64xf32>, %w: tensor<4x2x64x32xi8>) -> tensor<4x8x96xf32> {
+  // expected-error @+2 {{#moe.packed: activations must be i8 (int8 rows for the integer dot product), got 'f16'}}
+  %y = moe.expert %x weights(%w : tensor<4x2x64x32xi8>) : tensor<4x8x64xf32> -> tensor<4x8x96xf32>
+      attributes {weight_layouts = [#moe.packed<panel = 64, storage = i4, group = 32, activations = f16>]} {
+  ^bb0(%r: tensor<8x64xf32>, %a: tensor<64x96xf32>):
+    %e = tensor.empty() : tensor<8x96xf32>
+    %m = linalg.matmul ins(%r, %a : tensor<8x64xf32>, tensor<64x96xf32>) outs(%e : tensor<8x96xf32>) -> tensor<8x96xf32>
+    moe.yield %m : tensor<8x96xf32>
+  }
+  return %y : tensor<4x8x96xf32>
+}
