@@ -67,7 +67,10 @@
 
 // Per target: vpdpbusd (AVX512-VNNI), vpmaddubsw + vpmaddwd (AVX512-BW,
 // AVX2), plain vector arithmetic (x86-64).
+// The codes 32 quads (4 KiB) ahead are prefetched into L1, a line each.
 // VNNI-LABEL: llvm.func @layer_packed
+// VNNI:         "llvm.intr.prefetch"(%{{.+}}) <{cache = 1 : i32, hint = 3 : i32, rw = 0 : i32}>
+// VNNI:         "llvm.intr.prefetch"(%{{.+}}) <{cache = 1 : i32, hint = 3 : i32, rw = 0 : i32}>
 // VNNI:         llvm.and %{{.+}} : vector<64xi8>
 // VNNI:         llvm.lshr %{{.+}} : vector<64xi8>
 // VNNI:         llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%{{.+}}, %{{.+}}, %{{.+}}) : (vector<16xi32>, vector<64xi8>, vector<64xi8>) -> vector<16xi32>
