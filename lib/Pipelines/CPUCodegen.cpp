@@ -375,6 +375,10 @@ struct CPUCodegenPass : moe::impl::CPUCodegenBase<CPUCodegenPass> {
     moe::CPUIntegerDot dot = moe::getCPUIntegerDot(targetCpu);
     for (linalg::GenericOp op : nibbleDots)
       (void)lowerNibbleDot(rewriter, op, dot);
+    // (An epilogue the kernel did not take stays a loop nest.)
+    module.walk([](linalg::GenericOp op) {
+      op->removeAttr(moe::kNibbleDotEpilogueAttrName);
+    });
     // Hoisting skips transfers on views (and tiling on tensors made the
     // accumulator's subview inside the reduction loop): fold the subviews
     // into the transfers' indices, so that the accumulator stays in

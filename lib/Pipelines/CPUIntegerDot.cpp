@@ -14,12 +14,16 @@
 
 #include "CPUCodegenParts.h"
 
+#include "moe/Conversion/MoEToLinalg/MoEToLinalg.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/Matchers.h"
+#include "mlir/Interfaces/ViewLikeInterface.h"
 
 using namespace mlir;
 using namespace mlir::moe;
@@ -115,6 +119,49 @@ static Value dotStep(OpBuilder &b, Location loc, CPUIntegerDot dot, Value acc,
   llvm_unreachable("unknown integer dot product");
 }
 
+namespace {
+/// The ops around a moe.nibble_dot that the kernel takes over: the fill
+/// that clears its sums and the epilogue that adds them to the result.
+struct Epilogue {
+  linalg::FillOp fill;
+  linalg::GenericOp add;
+};
+} // namespace
+
+/// The fill before `dot` and the epilogue after it (reading its sums
+/// through a collapse_shape) in its block, with nothing but views between
+/// the dot and the epilogue; nulls where the IR is not of that shape.
+static Epilogue findEpilogue(linalg::GenericOp dot) {
+  Value sums = dot.getDpsInits()[0];
+  Epilogue found;
+  for (Operation *user : sums.getUsers()) {
+    if (user == dot || isa<memref::DeallocOp>(user))
+      continue;
+    if (auto fill = dyn_cast<linalg::FillOp>(user)) {
+      if (fill->getBlock() == dot->getBlock() && fill->isBeforeInBlock(dot) &&
+          matchPattern(fill.getInputs()[0], m_Zero()))
+        found.fill = fill;
+      continue;
+    }
+    auto collapse = dyn_cast<memref::CollapseShapeOp>(user);
+    if (!collapse || !collapse->hasOneUse())
+      return {};
+    auto add = dyn_cast<linalg::GenericOp>(*collapse->getUsers().begin());
+    if (!add || !add->hasAttr(moe::kNibbleDotEpilogueAttrName) ||
+        add->getBlock() != dot->getBlock() || !dot->isBeforeInBlock(add) ||
+        add.getDpsInputs().size() != 4 || add.getDpsInputs()[0] != collapse)
+      return {};
+    found.add = add;
+  }
+  if (!found.fill || !found.add)
+    return {};
+  for (Operation *between = dot->getNextNode(); between != found.add;
+       between = between->getNextNode())
+    if (!isa<ViewLikeOpInterface>(between) && !isPure(between))
+      return {};
+  return found;
+}
+
 LogicalResult moe::detail::lowerNibbleDot(RewriterBase &rewriter,
                                           linalg::GenericOp op,
                                           CPUIntegerDot target) {
@@ -136,6 +183,7 @@ LogicalResult moe::detail::lowerNibbleDot(RewriterBase &rewriter,
   int64_t block = rowsType.getDimSize(1), quads = codesType.getDimSize(0);
   int64_t half = codesType.getDimSize(1);
   DotShape shape = chooseShape(target, half, block);
+  Epilogue epilogue = findEpilogue(op);
   int64_t lanes = shape.lanes;
   Location loc = op.getLoc();
   rewriter.setInsertionPoint(op);
@@ -183,8 +231,15 @@ LogicalResult moe::detail::lowerNibbleDot(RewriterBase &rewriter,
           for (int64_t m = 0; m < block; ++m)
             for (int64_t v = 0; v < shape.perPass; ++v)
               for (int64_t h = 0; h < 2; ++h)
-                accs.push_back(vector::LoadOp::create(b, loc, accType, out,
-                                                      at(b, m, v, h)));
+                accs.push_back(epilogue.add
+                                   ? arith::ConstantOp::create(
+                                         b, loc,
+                                         DenseElementsAttr::get(
+                                             accType, b.getI32IntegerAttr(0)))
+                                         .getResult()
+                                   : vector::LoadOp::create(b, loc, accType,
+                                                            out, at(b, m, v, h))
+                                         .getResult());
           auto inner = scf::ForOp::create(
               b, loc, index(b, 0), index(b, quads), index(b, 1), accs,
               [&](OpBuilder &ib, Location, Value q, ValueRange current) {
@@ -237,15 +292,55 @@ LogicalResult moe::detail::lowerNibbleDot(RewriterBase &rewriter,
                 }
                 scf::YieldOp::create(ib, loc, next);
               });
-          for (int64_t m = 0; m < block; ++m)
+          for (int64_t m = 0; m < block; ++m) {
+            if (!epilogue.add) {
+              for (int64_t v = 0; v < shape.perPass; ++v)
+                for (int64_t h = 0; h < 2; ++h)
+                  vector::StoreOp::create(
+                      b, loc, inner.getResult((m * shape.perPass + v) * 2 + h),
+                      out, at(b, m, v, h));
+              continue;
+            }
+            // The epilogue on the sums in registers, in its order:
+            // out + column scales * (row scale * float(sums - offset)).
+            ValueRange ins = epilogue.add.getDpsInputs();
+            Value result = epilogue.add.getDpsInits()[0];
+            auto f32Vector = VectorType::get({lanes}, b.getF32Type());
+            Value row[] = {bi, index(b, m)};
+            Value rowScale = vector::BroadcastOp::create(
+                b, loc, f32Vector, memref::LoadOp::create(b, loc, ins[1], row));
+            Value offset = vector::BroadcastOp::create(
+                b, loc, accType, memref::LoadOp::create(b, loc, ins[2], row));
             for (int64_t v = 0; v < shape.perPass; ++v)
-              for (int64_t h = 0; h < 2; ++h)
-                vector::StoreOp::create(
+              for (int64_t h = 0; h < 2; ++h) {
+                Value col = index(b, h * half + (first + v) * lanes);
+                Value exact = arith::SubIOp::create(
                     b, loc, inner.getResult((m * shape.perPass + v) * 2 + h),
-                    out, at(b, m, v, h));
+                    offset);
+                Value rowScaled = arith::MulFOp::create(
+                    b, loc, rowScale,
+                    arith::SIToFPOp::create(b, loc, f32Vector, exact));
+                Value scaled = arith::MulFOp::create(
+                    b, loc,
+                    vector::LoadOp::create(b, loc, f32Vector, ins[3], col),
+                    rowScaled);
+                Value at[] = {bi, index(b, m), col};
+                Value sum = arith::AddFOp::create(
+                    b, loc,
+                    vector::LoadOp::create(b, loc, f32Vector, result, at),
+                    scaled);
+                vector::StoreOp::create(b, loc, sum, result, at);
+              }
+          }
         }
         scf::YieldOp::create(b, loc);
       });
   rewriter.eraseOp(op);
+  if (epilogue.add) {
+    auto collapse = epilogue.add.getDpsInputs()[0].getDefiningOp();
+    rewriter.eraseOp(epilogue.add);
+    rewriter.eraseOp(collapse);
+    rewriter.eraseOp(epilogue.fill);
+  }
   return success();
 }

@@ -304,6 +304,7 @@ static Value addGroup(OpBuilder &b, Location loc, Value sums, Value rowScales,
   // (Left to LLVM's loop vectorizer, as addScaled: vectorized here, the
   // broadcast scales and the memref alias folding rewrite each other.)
   generic->setAttr(kExpertTileAttrName, b.getUnitAttr());
+  generic->setAttr(kNibbleDotEpilogueAttrName, b.getUnitAttr());
   return generic.getResult(0);
 }
 

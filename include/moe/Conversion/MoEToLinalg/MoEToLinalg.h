@@ -99,6 +99,14 @@ constexpr llvm::StringLiteral kPanelElementwiseAttrName =
 /// integer dot product instructions.
 constexpr llvm::StringLiteral kNibbleDotAttrName = "moe.nibble_dot";
 
+/// Marks the linalg.generic that adds a moe.nibble_dot's sums to the
+/// result: `out + column scales * (row scales * float(sums - offsets))`,
+/// ins sums [B, M0, P] (i32, the dot's result collapsed), row scales and
+/// offsets [B, M0], column scales [P]; moe-cpu-codegen applies it to the
+/// sums in registers when it follows the dot.
+constexpr llvm::StringLiteral kNibbleDotEpilogueAttrName =
+    "moe.nibble_dot_epilogue";
+
 /// Adds a pattern applying fuseSparseLayer to every combine.
 void populateFusedMoEPatterns(RewritePatternSet &patterns, int64_t tileRows,
                               int64_t rowBlock = 4);

@@ -74,6 +74,11 @@
 // VNNI:         llvm.and %{{.+}} : vector<64xi8>
 // VNNI:         llvm.lshr %{{.+}} : vector<64xi8>
 // VNNI:         llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%{{.+}}, %{{.+}}, %{{.+}}) : (vector<16xi32>, vector<64xi8>, vector<64xi8>) -> vector<16xi32>
+// The epilogue on the sums in registers: less the offsets, converted,
+// times the row and column scales, added to the result.
+// VNNI:         llvm.sub %{{.+}}, %{{.+}} : vector<16xi32>
+// VNNI-NEXT:    llvm.sitofp %{{.+}} : vector<16xi32> to vector<16xf32>
+// VNNI-NEXT:    llvm.fmul %{{.+}}, %{{.+}} : vector<16xf32>
 // BW-LABEL: llvm.func @layer_packed
 // BW:         llvm.call_intrinsic "llvm.x86.avx512.pmaddubs.w.512"(%{{.+}}, %{{.+}}) : (vector<64xi8>, vector<64xi8>) -> vector<32xi16>
 // BW:         llvm.call_intrinsic "llvm.x86.avx512.pmaddw.d.512"(%{{.+}}, %{{.+}}) : (vector<32xi16>, vector<32xi16>) -> vector<16xi32>
