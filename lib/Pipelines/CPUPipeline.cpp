@@ -66,8 +66,8 @@ mlir::moe::verifyCPUPipelineOptions(const CPUPipelineOptions &options,
        options.packedGroup % 4 != 0)) {
     message = "packed-activations must be f32, or i8 with packed-storage=i4 "
               "and a packed-group that is a multiple of 4, got '" +
-              options.packedActivations + "' (packed-storage=" +
-              options.packedStorage +
+              options.packedActivations +
+              "' (packed-storage=" + options.packedStorage +
               ", packed-group=" + std::to_string(options.packedGroup) + ")";
     return failure();
   }
