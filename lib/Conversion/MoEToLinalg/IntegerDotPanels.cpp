@@ -19,7 +19,6 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
-#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 
@@ -38,10 +37,6 @@ static SmallVector<utils::IteratorType> iterators(unsigned parallel,
   return kinds;
 }
 
-static Value f32Const(OpBuilder &b, Location loc, double v) {
-  return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(v));
-}
-
 namespace {
 /// quantizeRows' results with the values still [M, K / G, G].
 struct GroupedRows {
@@ -54,8 +49,7 @@ static GroupedRows quantizeGrouped(RewriterBase &rewriter, Location loc,
                                    Value rows, int64_t group) {
   auto type = cast<RankedTensorType>(rows.getType());
   int64_t depth = type.getDimSize(1), groups = depth / group;
-  Type f32 = rewriter.getF32Type(), i8 = rewriter.getI8Type(),
-       i32 = rewriter.getI32Type();
+  Type f32 = rewriter.getF32Type(), i32 = rewriter.getI32Type();
   OpFoldResult count = tensor::getMixedSize(rewriter, loc, rows, 0);
   SmallVector<OpFoldResult> groupedSizes = {
       count, rewriter.getIndexAttr(groups), rewriter.getIndexAttr(group)};
@@ -70,62 +64,22 @@ static GroupedRows quantizeGrouped(RewriterBase &rewriter, Location loc,
   AffineMap reduced = AffineMap::get(
       3, 0, {getAffineDimExpr(0, context), getAffineDimExpr(1, context)},
       context);
-  AffineMap identity = rewriter.getMultiDimIdentityMap(2);
-  auto filled = [&](Type element, Attribute zero) {
-    return linalg::FillOp::create(
-               rewriter, loc,
-               arith::ConstantOp::create(rewriter, loc, cast<TypedAttr>(zero))
-                   .getResult(),
-               ValueRange{
-                   tensor::EmptyOp::create(rewriter, loc, perGroup, element)})
-        .getResult(0);
-  };
-  auto groupType = RankedTensorType::get({countDim, groups}, f32);
-  // max |x| per group (maxnumf: a NaN does not make the scale NaN).
-  Value maxima =
-      linalg::GenericOp::create(
-          rewriter, loc, groupType, grouped,
-          filled(f32, rewriter.getF32FloatAttr(0.0)),
-          ArrayRef<AffineMap>{full, reduced}, iterators(2, 1),
-          [](OpBuilder &b, Location l, ValueRange args) {
-            Value magnitude = math::AbsFOp::create(b, l, args[0]);
-            linalg::YieldOp::create(
-                b, l,
-                ValueRange{arith::MaxNumFOp::create(b, l, args[1], magnitude)});
-          })
-          .getResult(0);
-  Value scales =
-      linalg::GenericOp::create(
-          rewriter, loc, groupType, maxima,
-          ValueRange{tensor::EmptyOp::create(rewriter, loc, perGroup, f32)},
-          ArrayRef<AffineMap>{identity, identity}, iterators(2),
-          [](OpBuilder &b, Location l, ValueRange args) {
-            linalg::YieldOp::create(
-                b, l,
-                ValueRange{arith::DivFOp::create(b, l, args[0],
-                                                 f32Const(b, l, kRowBound))});
-          })
-          .getResult(0);
-  // round_half_even(x / t) clamped to [-127, 127] (maxnumf and minnumf
-  // also map a NaN to -127, so that the conversion is defined); t = 0 (a
-  // zero group) divides by 1.
-  auto valueType = groupedType.clone(i8);
-  Value values =
-      linalg::GenericOp::create(
-          rewriter, loc, valueType, ValueRange{grouped, scales},
-          ValueRange{tensor::EmptyOp::create(rewriter, loc, groupedSizes, i8)},
-          ArrayRef<AffineMap>{full, reduced, full}, iterators(3),
-          [&](OpBuilder &b, Location l, ValueRange args) {
-            linalg::YieldOp::create(b, l,
-                                    buildSymmetricCode(b, l, args[0], args[1],
-                                                       -kRowBound, kRowBound));
-          })
-          .getResult(0);
+  auto groupType = RankedTensorType::get({countDim, groups}, i32);
+  SymmetricCodes codes =
+      quantizeSymmetric(rewriter, loc, grouped, 2, -kRowBound, kRowBound);
+  Value values = codes.values;
   // 8 x the group's sum: the codes are v + 8.
+  Value zeros =
+      linalg::FillOp::create(
+          rewriter, loc,
+          arith::ConstantOp::create(rewriter, loc,
+                                    rewriter.getI32IntegerAttr(0))
+              .getResult(),
+          ValueRange{tensor::EmptyOp::create(rewriter, loc, perGroup, i32)})
+          .getResult(0);
   Value offsets =
       linalg::GenericOp::create(
-          rewriter, loc, groupType.clone(i32), values,
-          filled(i32, rewriter.getI32IntegerAttr(0)),
+          rewriter, loc, groupType, values, zeros,
           ArrayRef<AffineMap>{full, reduced}, iterators(2, 1),
           [&](OpBuilder &b, Location l, ValueRange args) {
             Value wide = arith::ExtSIOp::create(b, l, b.getI32Type(), args[0]);
@@ -136,7 +90,7 @@ static GroupedRows quantizeGrouped(RewriterBase &rewriter, Location loc,
                 b, l, ValueRange{arith::AddIOp::create(b, l, args[1], eight)});
           })
           .getResult(0);
-  return {values, scales, offsets, groupedSizes};
+  return {values, codes.scales, offsets, groupedSizes};
 }
 
 QuantizedRows mlir::moe::detail::quantizeRows(RewriterBase &rewriter,

@@ -12,7 +12,6 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
-#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 
 using namespace mlir;
@@ -59,76 +58,15 @@ Value mlir::moe::detail::roundToBF16(RewriterBase &rewriter, Location loc,
 }
 
 /// Symmetric quantization of `weight` ([..., R, N], f32) along its
-/// dimension R: scales[..., n] = max_r |W[..., r, n]| / `largest` (maxnumf:
-/// a NaN does not make a scale NaN) and values = round_half_even(W /
-/// scale) clamped to [`lowest`, `largest`] as i8 (the clamp, maxnumf and
-/// minnumf, also maps a NaN to `lowest`, so that the conversion is defined
-/// for every input); a scale of 0 (a zero column) divides by 1.
+/// dimension R (moe::quantizeSymmetric).
 static moe::detail::QuantizedWeight quantizeAlong(RewriterBase &rewriter,
                                                   Location loc, Value weight,
                                                   int64_t lowest,
                                                   int64_t largest) {
-  auto type = cast<RankedTensorType>(weight.getType());
-  Type f32 = rewriter.getF32Type(), i8 = rewriter.getI8Type();
-  unsigned rank = type.getRank();
-  AffineMap full = rewriter.getMultiDimIdentityMap(rank);
-  AffineMap reduced = full.dropResult(rank - 2);
-  SmallVector<int64_t> scaleShape(type.getShape());
-  scaleShape.erase(scaleShape.begin() + rank - 2);
-  auto scaleType = RankedTensorType::get(scaleShape, f32);
-  auto f32Const = [&](OpBuilder &b, Location l, double v) -> Value {
-    return arith::ConstantOp::create(b, l, b.getF32FloatAttr(v));
-  };
-  SmallVector<utils::IteratorType> iterators(rank,
-                                             utils::IteratorType::parallel);
-  iterators[rank - 2] = utils::IteratorType::reduction;
-  Value zeros =
-      linalg::FillOp::create(
-          rewriter, loc, f32Const(rewriter, loc, 0.0),
-          ValueRange{tensor::EmptyOp::create(rewriter, loc, scaleShape, f32)})
-          .getResult(0);
-  Value maxima =
-      linalg::GenericOp::create(
-          rewriter, loc, scaleType, weight, zeros,
-          ArrayRef<AffineMap>{full, reduced}, iterators,
-          [](OpBuilder &b, Location l, ValueRange args) {
-            Value magnitude = math::AbsFOp::create(b, l, args[0]);
-            linalg::YieldOp::create(
-                b, l,
-                ValueRange{arith::MaxNumFOp::create(b, l, args[1], magnitude)});
-          })
-          .getResult(0);
-  AffineMap identity = rewriter.getMultiDimIdentityMap(rank - 1);
-  Value scales =
-      linalg::GenericOp::create(
-          rewriter, loc, scaleType, maxima,
-          ValueRange{tensor::EmptyOp::create(rewriter, loc, scaleShape, f32)},
-          ArrayRef<AffineMap>{identity, identity},
-          SmallVector<utils::IteratorType>(rank - 1,
-                                           utils::IteratorType::parallel),
-          [&](OpBuilder &b, Location l, ValueRange args) {
-            linalg::YieldOp::create(
-                b, l,
-                ValueRange{arith::DivFOp::create(b, l, args[0],
-                                                 f32Const(b, l, largest))});
-          })
-          .getResult(0);
-  auto valueType = type.clone(i8);
-  Value values =
-      linalg::GenericOp::create(
-          rewriter, loc, valueType, ValueRange{weight, scales},
-          ValueRange{
-              tensor::EmptyOp::create(rewriter, loc, valueType.getShape(), i8)},
-          ArrayRef<AffineMap>{full, reduced, full},
-          SmallVector<utils::IteratorType>(rank, utils::IteratorType::parallel),
-          [&](OpBuilder &b, Location l, ValueRange args) {
-            linalg::YieldOp::create(b, l,
-                                    moe::buildSymmetricCode(b, l, args[0],
-                                                            args[1], lowest,
-                                                            largest));
-          })
-          .getResult(0);
-  return {values, scales};
+  unsigned rank = cast<RankedTensorType>(weight.getType()).getRank();
+  moe::SymmetricCodes codes =
+      moe::quantizeSymmetric(rewriter, loc, weight, rank - 2, lowest, largest);
+  return {codes.values, codes.scales};
 }
 
 /// The i8 quantization's bound: symmetric, so -128 is never used and
