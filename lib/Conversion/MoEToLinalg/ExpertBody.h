@@ -11,6 +11,7 @@
 #include "moe/Conversion/MoEToLinalg/MoEToLinalg.h"
 #include "moe/Dialect/MoE/IR/MoE.h"
 
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/IR/PatternMatch.h"
 
 namespace mlir::moe::detail {
@@ -59,6 +60,28 @@ struct TileRows {
 Value cloneExpertBodyOn(RewriterBase &rewriter, ExpertOp expert, Value rows,
                         ValueRange weightSlices, ValueRange scaleSlices,
                         const TileRows *tile = nullptr);
+
+// The contractions by packed panels (PanelMatmul.cpp).
+
+struct QuantizedRows;
+
+/// A panel's scales [P] (`scales` is [ceil(N / P), P]), or the first N of
+/// them ([N]) when `panel` is null.
+Value scaleColumns(RewriterBase &rewriter, Location loc, Value scales,
+                   Value panel, int64_t columns);
+
+/// `lhs` ([M, K] rows of the tile) in blocks of M0 rows, each stored
+/// [K, M0] (linalg.pack, lowered).
+Value blockRows(RewriterBase &rewriter, Location loc, Value lhs,
+                const TileRows &tile);
+
+/// `matmul` (rows x W, W packed in `layout`) as a loop over W's column
+/// panels on the blocked left-hand side `lhs` (or, for int8 rows, on
+/// `quantized`); returns the [M, N] result.
+Value emitPanelMatmul(RewriterBase &rewriter, linalg::MatmulOp matmul,
+                      Value lhs, const QuantizedRows *quantized, Value init,
+                      Value packed, Value scales, PackedWeightAttr layout,
+                      const TileRows &tile);
 
 } // namespace mlir::moe::detail
 
