@@ -364,21 +364,7 @@ struct CPUCodegenPass : moe::impl::CPUCodegenBase<CPUCodegenPass> {
     ModuleOp module = getOperation();
     MLIRContext *context = &getContext();
     IRRewriter rewriter(context);
-    // The group sums of 4-bit panels by int8 rows, with the target's
-    // integer dot product (one that is not of the expected shape keeps its
-    // loops).
-    SmallVector<linalg::GenericOp> nibbleDots;
-    module.walk([&](linalg::GenericOp op) {
-      if (op->removeAttr(moe::kNibbleDotAttrName))
-        nibbleDots.push_back(op);
-    });
-    moe::CPUIntegerDot dot = moe::getCPUIntegerDot(targetCpu);
-    for (linalg::GenericOp op : nibbleDots)
-      (void)lowerNibbleDot(rewriter, op, dot);
-    // (An epilogue the kernel did not take stays a loop nest.)
-    module.walk([](linalg::GenericOp op) {
-      op->removeAttr(moe::kNibbleDotEpilogueAttrName);
-    });
+    lowerNibbleDots(rewriter, module, moe::getCPUIntegerDot(targetCpu));
     // Hoisting skips transfers on views (and tiling on tensors made the
     // accumulator's subview inside the reduction loop): fold the subviews
     // into the transfers' indices, so that the accumulator stays in

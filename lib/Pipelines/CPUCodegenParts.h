@@ -80,6 +80,11 @@ LogicalResult vectorizeRowMatmul(RewriterBase &rewriter,
 LogicalResult lowerNibbleDot(RewriterBase &rewriter, linalg::GenericOp op,
                              CPUIntegerDot dot);
 
+/// lowerNibbleDot on every moe.nibble_dot under `root` (buffers), with the
+/// epilogue that follows each in registers where it matches.
+void lowerNibbleDots(RewriterBase &rewriter, Operation *root,
+                     CPUIntegerDot dot);
+
 /// Vectorizes an elementwise op of a 4-bit panel's unpacking
 /// (kPanelElementwiseAttrName) one row at a time along its innermost
 /// dimension, which must be static.

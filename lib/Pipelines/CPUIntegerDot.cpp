@@ -303,7 +303,7 @@ LogicalResult moe::detail::lowerNibbleDot(RewriterBase &rewriter,
             }
             // The epilogue on the sums in registers, in its order:
             // out + column scales * (row scale * float(sums - offset)).
-            ValueRange ins = epilogue.add.getDpsInputs();
+            SmallVector<Value> ins(epilogue.add.getDpsInputs());
             Value result = epilogue.add.getDpsInits()[0];
             auto f32Vector = VectorType::get({lanes}, b.getF32Type());
             Value row[] = {bi, index(b, m)};
@@ -343,4 +343,20 @@ LogicalResult moe::detail::lowerNibbleDot(RewriterBase &rewriter,
     rewriter.eraseOp(epilogue.fill);
   }
   return success();
+}
+
+void moe::detail::lowerNibbleDots(RewriterBase &rewriter, Operation *root,
+                                  CPUIntegerDot dot) {
+  SmallVector<linalg::GenericOp> nibbleDots;
+  root->walk([&](linalg::GenericOp op) {
+    if (op->removeAttr(moe::kNibbleDotAttrName))
+      nibbleDots.push_back(op);
+  });
+  // (One that is not of the expected shape keeps its loops.)
+  for (linalg::GenericOp op : nibbleDots)
+    (void)lowerNibbleDot(rewriter, op, dot);
+  // (An epilogue the kernel did not take stays a loop nest.)
+  root->walk([](linalg::GenericOp op) {
+    op->removeAttr(moe::kNibbleDotEpilogueAttrName);
+  });
 }
