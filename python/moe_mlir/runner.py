@@ -2,7 +2,7 @@
 
 The library is built by ``moe-opt --moe-cpu-pipeline`` (to the LLVM
 dialect, entry points with ``_mlir_ciface_`` wrappers), ``mlir-translate
---mlir-to-llvmir`` and ``clang-22 -O3 -shared``. Arguments travel as memref
+--mlir-to-llvmir`` and ``clang-22 -O3 -fno-unroll-loops -shared``. Arguments travel as memref
 descriptors built with ctypes; bf16 tensors are passed as uint16 arrays
 holding bf16 bits. The result comes back as a descriptor of a buffer the
 library malloc'ed (the C interface's first argument); it is copied into a
@@ -182,8 +182,11 @@ def compile_module(mlir_text, out_dir, pipeline=DEFAULT_PIPELINE, opt_level="-O3
         flags = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-shared-libsan",
                  "-mllvm", "-force-attribute=sanitize_address"]
     # The host's widest vectors (AVX2 + FMA here) unless told otherwise.
-    _run([clang, opt_level, f"-march={march}", "-shared", "-fPIC", "-Wno-override-module",
-          *flags, str(ll), "-o", str(lib),
+    # The pipeline has already unrolled the kernels as it wants them;
+    # LLVM's loop unroller only unrolls them again, which took 3.5x the
+    # compile time and changed no run time measured (docs/cpu-codegen.md).
+    _run([clang, opt_level, "-fno-unroll-loops", f"-march={march}", "-shared", "-fPIC",
+          "-Wno-override-module", *flags, str(ll), "-o", str(lib),
           f"-L{runtime}", "-lmlir_c_runner_utils", "-lomp", f"-Wl,-rpath,{runtime}", "-lm"],
          "clang")
     return lib

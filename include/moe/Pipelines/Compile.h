@@ -27,8 +27,8 @@ LogicalResult runPipeline(ModuleOp module, StringRef pipeline,
                           std::string &diagnostics);
 
 /// Lowers `module` with moe-cpu-pipeline, translates it to LLVM IR and
-/// builds the shared library `outputPath` with clang (`-O3 -march=native
-/// -shared`, or -march=$MOE_MARCH; linking
+/// builds the shared library `outputPath` with clang (`-O3 -fno-unroll-loops
+/// -march=native -shared`, or -march=$MOE_MARCH; linking
 /// the MLIR C runner utilities). Every function gets its `_mlir_ciface_`
 /// entry point and, with options.checkedEntryPoints (the default), every
 /// public one a checked twin `_mlir_ciface_<name>_checked` returning a
