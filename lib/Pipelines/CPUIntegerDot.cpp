@@ -320,10 +320,15 @@ LogicalResult moe::detail::lowerNibbleDot(RewriterBase &rewriter,
                 Value rowScaled = arith::MulFOp::create(
                     b, loc, rowScale,
                     arith::SIToFPOp::create(b, loc, f32Vector, exact));
-                Value scaled = arith::MulFOp::create(
-                    b, loc,
-                    vector::LoadOp::create(b, loc, f32Vector, ins[3], col),
-                    rowScaled);
+                // Column scales stored as f16 are widened (vcvtph2ps).
+                Type scaleType = getElementTypeOrSelf(ins[3].getType());
+                Value columnScales = vector::LoadOp::create(
+                    b, loc, VectorType::get({lanes}, scaleType), ins[3], col);
+                if (!scaleType.isF32())
+                  columnScales =
+                      arith::ExtFOp::create(b, loc, f32Vector, columnScales);
+                Value scaled =
+                    arith::MulFOp::create(b, loc, columnScales, rowScaled);
                 Value at[] = {bi, index(b, m), col};
                 Value sum = arith::AddFOp::create(
                     b, loc,

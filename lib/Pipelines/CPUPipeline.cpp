@@ -71,6 +71,15 @@ mlir::moe::verifyCPUPipelineOptions(const CPUPipelineOptions &options,
               ", packed-group=" + std::to_string(options.packedGroup) + ")";
     return failure();
   }
+  if (options.packedScales != "f32" &&
+      (options.packedScales != "f16" ||
+       (options.packedStorage != "i8" && options.packedStorage != "i4"))) {
+    message = "packed-scales must be f32, or f16 with packed-storage=i8 or "
+              "i4, got '" +
+              options.packedScales +
+              "' (packed-storage=" + options.packedStorage + ")";
+    return failure();
+  }
   std::string error;
   if (!getCPUMicroKernel(options.targetCpu, error)) {
     message = error;
@@ -103,6 +112,7 @@ void mlir::moe::buildCPUPipeline(OpPassManager &pm,
     pack.storage = options.packedStorage;
     pack.group = options.packedGroup;
     pack.activations = options.packedActivations;
+    pack.scales = options.packedScales;
     pm.addPass(createMoEPackExpertWeights(pack));
   }
   // moe -> linalg, tensor, scf on tensors.

@@ -144,16 +144,18 @@ def fused_contenders(layer, text, sig, args, workdir, threads):
     # the output's scale for normal weights.
     # The same 4-bit weights with int8 rows (activations = i8: GGUF's Q8_0
     # x Q4_0, integer dot products): each row value moves by up to 1/254 of
-    # its group's largest, on top of the weights' error.
-    variants = [("fused-packed", "f32", "f32", 1.0, 1e-3),
-                ("fused-packed-bf16", "bf16", "f32", 0.5, 2e-2),
-                ("fused-packed-i8", "i8", "f32", 0.25, 5e-2),
-                ("fused-packed-i4", "i4", "f32", 0.15625, 0.3),
-                ("fused-packed-i4a8", "i4", "i8", 0.15625, 0.3)]
-    for name, storage, activations, bytes_scale, tolerance in variants:
+    # its group's largest, on top of the weights' error. And those with f16
+    # scales: GGUF's Q4_0 block, 18 bytes per 32 weights (0.5625 bytes).
+    variants = [("fused-packed", "f32", "f32", "f32", 1.0, 1e-3),
+                ("fused-packed-bf16", "bf16", "f32", "f32", 0.5, 2e-2),
+                ("fused-packed-i8", "i8", "f32", "f32", 0.25, 5e-2),
+                ("fused-packed-i4", "i4", "f32", "f32", 0.15625, 0.3),
+                ("fused-packed-i4a8", "i4", "i8", "f32", 0.15625, 0.3),
+                ("fused-packed-q4_0", "i4", "i8", "f16", 0.140625, 0.3)]
+    for name, storage, activations, scales, bytes_scale, tolerance in variants:
         layer_packed = packed.compile_packed(text, sig, os.path.join(workdir, name),
                                              threads=threads, storage=storage,
-                                             activations=activations)
+                                             activations=activations, scales=scales)
         weights = [args[i] for i in layer_packed.weight_positions]
         rest = [a for i, a in enumerate(args) if i not in layer_packed.weight_positions]
         start = time.perf_counter()

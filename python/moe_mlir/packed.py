@@ -19,6 +19,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from . import runner
 from .builder import ArgSpec, Signature
 
@@ -95,6 +97,31 @@ class PackedLayer:
         self.packed_weights = self.pack(*weights)
         return self
 
+    def load_packed(self, *arrays):
+        """Takes weights that are packed already (e.g. converted from a
+        checkpoint's quantized blocks) for every later call, as `pack`
+        returns them; checks each one's shape and dtype against the packed
+        entry; returns self."""
+        specs = self._pack.signature.results
+        if len(arrays) != len(specs):
+            raise TypeError(f"load_packed takes the {len(specs)} packed arrays "
+                            f"({', '.join(s.name for s in specs)}), got {len(arrays)}")
+        checked = []
+        for spec, array in zip(specs, arrays):
+            want = np.dtype(runner.NUMPY_DTYPES[spec.dtype])
+            if not isinstance(array, np.ndarray) or array.dtype != want:
+                raise TypeError(f"packed array '{spec.name}' must be a numpy array of {want}, "
+                                f"got {getattr(array, 'dtype', type(array).__name__)}")
+            if tuple(array.shape) != tuple(spec.shape):
+                raise ValueError(f"packed array '{spec.name}' must have shape {spec.shape}, "
+                                 f"got {array.shape}")
+            # (Aligned as the pack function's own results are.)
+            copy = runner.aligned_empty(array.shape, array.dtype)
+            copy[...] = array
+            checked.append(copy)
+        self.packed_weights = tuple(checked)
+        return self
+
     def __call__(self, *arrays):
         if self.packed_weights is None:
             raise RuntimeError("call prepare(" + ", ".join(self.weight_names) + ") first")
@@ -117,7 +144,7 @@ class PackedLayer:
 
 def compile_packed(mlir_text, signature: Signature, workdir=None, panel=None, checked=False,
                    threads=0, pipeline=None, storage="f32", group=32, activations="f32",
-                   **kwargs):
+                   scales="f32", **kwargs):
     """Compiles `mlir_text` with its packed entry points and returns a
     PackedLayer for `signature`'s function. `panel` defaults to the host's
     micro-kernel width; `pipeline` to runner.cpu_pipeline(threads);
@@ -129,12 +156,14 @@ def compile_packed(mlir_text, signature: Signature, workdir=None, panel=None, ch
     column (two arrays per weight too: the bytes and the scales);
     `storage="i4", activations="i8"` stores them for the integer dot
     product, whose tiles quantize their rows to int8 per group (GGUF's
-    Q8_0 x Q4_0; see #moe.packed)."""
+    Q8_0 x Q4_0; see #moe.packed); `scales="f16"` stores the scales of i8
+    or i4 weights as f16 (float16 arrays; with storage="i4", group=32,
+    activations="i8": GGUF's Q4_0 block, reference.from_q4_0 reads one)."""
     workdir = Path(workdir or tempfile.mkdtemp(prefix="moe-mlir-"))
     workdir.mkdir(parents=True, exist_ok=True)
     panel = panel or default_panel()
     pack = (f"moe-pack-expert-weights{{panel={panel} storage={storage} group={group} "
-            f"activations={activations}}}")
+            f"activations={activations} scales={scales}}}")
     src = workdir / "layer.mlir"
     src.write_text(mlir_text)
     proc = subprocess.run([runner.tool("moe-opt"), f"--pass-pipeline=builtin.module({pack})",

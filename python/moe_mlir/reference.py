@@ -123,10 +123,54 @@ def pack_i4(v, scales, panel):
     high = (halves[..., 1, :].view(np.uint8) << 4) & 0xF0
     data = (low | high).view(np.int8).transpose(0, 2, 1, 3)
     groups = scales.shape[1]
-    s = np.zeros((e, groups, panels * panel), np.float32)
+    s = np.zeros((e, groups, panels * panel), np.asarray(scales).dtype)
     s[..., :n] = scales
     return np.ascontiguousarray(data), np.ascontiguousarray(
         s.reshape(e, groups, panels, panel).transpose(0, 2, 1, 3))
+
+
+def round_f16(scales):
+    """Scales as #moe.packed<..., scales = f16> stores them: rounded to
+    nearest even f16 (past 65504: infinity)."""
+    with np.errstate(over="ignore"):
+        return np.asarray(scales, dtype=F32).astype(np.float16)
+
+
+# GGUF's Q4_0 block: an f16 scale d, then 16 bytes whose byte j holds
+# weight j in its low nibble and weight j + 16 in its high one, each as
+# u = v + 8 (W = (u - 8) * d).
+Q4_0_BLOCK = 32
+Q4_0_BLOCK_BYTES = 18
+
+
+def from_q4_0(blocks, k):
+    """The 4-bit values and f16 scales of a GGUF Q4_0 matrix: `blocks` is
+    its raw bytes (uint8), one row of K / 32 blocks per output column n
+    (ggml's [K, N] tensor, K contiguous); returns (v int8 [K, N] in [-8,
+    7], scales f16 [K / 32, N]) as quantize_i4 / round_f16 give them."""
+    if k % Q4_0_BLOCK:
+        raise ValueError(f"Q4_0 needs K divisible by {Q4_0_BLOCK}, got K = {k}")
+    raw = np.ascontiguousarray(blocks, dtype=np.uint8)
+    per_row = k // Q4_0_BLOCK * Q4_0_BLOCK_BYTES
+    if raw.size % per_row:
+        raise ValueError(f"Q4_0 data of {raw.size} bytes is not a whole number of "
+                         f"rows of {per_row} bytes (K = {k})")
+    cells = raw.reshape(-1, k // Q4_0_BLOCK, Q4_0_BLOCK_BYTES)
+    scales = cells[..., :2].copy().view(np.float16)[..., 0]
+    qs = cells[..., 2:]
+    u = np.concatenate([qs & 0x0F, qs >> 4], axis=-1)
+    v = (u.astype(np.int8) - 8).reshape(-1, k)
+    return np.ascontiguousarray(v.T), np.ascontiguousarray(scales.T)
+
+
+def to_q4_0(v, scales):
+    """The inverse of from_q4_0: values [K, N] in [-8, 7] and f16 scales
+    [K / 32, N] as GGUF Q4_0 bytes [N, K / 32 * 18]."""
+    k, n = v.shape
+    u = (np.asarray(v, np.int16).T + 8).astype(np.uint8).reshape(n, k // Q4_0_BLOCK, Q4_0_BLOCK)
+    qs = u[..., :16] | (u[..., 16:] << 4)
+    d = np.ascontiguousarray(np.asarray(scales, np.float16).T)[..., None].view(np.uint8)
+    return np.concatenate([d, qs], axis=-1).reshape(n, -1)
 
 
 def dequantize_i8(q, scales):

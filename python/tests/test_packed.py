@@ -261,6 +261,19 @@ def run_cpu_pipeline(tmp_path, options):
                                  capture_output=True, text=True)
 
 
+def check_pipeline_options(tmp_path, good, produces, bad, message):
+    """moe-cpu-pipeline with the options `good` succeeds and its output
+    contains each of `produces`; each options string of `bad` fails with
+    `message`."""
+    ok = run_cpu_pipeline(tmp_path, good)
+    assert ok.returncode == 0, ok.stderr
+    assert all(text in ok.stdout for text in produces)
+    for options in bad:
+        refused = run_cpu_pipeline(tmp_path, options)
+        assert refused.returncode != 0
+        assert message in refused.stderr
+
+
 def test_bf16_storage_through_the_pipeline(tmp_path):
     """moe-cpu-pipeline{pack-weights=true packed-storage=bf16} adds the
     same entries; another storage is refused when the pipeline is parsed."""

@@ -22,7 +22,7 @@ from layer_cases import LAYERS, _layer, layer_case_inputs
 from moe_mlir import reference as R
 from moe_mlir import runner
 from moe_mlir.policies import TokenChoice
-from test_packed import Repacking, packed_compiler, run_cpu_pipeline
+from test_packed import Repacking, check_pipeline_options, packed_compiler
 
 F32_LAYERS = [n for n in sorted(LAYERS) if n.endswith("-f32")]
 # layer_cases.py's layers have D = 24 and H = 40: groups of 8 rows.
@@ -121,12 +121,9 @@ def test_int8_rows_through_the_pipeline(tmp_path):
     """moe-cpu-pipeline{... packed-activations=i8} adds the same entries;
     int8 rows without 4-bit weights, or with groups of rows that are not
     whole runs of four, are refused."""
-    ok = run_cpu_pipeline(tmp_path, "pack-weights=true packed-storage=i4 packed-group=8 "
-                                    "packed-activations=i8 threads=1")
-    assert ok.returncode == 0, ok.stderr
-    assert "_pack_weights(" in ok.stdout and "_packed(" in ok.stdout
-    for bad_options in ("pack-weights=true packed-storage=i8 packed-activations=i8",
-                        "pack-weights=true packed-storage=i4 packed-group=6 packed-activations=i8"):
-        bad = run_cpu_pipeline(tmp_path, bad_options)
-        assert bad.returncode != 0
-        assert "packed-activations must be f32, or i8 with packed-storage=i4" in bad.stderr
+    check_pipeline_options(
+        tmp_path, "pack-weights=true packed-storage=i4 packed-group=8 packed-activations=i8 "
+        "threads=1", ["_pack_weights(", "_packed("],
+        ["pack-weights=true packed-storage=i8 packed-activations=i8",
+         "pack-weights=true packed-storage=i4 packed-group=6 packed-activations=i8"],
+        "packed-activations must be f32, or i8 with packed-storage=i4")

@@ -77,6 +77,13 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
                      "integers: GGUF's Q8_0 x Q4_0, vpdpbusd on VNNI "
                      "hosts)"),
       llvm::cl::init("f32")};
+  PassOptions::Option<std::string> packedScales{
+      *this, "packed-scales",
+      llvm::cl::desc("With packed-storage=i8 or i4: the scales' type, f32 "
+                     "or f16 (with packed-storage=i4 packed-group=32 "
+                     "packed-activations=i8: GGUF's Q4_0 block, 18 bytes "
+                     "per 32 weights)"),
+      llvm::cl::init("f32")};
   PassOptions::Option<int64_t> tileRows{
       *this, "tile-rows",
       llvm::cl::desc("Rows of an expert per tile on the fused path, in "

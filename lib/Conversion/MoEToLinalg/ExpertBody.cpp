@@ -115,7 +115,7 @@ static Value unpackSlice(RewriterBase &rewriter, Location loc, Value packed,
                    scales ? arith::MulFOp::create(
                                 b, l,
                                 arith::SIToFPOp::create(b, l, element, args[0]),
-                                args[1])
+                                widenScale(b, l, args[1]))
                                 .getResult()
                           : arith::ExtFOp::create(b, l, element, args[0])
                                 .getResult();

@@ -11,6 +11,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "IntegerDotPanels.h"
+#include "QuantizedPanels.h"
 
 #include "moe/Conversion/MoEToLinalg/MoEToLinalg.h"
 
@@ -251,7 +252,8 @@ static Value addGroup(OpBuilder &b, Location loc, Value sums, Value rowScales,
         Value rowScaled = arith::MulFOp::create(
             nb, l, args[1],
             arith::SIToFPOp::create(nb, l, nb.getF32Type(), exact));
-        Value scaled = arith::MulFOp::create(nb, l, args[3], rowScaled);
+        Value scaled =
+            arith::MulFOp::create(nb, l, widenScale(nb, l, args[3]), rowScaled);
         linalg::YieldOp::create(
             nb, l, ValueRange{arith::AddFOp::create(nb, l, args[4], scaled)});
       });
@@ -272,8 +274,7 @@ Value mlir::moe::detail::emitIntegerDotPanel(
   int64_t width = layout.getPanel(), half = width / 2;
   int64_t depth = valuesType.getDimSize(1), group = layout.getGroup();
   int64_t quadsPerGroup = group / 4;
-  Type f32 = rewriter.getF32Type(), i8 = rewriter.getI8Type(),
-       i32 = rewriter.getI32Type();
+  Type i8 = rewriter.getI8Type(), i32 = rewriter.getI32Type();
   OpFoldResult zero = rewriter.getIndexAttr(0), one = rewriter.getIndexAttr(1);
   auto index = [&](OpBuilder &b, Location l, int64_t v) -> OpFoldResult {
     (void)l;
@@ -359,8 +360,8 @@ Value mlir::moe::detail::emitIntegerDotPanel(
               ArrayRef<OpFoldResult>{one, one, one});
         };
         Value columnScales = tensor::ExtractSliceOp::create(
-            b, l, RankedTensorType::get({width}, f32), scales,
-            ArrayRef<OpFoldResult>{panel, g, zero},
+            b, l, RankedTensorType::get({width}, scaleElementType(scales)),
+            scales, ArrayRef<OpFoldResult>{panel, g, zero},
             ArrayRef<OpFoldResult>{one, one, index(b, l, width)},
             ArrayRef<OpFoldResult>{one, one, one});
         Value cleared = linalg::FillOp::create(b, l,

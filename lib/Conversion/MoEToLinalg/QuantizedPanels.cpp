@@ -20,6 +20,17 @@
 
 using namespace mlir;
 using namespace mlir::moe;
+using namespace mlir::moe::detail;
+
+Type mlir::moe::detail::scaleElementType(Value scales) {
+  return cast<ShapedType>(scales.getType()).getElementType();
+}
+
+Value mlir::moe::detail::widenScale(OpBuilder &b, Location loc, Value scale) {
+  if (scale.getType().isF32())
+    return scale;
+  return arith::ExtFOp::create(b, loc, b.getF32Type(), scale);
+}
 
 Value mlir::moe::detail::addScaled(RewriterBase &rewriter, Location loc,
                                    Value sums, Value scales, Value out) {
@@ -31,7 +42,8 @@ Value mlir::moe::detail::addScaled(RewriterBase &rewriter, Location loc,
   auto generic = linalg::GenericOp::create(
       rewriter, loc, out.getType(), ValueRange{sums, scales}, out, maps,
       iterators, [](OpBuilder &b, Location l, ValueRange args) {
-        Value scaled = arith::MulFOp::create(b, l, args[0], args[1]);
+        Value scaled =
+            arith::MulFOp::create(b, l, args[0], widenScale(b, l, args[1]));
         linalg::YieldOp::create(
             b, l, ValueRange{arith::AddFOp::create(b, l, args[2], scaled)});
       });
@@ -74,7 +86,9 @@ Value mlir::moe::detail::unpackNibbleSlice(RewriterBase &rewriter, Location loc,
       rewriter, loc, RankedTensorType::get({panels, groups, group, half}, i8),
       packed, SmallVector<ReassociationIndices>{{0}, {1, 2}, {3}});
   Value halves = tensor::ExpandShapeOp::create(
-      rewriter, loc, RankedTensorType::get({panels, groups, 2, half}, f32),
+      rewriter, loc,
+      RankedTensorType::get({panels, groups, 2, half},
+                            scaleElementType(scales)),
       scales, SmallVector<ReassociationIndices>{{0}, {1}, {2, 3}});
   AffineExpr p, g, k, h, j;
   bindDims(context, p, g, k, h, j);
@@ -93,7 +107,8 @@ Value mlir::moe::detail::unpackNibbleSlice(RewriterBase &rewriter, Location loc,
           [&](OpBuilder &b, Location l, ValueRange args) {
             Value v = nibble(b, l, args[0], isHighHalf(b, l, 3));
             Value scaled = arith::MulFOp::create(
-                b, l, arith::SIToFPOp::create(b, l, f32, v), args[1]);
+                b, l, arith::SIToFPOp::create(b, l, f32, v),
+                widenScale(b, l, args[1]));
             linalg::YieldOp::create(b, l, scaled);
           })
           .getResult(0);
@@ -253,8 +268,8 @@ Value mlir::moe::detail::emitNibblePanel(RewriterBase &rewriter, Location loc,
                                        panel, row, group, width);
         Value weights = unpackGroup(b, l, bytes, iterArgs[1]);
         Value groupScales = tensor::ExtractSliceOp::create(
-            b, l, RankedTensorType::get({width}, f32), scales,
-            ArrayRef<OpFoldResult>{panel, g, zero},
+            b, l, RankedTensorType::get({width}, scaleElementType(scales)),
+            scales, ArrayRef<OpFoldResult>{panel, g, zero},
             ArrayRef<OpFoldResult>{one, one, b.getIndexAttr(width)},
             ArrayRef<OpFoldResult>{one, one, one});
         Value sums =
@@ -292,7 +307,7 @@ static Value dequantizeGroup(OpBuilder &b, Location loc, Value bytes,
   for (bool high : {false, true}) {
     OpFoldResult column = b.getIndexAttr(high ? half : 0);
     Value halfScales = tensor::ExtractSliceOp::create(
-        b, loc, RankedTensorType::get({half}, f32), scales,
+        b, loc, RankedTensorType::get({half}, scaleElementType(scales)), scales,
         ArrayRef<OpFoldResult>{column},
         ArrayRef<OpFoldResult>{b.getIndexAttr(half)},
         ArrayRef<OpFoldResult>{one});
@@ -314,7 +329,9 @@ static Value dequantizeGroup(OpBuilder &b, Location loc, Value bytes,
           Value value = arith::SIToFPOp::create(
               nb, l, f32, arith::ShRSIOp::create(nb, l, byte, four));
           linalg::YieldOp::create(
-              nb, l, ValueRange{arith::MulFOp::create(nb, l, value, args[1])});
+              nb, l,
+              ValueRange{arith::MulFOp::create(nb, l, value,
+                                               widenScale(nb, l, args[1]))});
         });
     generic->setAttr(kPanelElementwiseAttrName, b.getUnitAttr());
     panel = tensor::InsertSliceOp::create(b, loc, generic.getResult(0), panel,
@@ -345,8 +362,8 @@ static Value dequantizeRows(OpBuilder &b, Location loc, Value bytes,
                                    lb.getIndexAttr(half)},
             ArrayRef<OpFoldResult>{one, one});
         Value groupScales = tensor::ExtractSliceOp::create(
-            lb, l, RankedTensorType::get({2 * half}, lb.getF32Type()), scales,
-            ArrayRef<OpFoldResult>{g, zero},
+            lb, l, RankedTensorType::get({2 * half}, scaleElementType(scales)),
+            scales, ArrayRef<OpFoldResult>{g, zero},
             ArrayRef<OpFoldResult>{one, lb.getIndexAttr(2 * half)},
             ArrayRef<OpFoldResult>{one, one});
         scf::YieldOp::create(
@@ -391,8 +408,10 @@ Value mlir::moe::detail::emitDequantizedNibblePanel(
         auto [rows, bytes] = sliceRows(b, l, lhs, blockCount, blockDim, packed,
                                        panel, row, chunk, width);
         Value chunkScales = tensor::ExtractSliceOp::create(
-            b, l, RankedTensorType::get({chunk / group, width}, f32), scales,
-            ArrayRef<OpFoldResult>{panel, groupRow, zero},
+            b, l,
+            RankedTensorType::get({chunk / group, width},
+                                  scaleElementType(scales)),
+            scales, ArrayRef<OpFoldResult>{panel, groupRow, zero},
             ArrayRef<OpFoldResult>{one, b.getIndexAttr(chunk / group),
                                    b.getIndexAttr(width)},
             ArrayRef<OpFoldResult>{one, one, one});

@@ -15,6 +15,13 @@
 
 namespace mlir::moe::detail {
 
+/// The element type of a quantized weight's `scales`: f32, or f16 for
+/// `#moe.packed<..., scales = f16>`.
+Type scaleElementType(Value scales);
+
+/// A scale read from `scales` (`scale`, f32 or f16) as f32 (exact).
+Value widenScale(OpBuilder &b, Location loc, Value scale);
+
 /// `out + scales * sums`, the scales [P] broadcast over the rows of the
 /// [blocks, M0, P] sums (marked as part of an expert tile).
 Value addScaled(RewriterBase &rewriter, Location loc, Value sums, Value scales,

@@ -305,3 +305,62 @@ func.func @int8_rows_of_f16(%x: tensor<4x8x64xf32>, %w: tensor<4x2x64x32xi8>) ->
   }
   return %y : tensor<4x8x96xf32>
 }
+
+// -----
+
+// Scales are stored as f32 (absent) or f16.
+func.func @bf16_scales(%x: tensor<4x8x64xf32>, %w: tensor<4x2x64x32xi8>) -> tensor<4x8x96xf32> {
+  // expected-error @+2 {{#moe.packed: scales must be f16 (or absent: the body argument's element type), got 'bf16'}}
+  %y = moe.expert %x weights(%w : tensor<4x2x64x32xi8>) : tensor<4x8x64xf32> -> tensor<4x8x96xf32>
+      attributes {weight_layouts = [#moe.packed<panel = 64, storage = i4, group = 32, scales = bf16>]} {
+  ^bb0(%r: tensor<8x64xf32>, %a: tensor<64x96xf32>):
+    %e = tensor.empty() : tensor<8x96xf32>
+    %m = linalg.matmul ins(%r, %a : tensor<8x64xf32>, tensor<64x96xf32>) outs(%e : tensor<8x96xf32>) -> tensor<8x96xf32>
+    moe.yield %m : tensor<8x96xf32>
+  }
+  return %y : tensor<4x8x96xf32>
+}
+
+// -----
+
+// Only quantized weights have scales.
+func.func @f16_scales_of_bf16(%x: tensor<4x8x64xf32>, %w: tensor<4x2x64x64xbf16>) -> tensor<4x8x96xf32> {
+  // expected-error @+2 {{#moe.packed: scales = f16 is for quantized weights (storage = i8 or i4), got storage = 'bf16'}}
+  %y = moe.expert %x weights(%w : tensor<4x2x64x64xbf16>) : tensor<4x8x64xf32> -> tensor<4x8x96xf32>
+      attributes {weight_layouts = [#moe.packed<panel = 64, storage = bf16, scales = f16>]} {
+  ^bb0(%r: tensor<8x64xf32>, %a: tensor<64x96xf32>):
+    %e = tensor.empty() : tensor<8x96xf32>
+    %m = linalg.matmul ins(%r, %a : tensor<8x64xf32>, tensor<64x96xf32>) outs(%e : tensor<8x96xf32>) -> tensor<8x96xf32>
+    moe.yield %m : tensor<8x96xf32>
+  }
+  return %y : tensor<4x8x96xf32>
+}
+
+// -----
+
+func.func @f16_scales_of_f32(%x: tensor<4x8x64xf32>, %w: tensor<4x2x64x64xf32>) -> tensor<4x8x96xf32> {
+  // expected-error @+2 {{#moe.packed: scales = f16 is for quantized weights (storage = i8 or i4), got no storage}}
+  %y = moe.expert %x weights(%w : tensor<4x2x64x64xf32>) : tensor<4x8x64xf32> -> tensor<4x8x96xf32>
+      attributes {weight_layouts = [#moe.packed<panel = 64, scales = f16>]} {
+  ^bb0(%r: tensor<8x64xf32>, %a: tensor<64x96xf32>):
+    %e = tensor.empty() : tensor<8x96xf32>
+    %m = linalg.matmul ins(%r, %a : tensor<8x64xf32>, tensor<64x96xf32>) outs(%e : tensor<8x96xf32>) -> tensor<8x96xf32>
+    moe.yield %m : tensor<8x96xf32>
+  }
+  return %y : tensor<4x8x96xf32>
+}
+
+// -----
+
+// The scales operand has the layout's scale type.
+func.func @f32_scales_for_f16(%x: tensor<4x8x64xf32>, %w: tensor<4x2x64x32xi8>, %s: tensor<4x2x2x64xf32>) -> tensor<4x8x96xf32> {
+  // expected-error @+1 {{the scales of packed weight #0 (one per group and output column) must be 'tensor<4x2x2x64xf16>' ([E, ceil(N / panel), K / group, panel]), got 'tensor<4x2x2x64xf32>'}}
+  %y = moe.expert %x weights(%w : tensor<4x2x64x32xi8>) scales(%s : tensor<4x2x2x64xf32>) : tensor<4x8x64xf32> -> tensor<4x8x96xf32>
+      attributes {weight_layouts = [#moe.packed<panel = 64, storage = i4, group = 32, activations = i8, scales = f16>]} {
+  ^bb0(%r: tensor<8x64xf32>, %a: tensor<64x96xf32>):
+    %e = tensor.empty() : tensor<8x96xf32>
+    %m = linalg.matmul ins(%r, %a : tensor<8x64xf32>, tensor<64x96xf32>) outs(%e : tensor<8x96xf32>) -> tensor<8x96xf32>
+    moe.yield %m : tensor<8x96xf32>
+  }
+  return %y : tensor<4x8x96xf32>
+}

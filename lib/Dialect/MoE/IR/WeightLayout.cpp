@@ -15,7 +15,7 @@ using namespace mlir::moe;
 LogicalResult
 PackedWeightAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                          int64_t panel, Type storage, int64_t group,
-                         Type activations) {
+                         Type activations, Type scales) {
   if (panel < 1 || panel > kMaxPanel)
     return emitError() << "#moe.packed: panel must be in [1, " << kMaxPanel
                        << "] columns, got " << panel;
@@ -44,6 +44,20 @@ PackedWeightAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                           "and a group that is a multiple of 4 (rows are "
                           "stored four by four), got storage = "
                        << storage << ", group = " << group;
+  if (scales && !scales.isF16())
+    return emitError() << "#moe.packed: scales must be f16 (or absent: the "
+                          "body argument's element type), got "
+                       << scales;
+  if (scales && !(nibbles || (storage && storage.isSignlessInteger(8)))) {
+    InFlightDiagnostic diag = emitError()
+                              << "#moe.packed: scales = f16 is for quantized "
+                                 "weights (storage = i8 or i4), got ";
+    if (storage)
+      diag << "storage = " << storage;
+    else
+      diag << "no storage";
+    return diag;
+  }
   return success();
 }
 
@@ -56,8 +70,9 @@ PackedWeightAttr::getScaleSliceType(RankedTensorType logical) const {
   if (isNibbles())
     return RankedTensorType::get(
         {panels, logical.getDimSize(0) / getGroup(), getPanel()},
-        logical.getElementType());
-  return RankedTensorType::get({panels, getPanel()}, logical.getElementType());
+        getScaleType(logical.getElementType()));
+  return RankedTensorType::get({panels, getPanel()},
+                               getScaleType(logical.getElementType()));
 }
 
 RankedTensorType

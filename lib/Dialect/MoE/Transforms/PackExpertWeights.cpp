@@ -33,8 +33,8 @@ namespace {
 /// weight of a moe.expert whose body only multiplies by it, with one
 /// logical [K, N] shape; null otherwise.
 static PackedWeightAttr layoutFor(BlockArgument arg, int64_t panel,
-                                  Type storage, int64_t group,
-                                  Type activations) {
+                                  Type storage, int64_t group, Type activations,
+                                  Type scales) {
   MLIRContext *context = arg.getContext();
   RankedTensorType logical;
   for (OpOperand &use : arg.getUses()) {
@@ -59,8 +59,10 @@ static PackedWeightAttr layoutFor(BlockArgument arg, int64_t panel,
   if (!logical.getElementType().isF32())
     storage = Type();
   bool nibbles = storage && storage.isSignlessInteger(4);
+  bool quantized = storage && isa<IntegerType>(storage);
   return PackedWeightAttr::get(context, panel, storage, nibbles ? group : 0,
-                               nibbles ? activations : Type());
+                               nibbles ? activations : Type(),
+                               quantized ? scales : Type());
 }
 
 /// The [E, ceil(N / P), K, P] type of a packed [E, K, N] weight.
@@ -135,7 +137,8 @@ static void emitPackFunction(OpBuilder &builder, func::FuncOp func,
           rewriter, loc, weight, layout.getPanel(), layout.getGroup(),
           layout.hasInt8Activations());
       packed.push_back(q.quantized);
-      packed.push_back(q.scales);
+      packed.push_back(moe::detail::narrowScales(rewriter, loc, q.scales,
+                                                 layout.getScales()));
       continue;
     }
     Value source = weight, scales;
@@ -150,9 +153,13 @@ static void emitPackFunction(OpBuilder &builder, func::FuncOp func,
     packed.push_back(packAlong(rewriter, loc, source, resultType, /*dim=*/2,
                                layout.getPanel(), /*outerPerm=*/{0, 2, 1}));
     if (scales)
-      packed.push_back(packAlong(rewriter, loc, scales,
-                                 scalesType(weightType, layout), /*dim=*/1,
-                                 layout.getPanel(), /*outerPerm=*/{}));
+      packed.push_back(moe::detail::narrowScales(
+          rewriter, loc,
+          packAlong(
+              rewriter, loc, scales,
+              scalesType(weightType, layout).clone(weightType.getElementType()),
+              /*dim=*/1, layout.getPanel(), /*outerPerm=*/{}),
+          layout.getScales()));
   }
   func::ReturnOp::create(rewriter, loc, packed);
 }
@@ -229,6 +236,21 @@ struct PackExpertWeightsPass
           << activations << "'";
       return signalPassFailure();
     }
+    Type scaleType;
+    if (scales == "f16") {
+      scaleType = Float16Type::get(&getContext());
+      if (storage != "i8" && storage != "i4") {
+        module.emitError("moe-pack-expert-weights: scales=f16 is for "
+                         "quantized weights (storage=i8 or i4), got storage=")
+            << (storage.empty() ? std::string("f32") : storage);
+        return signalPassFailure();
+      }
+    } else if (!scales.empty() && scales != "f32") {
+      module.emitError("moe-pack-expert-weights: scales must be f32 or f16, "
+                       "got '")
+          << scales << "'";
+      return signalPassFailure();
+    }
     if (panel < 1 || panel > PackedWeightAttr::kMaxPanel) {
       module.emitError("moe-pack-expert-weights: panel must be in [1, ")
           << PackedWeightAttr::kMaxPanel << "], got "
@@ -243,8 +265,8 @@ struct PackExpertWeightsPass
       SmallVector<unsigned> packedArgs;
       SmallVector<PackedWeightAttr> layouts;
       for (BlockArgument arg : func.getArguments())
-        if (PackedWeightAttr layout =
-                layoutFor(arg, panel, storageType, group, activationType)) {
+        if (PackedWeightAttr layout = layoutFor(arg, panel, storageType, group,
+                                                activationType, scaleType)) {
           auto type = cast<RankedTensorType>(arg.getType());
           if (layout.isNibbles() && type.getDimSize(1) % group != 0) {
             func.emitError("moe-pack-expert-weights: storage=i4 with group=")

@@ -57,6 +57,30 @@ Value mlir::moe::detail::roundToBF16(RewriterBase &rewriter, Location loc,
   return generic.getResult(0);
 }
 
+Value mlir::moe::detail::narrowScales(RewriterBase &rewriter, Location loc,
+                                      Value scales, Type type) {
+  auto scalesType = cast<RankedTensorType>(scales.getType());
+  if (!type || type == scalesType.getElementType())
+    return scales;
+  auto resultType = scalesType.clone(type);
+  Value init =
+      tensor::EmptyOp::create(rewriter, loc, resultType.getShape(), type);
+  SmallVector<AffineMap> maps(
+      2, rewriter.getMultiDimIdentityMap(scalesType.getRank()));
+  SmallVector<utils::IteratorType> iterators(scalesType.getRank(),
+                                             utils::IteratorType::parallel);
+  // arith.truncf rounds to nearest even (LLVM's fptrunc; vcvtps2ph with
+  // the default rounding on x86).
+  return linalg::GenericOp::create(
+             rewriter, loc, resultType, scales, init, maps, iterators,
+             [&](OpBuilder &b, Location l, ValueRange args) {
+               linalg::YieldOp::create(
+                   b, l,
+                   ValueRange{arith::TruncFOp::create(b, l, type, args[0])});
+             })
+      .getResult(0);
+}
+
 /// Symmetric quantization of `weight` ([..., R, N], f32) along its
 /// dimension R (moe::quantizeSymmetric).
 static moe::detail::QuantizedWeight quantizeAlong(RewriterBase &rewriter,

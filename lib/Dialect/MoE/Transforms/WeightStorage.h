@@ -41,6 +41,11 @@ QuantizedWeight quantizeToI8(RewriterBase &rewriter, Location loc,
 QuantizedWeight quantizeToI4(RewriterBase &rewriter, Location loc, Value weight,
                              int64_t panel, int64_t group, bool forIntegerDot);
 
+/// `scales` (f32) rounded to `type` (f16) to nearest even, elementwise;
+/// `scales` itself when `type` is null or its element type.
+Value narrowScales(RewriterBase &rewriter, Location loc, Value scales,
+                   Type type);
+
 } // namespace mlir::moe::detail
 
 #endif // LIB_DIALECT_MOE_TRANSFORMS_WEIGHTSTORAGE_H

@@ -317,6 +317,17 @@ def MoE_PackedWeightAttr : MoE_Attr<"PackedWeight", "packed"> {
     column `c + panel / 2` in its high nibble, each as `u = v + 8` in `[0,
     15]` (the `Q4_0` code). The operand and scales keep the shapes above.
 
+    With `scales = f16` (for `storage = i8` or `i4`) the scales operand
+    holds IEEE half floats, 2 little-endian bytes each, instead of `f32`:
+    the same shapes, and every scale is read widened to `f32` (exact). A
+    4-bit group of 32 with `activations = i8` is then GGUF's `Q4_0` block,
+    18 bytes per 32 weights (0.5625 bytes per weight): an f16 scale `d`
+    and 32 codes `u` with `W = (u - 8) * d`. `moe-pack-expert-weights`
+    computes the codes with the `f32` scale and stores the scale rounded to
+    nearest even f16 (as llama.cpp's `Q4_0` does); a scale above 65504
+    (a group whose largest weight passes `7 x 65504` for `i4`, `127 x
+    65504` for `i8`) becomes infinity, and one below 2^-24 zero.
+
     For f32, bf16 and i8 storage, the layout is
     `linalg.pack %w outer_dims_perm = [0, 2, 1] inner_dims_pos = [2]
     inner_tiles = [panel] padding_value(0)` of the `[E, K, N]` weight: the
@@ -358,13 +369,15 @@ def MoE_PackedWeightAttr : MoE_Attr<"PackedWeight", "packed"> {
   let parameters = (ins "int64_t":$panel,
                         OptionalParameter<"::mlir::Type">:$storage,
                         DefaultValuedParameter<"int64_t", "0">:$group,
-                        OptionalParameter<"::mlir::Type">:$activations);
+                        OptionalParameter<"::mlir::Type">:$activations,
+                        OptionalParameter<"::mlir::Type">:$scales);
   let builders = [
     AttrBuilder<(ins "int64_t":$panel), [{
-      return $_get($_ctxt, panel, ::mlir::Type(), 0, ::mlir::Type());
+      return $_get($_ctxt, panel, ::mlir::Type(), 0, ::mlir::Type(),
+                   ::mlir::Type());
     }]>,
     AttrBuilder<(ins "int64_t":$panel, "::mlir::Type":$storage), [{
-      return $_get($_ctxt, panel, storage, 0, ::mlir::Type());
+      return $_get($_ctxt, panel, storage, 0, ::mlir::Type(), ::mlir::Type());
     }]>
   ];
   let assemblyFormat = "`<` struct(params) `>`";
@@ -376,6 +389,11 @@ def MoE_PackedWeightAttr : MoE_Attr<"PackedWeight", "packed"> {
     /// The scales of one expert ([ceil(N / panel), panel] of f32) when the
     /// storage is quantized, null otherwise.
     ::mlir::RankedTensorType getScaleSliceType(::mlir::RankedTensorType logical) const;
+    /// The element type of the scales for a logical element type: `scales`
+    /// if given (f16), else the logical type.
+    ::mlir::Type getScaleType(::mlir::Type logical) const {
+      return getScales() ? getScales() : logical;
+    }
     /// Whether the panels hold integers that the scales multiply.
     bool isQuantized() const {
       return getStorage() && ::llvm::isa<::mlir::IntegerType>(getStorage());

@@ -169,7 +169,9 @@ def MoEPackExpertWeights : Pass<"moe-pack-expert-weights", "::mlir::ModuleOp"> {
     with a scale per group of `group` rows and output column (an eighth of
     the bytes plus the scales), each followed by its scales
     `[E, ceil(N / P), K / group, P]`; `activations=i8` with `storage=i4`
-    stores them for the integer dot product (see `#moe.packed`). A caller
+    stores them for the integer dot product (see `#moe.packed`);
+    `scales=f16` stores the scales of i8 or i4 weights as f16 (with
+    `storage=i4 group=32 activations=i8`: GGUF's `Q4_0` block). A caller
     that calls one layer many times packs its weights
     once with `@f_pack_weights` and calls `@f_packed`. A weight used in any
     other way (or outside moe.expert) is not packed; a function with no
@@ -209,7 +211,12 @@ def MoEPackExpertWeights : Pass<"moe-pack-expert-weights", "::mlir::ModuleOp"> {
            "are) or i8 (they quantize each row to int8 per group and sum "
            "products in integers, GGUF's Q8_0 x Q4_0; "
            "#moe.packed<..., activations = i8>, rows stored four by four; "
-           "the group must be a multiple of 4)">
+           "the group must be a multiple of 4)">,
+    Option<"scales", "scales", "std::string", /*default=*/"\"f32\"",
+           "With storage=i8 or i4: the scales' type, f32 or f16 (rounded "
+           "to nearest even from the f32 scale the codes were computed "
+           "with; #moe.packed<..., scales = f16>: with storage=i4 group=32 "
+           "activations=i8, GGUF's Q4_0 block)">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
