@@ -13,13 +13,14 @@ output's scale with int8 rows, see test_packed_i4a8.py)."""
 import numpy as np
 import pytest
 
-from cases import layer_inputs, run_layer
+from cases import layer_inputs
 from layer_cases import LAYERS, _layer, layer_case_inputs
 from moe_mlir import reference as R
 from moe_mlir import runner
 from moe_mlir.policies import TokenChoice
-from test_packed import Repacking, check_pipeline_options, check_stored, packed_compiler
-from test_packed_i4a8 import TOLERANCE, _host_has
+from test_packed import check_pipeline_options, check_stored, packed_compiler
+import test_packed_i4a8
+from test_packed_i4a8 import _host_has
 
 # layer_cases.py's layers have D = 24 and H = 40: groups of 8 rows.
 GROUP = 8
@@ -57,15 +58,13 @@ class Preloaded:
 
 
 def check_int8_rows(fn, layer, inputs, group, weights=None):
-    """`fn` (packing each call's weights, or with `weights` those it has
-    loaded) against the reference with int8 rows."""
-    got = run_layer(Repacking(fn) if weights is None else Preloaded(fn), layer, inputs)
-    weights = weights or [i4_stored(group)(w) for w in inputs["weights"]]
-    want, _ = R.layer_forward(layer, inputs["x"], inputs["router"], weights, inputs.get("bias"),
-                              inputs.get("scale"), lhs=lambda a: R.quantize_rows_i8(a, group))
-    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
-    err = float(np.abs(got - want).max(initial=0.0))
-    assert err <= TOLERANCE * scale, f"max error {err:.3g} (scale {scale:.3g})"
+    """`fn` (packing each call's weights with f16 scales, or with `weights`
+    the ones it has loaded) against the reference with int8 rows."""
+    if weights is None:
+        test_packed_i4a8.check_int8_rows(fn, layer, inputs, group,
+                                         [i4_stored(group)(w) for w in inputs["weights"]])
+    else:
+        test_packed_i4a8.check_int8_rows(fn, layer, inputs, group, weights, call=Preloaded)
 
 
 @pytest.mark.parametrize("name", LAYER_NAMES)

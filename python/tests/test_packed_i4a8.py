@@ -35,9 +35,12 @@ def compile_a8(tmp_path_factory):
     return packed_compiler(tmp_path_factory, storage="i4", group=GROUP, activations="i8")
 
 
-def check_int8_rows(fn, layer, inputs, group):
-    got = run_layer(Repacking(fn), layer, inputs)
-    weights = [R.dequantize_i4(*R.quantize_i4(w, group), group) for w in inputs["weights"]]
+def check_int8_rows(fn, layer, inputs, group, weights=None, call=Repacking):
+    """`call(fn)` on `inputs` against the reference with int8 rows, given
+    `weights` (default: the inputs' weights quantized to 4 bits)."""
+    got = run_layer(call(fn), layer, inputs)
+    if weights is None:
+        weights = [R.dequantize_i4(*R.quantize_i4(w, group), group) for w in inputs["weights"]]
     want, _ = R.layer_forward(layer, inputs["x"], inputs["router"], weights, inputs.get("bias"),
                               inputs.get("scale"), lhs=lambda a: R.quantize_rows_i8(a, group))
     scale = max(1.0, float(np.abs(want).max(initial=0.0)))
