@@ -111,14 +111,17 @@ static Value unpackSlice(RewriterBase &rewriter, Location loc, Value packed,
   return linalg::GenericOp::create(
              rewriter, loc, logical, inputs, init, maps, iterators,
              [&](OpBuilder &b, Location l, ValueRange args) {
-               Value value =
-                   scales ? arith::MulFOp::create(
-                                b, l,
-                                arith::SIToFPOp::create(b, l, element, args[0]),
-                                widenScale(b, l, args[1]))
-                                .getResult()
-                          : arith::ExtFOp::create(b, l, element, args[0])
-                                .getResult();
+               if (!scales) {
+                 linalg::YieldOp::create(
+                     b, l,
+                     ValueRange{arith::ExtFOp::create(b, l, element, args[0])});
+                 return;
+               }
+               // One op per statement: their order must not depend on the
+               // compiler's order of evaluating arguments.
+               Value stored = arith::SIToFPOp::create(b, l, element, args[0]);
+               Value scale = widenScale(b, l, args[1]);
+               Value value = arith::MulFOp::create(b, l, stored, scale);
                linalg::YieldOp::create(b, l, value);
              })
       .getResult(0);

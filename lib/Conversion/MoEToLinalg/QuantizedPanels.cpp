@@ -106,9 +106,11 @@ Value mlir::moe::detail::unpackNibbleSlice(RewriterBase &rewriter, Location loc,
           SmallVector<utils::IteratorType>(5, utils::IteratorType::parallel),
           [&](OpBuilder &b, Location l, ValueRange args) {
             Value v = nibble(b, l, args[0], isHighHalf(b, l, 3));
-            Value scaled = arith::MulFOp::create(
-                b, l, arith::SIToFPOp::create(b, l, f32, v),
-                widenScale(b, l, args[1]));
+            // (One op per statement: the order of the ops must not
+            // depend on the compiler's order of evaluating arguments.)
+            Value value = arith::SIToFPOp::create(b, l, f32, v);
+            Value scale = widenScale(b, l, args[1]);
+            Value scaled = arith::MulFOp::create(b, l, value, scale);
             linalg::YieldOp::create(b, l, scaled);
           })
           .getResult(0);
